@@ -1,0 +1,96 @@
+//! Step 01 — ListenAndServe.
+//!
+//! Go's `http.ListenAndServe` hides three things that a Rust program writes
+//! out: an accept loop, one task per connection, and a *service* (a function
+//! from request to response) that hyper calls for every request on that
+//! connection. This step answers every request itself, with a page that
+//! describes what arrived: the raw material a proxy works with.
+
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use crate::body::{Body, text};
+
+/// The client's address, stored in each request's extensions by [`serve`]:
+/// the handler only sees the request, yet later steps need to know who asked
+/// (step 06 puts it in `X-Forwarded-For`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+// ANCHOR: serve
+/// Accepts connections forever and serves each on its own task with
+/// `handler`, which turns a request into a response.
+pub async fn serve<H, F>(listener: TcpListener, handler: H)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    loop {
+        // EXERCISE: accept a connection, then serve it with hyper's http1::Builder on a task of its own (tokio::spawn)
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Usually "too many open files": wait a little instead of
+                // spinning, and keep the connections we already have.
+                warn!("accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let handler = handler.clone();
+        // One task per connection: a slow client never holds up the others.
+        tokio::spawn(async move {
+            let service = service_fn(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ClientAddr(peer));
+                let response = handler(request);
+                async move { Ok::<_, Infallible>(response.await) }
+            });
+            // hyper reads requests off the connection, calls the service,
+            // writes the responses, and handles keep-alive between them.
+            if let Err(err) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                debug!("connection from {peer} ended: {err}");
+            }
+        });
+        // END EXERCISE
+    }
+}
+// ANCHOR_END: serve
+
+// ANCHOR: describe
+/// The whole application of step 01: say what arrived.
+pub async fn describe_request(request: Request<Incoming>) -> Response<Body> {
+    // EXERCISE: write the method, the path and query, the version and every header (as received) into a text page
+    let mut page = String::new();
+    if let Some(ClientAddr(peer)) = request.extensions().get::<ClientAddr>() {
+        let _ = writeln!(page, "client: {peer}");
+    }
+    let _ = writeln!(
+        page,
+        "request: {} {} {:?}",
+        request.method(),
+        request.uri(),
+        request.version()
+    );
+    let _ = writeln!(page, "headers, as received:");
+    for (name, value) in request.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        let _ = writeln!(page, "  {name}: {value}");
+    }
+    text(StatusCode::OK, page.trim_end())
+    // END EXERCISE
+}
+// ANCHOR_END: describe

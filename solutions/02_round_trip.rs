@@ -1,0 +1,109 @@
+//! Step 02 — RoundTrip: forward the request, answer with the upstream's
+//! status.
+//!
+//! A reverse proxy is a server whose handler is a client. The request that
+//! arrived says `GET /echo` (origin-form); to send it on, the proxy gives it
+//! an absolute URI (`http://upstream/echo`) so the client knows where to
+//! connect. The client's `Host` header is kept: the upstream sees the name the
+//! user typed.
+//!
+//! This first version holds both bodies in memory (`collect`), the simplest
+//! thing that works for small pages. Step 03 fixes it.
+
+use http::uri::{Parts, PathAndQuery};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tracing::warn;
+
+use crate::body::{Body, full, text};
+
+/// Where requests go, and the client that takes them there.
+///
+/// The hyper-util client keeps a pool of idle connections per upstream, the
+/// equivalent of Go's `http.DefaultTransport`: a request reuses a connection
+/// instead of paying for a new TCP handshake.
+pub struct Upstream {
+    pub uri: Uri,
+    pub client: Client<HttpConnector, Body>,
+}
+
+impl Upstream {
+    pub fn new(uri: Uri) -> Upstream {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Upstream { uri, client }
+    }
+}
+
+// ANCHOR: upstream_uri
+/// The URI to send upstream: the upstream's scheme and authority, the
+/// request's path and query. (Step 06 also joins the upstream's own path.)
+pub fn upstream_uri(upstream: &Uri, request: &Uri) -> Uri {
+    // EXERCISE: keep the request's path and query, take scheme and authority from the upstream
+    let mut parts = Parts::default();
+    parts.scheme = upstream.scheme().cloned();
+    parts.authority = upstream.authority().cloned();
+    parts.path_and_query = Some(
+        request
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts).unwrap_or_else(|_| upstream.clone())
+    // END EXERCISE
+}
+// ANCHOR_END: upstream_uri
+
+// ANCHOR: bad_gateway
+/// The answer when the upstream cannot be reached or fails mid-way: a 502
+/// that says which upstream and why, immediately. Never a panic, never a
+/// hang: the client can retry or give up.
+pub fn bad_gateway(upstream: &Uri, err: &dyn std::error::Error) -> Response<Body> {
+    // The client error says "client error (Connect)"; its source says why.
+    let mut reason = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        reason = format!("{reason}: {cause}");
+        source = cause.source();
+    }
+    warn!("upstream {upstream} failed: {reason}");
+    text(
+        StatusCode::BAD_GATEWAY,
+        format!("502 Bad Gateway: upstream {upstream} failed: {reason}"),
+    )
+}
+// ANCHOR_END: bad_gateway
+
+// ANCHOR: round_trip
+/// Sends `request` to the upstream and answers with its status and body.
+pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Response<Body> {
+    // EXERCISE: collect the request body, point the request at the upstream, send it, and answer with the upstream's status and collected body (502 on error)
+    let (mut parts, body) = request.into_parts();
+    // Simple, and wrong for big bodies: the whole upload sits in memory.
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) => return text(StatusCode::BAD_REQUEST, format!("reading the request failed: {err}")),
+    };
+    parts.uri = upstream_uri(&upstream.uri, &parts.uri);
+    let request = Request::from_parts(parts, full(body));
+
+    let response = match upstream.client.request(request).await {
+        Ok(response) => response,
+        Err(err) => return bad_gateway(&upstream.uri, &err),
+    };
+    let status = response.status();
+    let body = match response.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) => return bad_gateway(&upstream.uri, &err),
+    };
+    // Only the status and the body: the upstream's headers are dropped for
+    // now (step 04 decides which cross).
+    let mut answer = Response::new(full(body));
+    *answer.status_mut() = status;
+    answer
+    // END EXERCISE
+}
+// ANCHOR_END: round_trip

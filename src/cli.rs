@@ -1,0 +1,118 @@
+//! What every step binary does before its first request: read the command
+//! line, set up logs, bind the port, and say so.
+//!
+//! The conventions (shared by every step, relied upon by the tests):
+//! - `--listen ADDR` (default `127.0.0.1:8080`; port 0 picks a free port);
+//! - `--upstream URL`; without it the step starts the demo origin in-process;
+//! - the first line on stdout is exactly `listening on http://ADDR`, with the
+//!   real port, so a script can start a step on port 0 and read where it is;
+//! - logs go to stderr through `tracing`, filtered by `RUST_LOG`.
+
+use std::net::SocketAddr;
+
+use http::Uri;
+use tokio::net::TcpListener;
+
+/// The arguments every step accepts. Later steps add their own flags next to
+/// these with `#[command(flatten)]`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(about = "One step of the reverse-proxy workshop")]
+pub struct Args {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// Where to forward requests: http://host:port, optionally with a base
+    /// path. Without it, the step starts the demo origin on a free port.
+    #[arg(long, value_name = "URL", value_parser = parse_upstream)]
+    pub upstream: Option<Uri>,
+}
+
+impl Args {
+    /// Parse the command line; a bad value prints why and exits with code 2.
+    pub fn parse() -> Args {
+        <Args as clap::Parser>::parse()
+    }
+}
+
+/// Checks an `--upstream` value at start, so a typo is a clear error now
+/// rather than a 502 on every request later.
+pub fn parse_upstream(value: &str) -> Result<Uri, String> {
+    let uri: Uri = value
+        .parse()
+        .map_err(|err| format!("not a URL ({err}); expected http://host:port"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => return Err(format!("scheme `{other}` is not supported; use http://")),
+        None => return Err("missing scheme; expected http://host:port".into()),
+    }
+    if uri.authority().is_none_or(|authority| authority.host().is_empty()) {
+        return Err("missing host; expected http://host:port".into());
+    }
+    Ok(uri)
+}
+
+/// Sets up logs, binds `--listen` and prints the `listening on` line.
+///
+/// Exits the process with a clear message if the address cannot be bound:
+/// there is nothing useful a proxy can do without its port.
+pub async fn listen(args: &Args) -> TcpListener {
+    init_logs();
+    let listener = match TcpListener::bind(&args.listen).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("error: cannot listen on {}: {err}", args.listen);
+            std::process::exit(1);
+        }
+    };
+    println!("listening on http://{}", local_addr(&listener));
+    listener
+}
+
+/// The upstream to forward to: `--upstream`, or the demo origin started
+/// in-process on a free port so that every step is one command.
+pub async fn upstream(args: &Args) -> Uri {
+    if let Some(upstream) = &args.upstream {
+        return upstream.clone();
+    }
+    match crate::origin::start("127.0.0.1:0").await {
+        Ok(origin) => {
+            println!(
+                "no --upstream given: started the demo origin on http://{}",
+                origin.addr()
+            );
+            format!("http://{}", origin.addr())
+                .parse()
+                .expect("a socket address makes a valid URI")
+        }
+        Err(err) => {
+            eprintln!("error: cannot start the demo origin: {err}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Prints a few commands to try, with `{addr}` replaced by the real address.
+pub fn try_this(listener: &TcpListener, commands: &[&str]) {
+    let addr = local_addr(listener).to_string();
+    for command in commands {
+        println!("try: {}", command.replace("{addr}", &addr));
+    }
+}
+
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .expect("a bound listener has a local address")
+}
+
+/// Logs to stderr (stdout is for the `listening on` line and the tips),
+/// `info` unless `RUST_LOG` says otherwise.
+pub fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
