@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 use crate::body::{Body, text};
@@ -28,6 +28,9 @@ use crate::body::{Body, text};
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// The largest request head (request line and headers) a client may send.
+const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
 // ANCHOR: serve
 /// Accepts connections forever and serves each on its own task with
 /// `handler`, which turns a request into a response.
@@ -37,7 +40,7 @@ where
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     loop {
-        // EXERCISE: accept a connection, then serve it with hyper's http1::Builder on a task of its own (tokio::spawn)
+        // EXERCISE: accept a connection, then run serve_connection for it on a task of its own (tokio::spawn)
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(err) => {
@@ -48,33 +51,71 @@ where
                 continue;
             }
         };
-        let handler = handler.clone();
         // One task per connection: a slow client never holds up the others.
-        tokio::spawn(async move {
-            let service = service_fn(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(ClientAddr(peer));
-                let response = handler(request);
-                async move { Ok::<_, Infallible>(response.await) }
-            });
-            // hyper reads requests off the connection, calls the service,
-            // writes the responses, and handles keep-alive between them.
-            if let Err(err) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                debug!("connection from {peer} ended: {err}");
-            }
-        });
+        tokio::spawn(serve_connection(stream, peer, handler.clone()));
         // END EXERCISE
     }
 }
 // ANCHOR_END: serve
+
+// ANCHOR: serve_connection
+/// Serves the requests of one connection until the client closes it.
+async fn serve_connection<H, F>(stream: TcpStream, peer: SocketAddr, handler: H)
+where
+    H: Fn(Request<Incoming>) -> F + Send + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    // The service: what hyper calls for each request on this connection.
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ClientAddr(peer));
+        let answer = if head_len(&request) > MAX_REQUEST_HEAD {
+            Err(text(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "431 Request Header Fields Too Large",
+            ))
+        } else {
+            Ok(handler(request))
+        };
+        async move {
+            Ok::<_, Infallible>(match answer {
+                Ok(response) => response.await,
+                Err(refused) => refused,
+            })
+        }
+    });
+    // EXERCISE: serve the connection with hyper's http1::Builder (max_buf_size(MAX_REQUEST_HEAD)) and the service; log the error it ends with
+    // hyper reads requests off the connection, calls the service, writes
+    // the responses, and handles keep-alive between them. The buffer bounds
+    // the memory a request head may take while it arrives (hyper's default,
+    // ~400 KiB, is generous; nginx allows 8 KiB a line); it only applies
+    // while the head is incomplete, hence the `head_len` check above too.
+    if let Err(err) = http1::Builder::new()
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        debug!("connection from {peer} ended: {err}");
+    }
+    // END EXERCISE
+}
+// ANCHOR_END: serve_connection
+
+/// The size of a request head, about as it was on the wire.
+fn head_len(request: &Request<Incoming>) -> usize {
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    request.uri().to_string().len() + headers
+}
 
 // ANCHOR: describe
 /// The whole application of step 01: say what arrived.
 pub async fn describe_request(request: Request<Incoming>) -> Response<Body> {
     // EXERCISE: write the method, the path and query, the version and every header (as received) into a text page
     let mut page = String::new();
+    // ANCHOR: describe_page
     if let Some(ClientAddr(peer)) = request.extensions().get::<ClientAddr>() {
         let _ = writeln!(page, "client: {peer}");
     }
@@ -91,6 +132,7 @@ pub async fn describe_request(request: Request<Incoming>) -> Response<Body> {
         let _ = writeln!(page, "  {name}: {value}");
     }
     text(StatusCode::OK, page.trim_end())
+    // ANCHOR_END: describe_page
     // END EXERCISE
 }
 // ANCHOR_END: describe

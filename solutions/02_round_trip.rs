@@ -81,6 +81,7 @@ pub fn bad_gateway(upstream: &Uri, err: &dyn std::error::Error) -> Response<Body
 /// Sends `request` to the upstream and answers with its status and body.
 pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Response<Body> {
     // EXERCISE: collect the request body, point the request at the upstream, send it, and answer with the upstream's status and collected body (502 on error)
+    // ANCHOR: forward
     let (mut parts, body) = request.into_parts();
     // Simple, and wrong for big bodies: the whole upload sits in memory.
     let body = match body.collect().await {
@@ -89,7 +90,9 @@ pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Resp
     };
     parts.uri = upstream_uri(&upstream.uri, &parts.uri);
     let request = Request::from_parts(parts, full(body));
+    // ANCHOR_END: forward
 
+    // ANCHOR: answer
     let response = match upstream.client.request(request).await {
         Ok(response) => response,
         Err(err) => return bad_gateway(&upstream.uri, &err),
@@ -104,6 +107,7 @@ pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Resp
     let mut answer = Response::new(full(body));
     *answer.status_mut() = status;
     answer
+    // ANCHOR_END: answer
     // END EXERCISE
 }
 // ANCHOR_END: round_trip

@@ -20,6 +20,7 @@ pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Resp
     let (mut parts, body) = request.into_parts();
     parts.uri = upstream_uri(&upstream.uri, &parts.uri);
     // EXERCISE: send the request with its body as a stream (boxed), and answer with the upstream's status and streaming body
+    // ANCHOR: stream
     // No `collect()`: the incoming body *is* the outgoing body.
     let request = Request::from_parts(parts, boxed(body));
     let response = match upstream.client.request(request).await {
@@ -30,6 +31,7 @@ pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Resp
     let mut answer = Response::new(boxed(response.into_body()));
     *answer.status_mut() = status;
     answer
+    // ANCHOR_END: stream
     // END EXERCISE
 }
 // ANCHOR_END: round_trip

@@ -31,12 +31,15 @@ pub fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
 /// Sends a new request built from `request` upstream, and answers with a new
 /// response built from the upstream's: status, headers, streaming body.
 pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Response<Body> {
+    // ANCHOR: build_request
     let (parts, body) = request.into_parts();
     let mut outgoing = Request::new(boxed(body));
     *outgoing.method_mut() = parts.method;
     *outgoing.uri_mut() = upstream_uri(&upstream.uri, &parts.uri);
     copy_headers(&parts.headers, outgoing.headers_mut());
+    // ANCHOR_END: build_request
 
+    // ANCHOR: build_response
     let response = match upstream.client.request(outgoing).await {
         Ok(response) => response,
         Err(err) => return bad_gateway(&upstream.uri, &err),
@@ -46,5 +49,6 @@ pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Resp
     *answer.status_mut() = parts.status;
     copy_headers(&parts.headers, answer.headers_mut());
     answer
+    // ANCHOR_END: build_response
 }
 // ANCHOR_END: round_trip

@@ -368,6 +368,16 @@ pub fn pattern_matches(offset: u64, chunk: &[u8]) -> bool {
     true
 }
 
+/// A body of `length` pattern bytes, the same as `/big` sends: what a test
+/// uploads when it needs a big body it can check without keeping a copy.
+pub fn pattern_body(length: u64) -> Body {
+    boxed(Pattern {
+        offset: 0,
+        length,
+        sent: Arc::default(),
+    })
+}
+
 struct Pattern {
     offset: u64,
     length: u64,

@@ -1,0 +1,62 @@
+//! Step 01 — ListenAndServe.
+//!
+//! Go's `http.ListenAndServe` hides three things that a Rust program writes
+//! out: an accept loop, one task per connection, and a *service* (a function
+//! from request to response) that hyper calls for every request on that
+//! connection. This step answers every request itself, with a page that
+//! describes what arrived: the raw material a proxy works with.
+//!
+//! Exercise: fill in every `todo!()` below, then run `cargo xtask check 01`.
+//! This file is generated from `solutions/01_listen_and_serve.rs` by
+//! `cargo xtask exercises`, which overwrites it:
+//! `diff exercises/01_listen_and_serve.rs solutions/01_listen_and_serve.rs`
+//! shows exactly the work.
+#![allow(unused_imports, unused_variables, unused_mut, unreachable_code, dead_code)]
+
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use crate::body::{Body, text};
+
+/// The client's address, stored in each request's extensions by [`serve`]:
+/// the handler only sees the request, yet later steps need to know who asked
+/// (step 06 puts it in `X-Forwarded-For`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The largest request head (request line and headers) a client may send.
+const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
+// ANCHOR: serve
+/// Accepts connections forever and serves each on its own task with
+/// `handler`, which turns a request into a response.
+pub async fn serve<H, F>(listener: TcpListener, handler: H)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    loop {
+        // TODO: accept a connection, then serve it with hyper's http1::Builder on a task of its own (tokio::spawn)
+        todo!("accept a connection, then serve it with hyper's http1::Builder on a task of its own (tokio::spawn)")
+    }
+}
+// ANCHOR_END: serve
+
+// ANCHOR: describe
+/// The whole application of step 01: say what arrived.
+pub async fn describe_request(request: Request<Incoming>) -> Response<Body> {
+    // TODO: write the method, the path and query, the version and every header (as received) into a text page
+    todo!("write the method, the path and query, the version and every header (as received) into a text page")
+}
+// ANCHOR_END: describe

@@ -1,0 +1,83 @@
+//! Step 02 — RoundTrip: forward the request, answer with the upstream's
+//! status.
+//!
+//! A reverse proxy is a server whose handler is a client. The request that
+//! arrived says `GET /echo` (origin-form); to send it on, the proxy gives it
+//! an absolute URI (`http://upstream/echo`) so the client knows where to
+//! connect. The client's `Host` header is kept: the upstream sees the name the
+//! user typed.
+//!
+//! This first version holds both bodies in memory (`collect`), the simplest
+//! thing that works for small pages. Step 03 fixes it.
+//!
+//! Exercise: fill in every `todo!()` below, then run `cargo xtask check 02`.
+//! This file is generated from `solutions/02_round_trip.rs` by
+//! `cargo xtask exercises`, which overwrites it:
+//! `diff exercises/02_round_trip.rs solutions/02_round_trip.rs`
+//! shows exactly the work.
+#![allow(unused_imports, unused_variables, unused_mut, unreachable_code, dead_code)]
+
+use http::uri::{Parts, PathAndQuery};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tracing::warn;
+
+use crate::body::{Body, full, text};
+
+/// Where requests go, and the client that takes them there.
+///
+/// The hyper-util client keeps a pool of idle connections per upstream, the
+/// equivalent of Go's `http.DefaultTransport`: a request reuses a connection
+/// instead of paying for a new TCP handshake.
+pub struct Upstream {
+    pub uri: Uri,
+    pub client: Client<HttpConnector, Body>,
+}
+
+impl Upstream {
+    pub fn new(uri: Uri) -> Upstream {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Upstream { uri, client }
+    }
+}
+
+// ANCHOR: upstream_uri
+/// The URI to send upstream: the upstream's scheme and authority, the
+/// request's path and query. (Step 06 also joins the upstream's own path.)
+pub fn upstream_uri(upstream: &Uri, request: &Uri) -> Uri {
+    // TODO: keep the request's path and query, take scheme and authority from the upstream
+    todo!("keep the request's path and query, take scheme and authority from the upstream")
+}
+// ANCHOR_END: upstream_uri
+
+// ANCHOR: bad_gateway
+/// The answer when the upstream cannot be reached or fails mid-way: a 502
+/// that says which upstream and why, immediately. Never a panic, never a
+/// hang: the client can retry or give up.
+pub fn bad_gateway(upstream: &Uri, err: &dyn std::error::Error) -> Response<Body> {
+    // The client error says "client error (Connect)"; its source says why.
+    let mut reason = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        reason = format!("{reason}: {cause}");
+        source = cause.source();
+    }
+    warn!("upstream {upstream} failed: {reason}");
+    text(
+        StatusCode::BAD_GATEWAY,
+        format!("502 Bad Gateway: upstream {upstream} failed: {reason}"),
+    )
+}
+// ANCHOR_END: bad_gateway
+
+// ANCHOR: round_trip
+/// Sends `request` to the upstream and answers with its status and body.
+pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Response<Body> {
+    // TODO: collect the request body, point the request at the upstream, send it, and answer with the upstream's status and collected body (502 on error)
+    todo!("collect the request body, point the request at the upstream, send it, and answer with the upstream's status and collected body (502 on error)")
+}
+// ANCHOR_END: round_trip

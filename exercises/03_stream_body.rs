@@ -1,0 +1,32 @@
+//! Step 03 — stream the bodies: the `io.Copy` of Rust.
+//!
+//! In hyper a body is not a byte array but a stream of *frames* (data, or
+//! trailers at the end). A proxy that hands the incoming stream straight to
+//! the other side moves each frame as it arrives: a 1 GiB upload goes through
+//! in a few kilobytes of memory, the first bytes of a slow response reach the
+//! client at once, and a client that stops reading stops the upstream too
+//! (hyper only polls the body when the socket can take more: backpressure
+//! for free).
+//!
+//! Exercise: fill in every `todo!()` below, then run `cargo xtask check 03`.
+//! This file is generated from `solutions/03_stream_body.rs` by
+//! `cargo xtask exercises`, which overwrites it:
+//! `diff exercises/03_stream_body.rs solutions/03_stream_body.rs`
+//! shows exactly the work.
+#![allow(unused_imports, unused_variables, unused_mut, unreachable_code, dead_code)]
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::body::{Body, boxed};
+use crate::round_trip::{Upstream, bad_gateway, upstream_uri};
+
+// ANCHOR: round_trip
+/// Sends `request` upstream; both bodies stream, frame by frame.
+pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Response<Body> {
+    let (mut parts, body) = request.into_parts();
+    parts.uri = upstream_uri(&upstream.uri, &parts.uri);
+    // TODO: send the request with its body as a stream (boxed), and answer with the upstream's status and streaming body
+    todo!("send the request with its body as a stream (boxed), and answer with the upstream's status and streaming body")
+}
+// ANCHOR_END: round_trip

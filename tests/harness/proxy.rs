@@ -1,0 +1,239 @@
+//! Starting the proxy under test, and what a check knows about it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+use super::outcome::{Failure, OrFail, fail, within};
+
+/// Which proxy the checks talk to.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A step binary: each check starts its own process.
+    Binary(PathBuf),
+    /// A proxy someone already started (`PROXY_ADDR`), assumed to forward to
+    /// the demo origin (a step started without `--upstream` does).
+    Running(SocketAddr),
+}
+
+/// Everything a check gets.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub target: Target,
+    /// The demo origin of this test process.
+    pub origin: SocketAddr,
+}
+
+impl Ctx {
+    /// A proxy in front of the demo origin.
+    pub async fn proxy(&self) -> Result<Proxy, Failure> {
+        match &self.target {
+            Target::Binary(_) => {
+                let upstream = format!("http://{}", self.origin);
+                self.spawn(&["--upstream", &upstream]).await
+            }
+            Target::Running(addr) => Ok(Proxy {
+                addr: *addr,
+                process: None,
+            }),
+        }
+    }
+
+    /// The step binary, started with `--listen 127.0.0.1:0` and `args`.
+    /// Skipped against an already running proxy.
+    pub async fn spawn(&self, args: &[&str]) -> Result<Proxy, Failure> {
+        let binary = self.binary()?;
+        let mut command = Command::new(binary);
+        command.args(["--listen", "127.0.0.1:0"]).args(args);
+        let mut started = Started::start(command, binary)?;
+        let first_line = within(20, "the `listening on http://ADDR` line", async {
+            started.stdout_line().await.ok_or_else(|| {
+                fail(format!(
+                    "{} exited before printing `listening on http://ADDR`; stderr:\n{}",
+                    binary.display(),
+                    started.stderr()
+                ))
+            })
+        })
+        .await?;
+        let addr = first_line
+            .strip_prefix("listening on http://")
+            .and_then(|addr| addr.trim().parse().ok())
+            .ok_or_else(|| {
+                fail(format!(
+                    "the first line on stdout must be `listening on http://ADDR` with the real port, got {first_line:?}"
+                ))
+            })?;
+        started.drain_stdout();
+        Ok(Proxy {
+            addr,
+            process: Some(started),
+        })
+    }
+
+    /// Runs the step binary with `args` until it exits (a bad command line).
+    pub async fn run_to_exit(&self, args: &[&str]) -> Result<(Option<i32>, String), Failure> {
+        let binary = self.binary()?;
+        let mut command = Command::new(binary);
+        command.args(args);
+        let mut started = Started::start(command, binary)?;
+        let status = within(20, "the process to exit", async {
+            started.child.wait().await.or_fail("waiting for the process")
+        })
+        .await?;
+        // stderr is read by a task that may finish a little after the exit.
+        if let Some(reader) = started.stderr_reader.take() {
+            within(5, "stderr to close", async {
+                reader.await.or_fail("reading stderr")
+            })
+            .await?;
+        }
+        Ok((status.code(), started.stderr()))
+    }
+
+    fn binary(&self) -> Result<&Path, Failure> {
+        match &self.target {
+            Target::Binary(path) => Ok(path),
+            Target::Running(_) => Err(Failure::Skip(
+                "needs to start the proxy itself (PROXY_ADDR points at a running one)".into(),
+            )),
+        }
+    }
+
+    /// How many bytes the origin has sent for `/big?id=ID`.
+    pub async fn origin_progress(&self, proxy: &Proxy, id: &str) -> Result<u64, Failure> {
+        // Ask the origin directly when it is ours; through the proxy when it
+        // is the running proxy's own in-process origin.
+        let addr = match self.target {
+            Target::Binary(_) => self.origin,
+            Target::Running(_) => proxy.addr,
+        };
+        let reply = super::client::get(addr, &format!("/progress?id={id}")).await?;
+        reply
+            .text()
+            .trim()
+            .parse()
+            .or_fail("reading the origin's /progress")
+    }
+}
+
+/// A proxy a check talks to; if the check started it, dropping this kills it.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    process: Option<Started>,
+}
+
+impl Proxy {
+    /// The peak resident memory of the proxy process so far (`VmHWM`), MiB.
+    pub fn peak_rss_mib(&self) -> Result<f64, Failure> {
+        let Some(process) = &self.process else {
+            return Err(Failure::Skip("needs the proxy's PID to read its memory".into()));
+        };
+        let pid = process.child.id().or_fail("the proxy has exited")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .or_fail("reading /proc/PID/status")?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .or_fail("no VmHWM in /proc/PID/status")?;
+        Ok(kib / 1024.0)
+    }
+
+    /// Lines the proxy printed on stdout after `listening on`.
+    pub fn stdout(&self) -> Vec<String> {
+        self.process
+            .as_ref()
+            .map(|process| lock(&process.stdout_lines).clone())
+            .unwrap_or_default()
+    }
+
+    /// What the proxy wrote on stderr (its logs), for failure messages.
+    pub fn stderr(&self) -> String {
+        self.process.as_ref().map(Started::stderr).unwrap_or_default()
+    }
+}
+
+/// A started child process whose output is read in the background, so it
+/// never blocks on a full pipe.
+struct Started {
+    child: Child,
+    stdout: Option<tokio::io::Lines<BufReader<tokio::process::ChildStdout>>>,
+    stdout_lines: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Started {
+    fn start(mut command: Command, binary: &Path) -> Result<Started, Failure> {
+        command
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .or_fail(&format!("starting {}", binary.display()))?;
+        let stdout = child.stdout.take().map(|out| BufReader::new(out).lines());
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stderr_reader = child
+            .stderr
+            .take()
+            .map(|err| tokio::spawn(collect_stderr(err, stderr.clone())));
+        Ok(Started {
+            child,
+            stdout,
+            stdout_lines: Arc::default(),
+            stderr,
+            stderr_reader,
+        })
+    }
+
+    async fn stdout_line(&mut self) -> Option<String> {
+        self.stdout.as_mut()?.next_line().await.ok().flatten()
+    }
+
+    fn drain_stdout(&mut self) {
+        if let Some(mut lines) = self.stdout.take() {
+            let kept = self.stdout_lines.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut kept = lock(&kept);
+                    if kept.len() < 1000 {
+                        kept.push(line);
+                    }
+                }
+            });
+        }
+    }
+
+    fn stderr(&self) -> String {
+        lock(&self.stderr).clone()
+    }
+}
+
+/// Keeps the last 64 KiB of a process's stderr.
+async fn collect_stderr(err: impl AsyncRead + Unpin, into: Arc<Mutex<String>>) {
+    let mut lines = BufReader::new(err).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let mut kept = lock(&into);
+        kept.push_str(&line);
+        kept.push('\n');
+        if kept.len() > 64 * 1024 {
+            let cut = kept.len() - 32 * 1024;
+            let cut = (cut..kept.len())
+                .find(|&i| kept.is_char_boundary(i))
+                .unwrap_or(0);
+            kept.drain(..cut);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}

@@ -1,0 +1,33 @@
+//! Running checks: each on its own task, under one overall timeout.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use super::outcome::{Outcome, fail};
+use super::proxy::Ctx;
+
+/// The longest any one check may take, 1 GiB transfers included.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A named behaviour, checked from outside.
+pub struct Check {
+    pub name: &'static str,
+    pub run: fn(Ctx) -> Pin<Box<dyn Future<Output = Outcome> + Send>>,
+}
+
+/// Runs one check; a panic or an overrun is a failure, never a hang.
+pub async fn run_check(check: &Check, ctx: Ctx) -> Outcome {
+    let mut task = tokio::spawn((check.run)(ctx));
+    match tokio::time::timeout(CHECK_TIMEOUT, &mut task).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(err)) => Err(fail(format!("the check itself panicked: {err}"))),
+        Err(_) => {
+            task.abort();
+            Err(fail(format!(
+                "the check took more than {} s in all",
+                CHECK_TIMEOUT.as_secs()
+            )))
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The capability matrix: every check against every step binary.
+//!
+//! `tests/steps.toml` says which step introduces which behaviour. This test
+//! starts every step and runs every check against it; any cell that differs
+//! from the table fails the test, in both directions: a step that lacks a
+//! behaviour it claims, and an early step that passes a later check (which
+//! would mean the check cannot tell the steps apart).
+//!
+//! Two more modes, for attendees:
+//! - `WORKSHOP_STEP=03` runs only step 03's checks and prints one line per
+//!   behaviour (`cargo xtask check 03` sets it, with `--features ex03`);
+//! - with `PROXY_ADDR=127.0.0.1:8080` as well, the checks target a proxy that
+//!   is already running instead of starting the binary.
+
+mod checks;
+#[path = "../xtask/src/gen.rs"]
+mod tooling;
+mod harness;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use harness::proxy::Target;
+use harness::run::run_check;
+use harness::{Ctx, Failure, Outcome};
+
+/// How many checks run at once: most wait on the network, a few move 1 GiB.
+const PARALLEL: usize = 6;
+
+#[test]
+fn capability_matrix() {
+    let table = load_table();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match std::env::var("WORKSHOP_STEP") {
+        Ok(step) => runtime.block_on(check_one_step(&table, &step)),
+        Err(_) => runtime.block_on(check_the_whole_matrix(&table)),
+    }
+}
+
+fn load_table() -> tooling::Table {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/steps.toml");
+    let text = std::fs::read_to_string(path).expect("tests/steps.toml is readable");
+    let table = tooling::parse_table(&text).unwrap_or_else(|err| panic!("tests/steps.toml: {err}"));
+    for check in &table.checks {
+        assert!(
+            checks::find(&check.name).is_some(),
+            "tests/steps.toml names a check `{}` that tests/checks/ does not implement",
+            check.name
+        );
+    }
+    for check in checks::ALL {
+        assert!(
+            table.checks.iter().any(|row| row.name == check.name),
+            "the check `{}` is implemented but has no row in tests/steps.toml",
+            check.name
+        );
+    }
+    table
+}
+
+/// Where the step binaries are: next to the ones cargo built for this test.
+fn binary(bin: &str) -> PathBuf {
+    let origin = PathBuf::from(env!("CARGO_BIN_EXE_origin"));
+    origin.with_file_name(bin)
+}
+
+async fn start_origin() -> SocketAddr {
+    workshop::origin::start("127.0.0.1:0")
+        .await
+        .expect("the demo origin starts")
+        .addr()
+}
+
+async fn check_the_whole_matrix(table: &tooling::Table) {
+    let origin = start_origin().await;
+    let limit = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
+    let mut cells = tokio::task::JoinSet::new();
+    for step in &table.steps {
+        for check in &table.checks {
+            let ctx = Ctx {
+                target: Target::Binary(binary(&step.bin)),
+                origin,
+            };
+            let (step_id, name, limit) = (step.id.clone(), check.name.clone(), limit.clone());
+            cells.spawn(async move {
+                let _permit = limit.acquire_owned().await.expect("semaphore");
+                let check = checks::find(&name).expect("checked in load_table");
+                (step_id, name, run_check(check, ctx).await)
+            });
+        }
+    }
+    let mut results = BTreeMap::new();
+    while let Some(cell) = cells.join_next().await {
+        let (step, name, outcome) = cell.expect("a matrix cell task");
+        results.insert((step, name), outcome);
+    }
+
+    let mut mismatches = Vec::new();
+    println!("{}", grid(table, &results));
+    for check in &table.checks {
+        for step in &table.steps {
+            let outcome = &results[&(step.id.clone(), check.name.clone())];
+            let expected = table.expected(&step.id, &check.name);
+            match (expected, outcome) {
+                (true, Ok(())) | (false, Err(Failure::Fail(_))) => {}
+                (true, Err(Failure::Fail(why))) => mismatches.push(format!(
+                    "step {} should pass `{}` ({}), but: {why}",
+                    step.id, check.name, check.what
+                )),
+                (false, Ok(())) => mismatches.push(format!(
+                    "step {} should fail `{}` (introduced in step {}), but it passed: \
+                     either the check cannot tell the steps apart, or the step does more than the table says",
+                    step.id, check.name, check.since
+                )),
+                (_, Err(Failure::Skip(why))) => mismatches.push(format!(
+                    "step {} `{}` was skipped ({why}): every cell of the matrix must run",
+                    step.id, check.name
+                )),
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} cell(s) of the capability matrix differ from tests/steps.toml \
+         (built with --features exNN? the matrix expects the solutions; use `cargo xtask check NN`):\n\n{}",
+        mismatches.len(),
+        mismatches.join("\n\n")
+    );
+}
+
+/// One line per check and a column per step: ✓ pass, ✗ fail, s skipped;
+/// `!` marks a cell that differs from the table.
+fn grid(table: &tooling::Table, results: &BTreeMap<(String, String), Outcome>) -> String {
+    let width = table.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let mut out = format!("{:width$} ", "");
+    for step in &table.steps {
+        out.push_str(&format!(" {} ", step.id));
+    }
+    out.push('\n');
+    for check in &table.checks {
+        out.push_str(&format!("{:width$} ", check.name));
+        for step in &table.steps {
+            let outcome = &results[&(step.id.clone(), check.name.clone())];
+            let expected = table.expected(&step.id, &check.name);
+            let (mark, right) = match outcome {
+                Ok(()) => ("✓", expected),
+                Err(Failure::Fail(_)) => ("✗", !expected),
+                Err(Failure::Skip(_)) => ("s", false),
+            };
+            out.push_str(&format!("  {mark}{}", if right { " " } else { "!" }));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+async fn check_one_step(table: &tooling::Table, step_id: &str) {
+    let Some(step) = table.steps.iter().find(|step| step.id == step_id) else {
+        let ids: Vec<_> = table.steps.iter().map(|step| step.id.as_str()).collect();
+        panic!("WORKSHOP_STEP={step_id}: no such step; the steps are {}", ids.join(", "));
+    };
+    let target = match std::env::var("PROXY_ADDR") {
+        Ok(addr) => Target::Running(
+            addr.parse()
+                .unwrap_or_else(|_| panic!("PROXY_ADDR={addr}: expected host:port, e.g. 127.0.0.1:8080")),
+        ),
+        Err(_) => Target::Binary(binary(&step.bin)),
+    };
+    let origin = start_origin().await;
+    // The step's own behaviours first, then the ones it inherits.
+    let mut rows: Vec<_> = table
+        .checks
+        .iter()
+        .filter(|check| table.expected(&step.id, &check.name))
+        .collect();
+    rows.sort_by_key(|check| check.since != step.id);
+
+    let mut cells = tokio::task::JoinSet::new();
+    let limit = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
+    for (index, check) in rows.iter().enumerate() {
+        let ctx = Ctx {
+            target: target.clone(),
+            origin,
+        };
+        let (name, limit) = (check.name.clone(), limit.clone());
+        cells.spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("semaphore");
+            let check = checks::find(&name).expect("checked in load_table");
+            (index, run_check(check, ctx).await)
+        });
+    }
+    let mut outcomes = BTreeMap::new();
+    while let Some(cell) = cells.join_next().await {
+        let (index, outcome) = cell.expect("a check task");
+        outcomes.insert(index, outcome);
+    }
+
+    println!("\nstep {} ({}): {}\n", step.id, step.bin, step.teaches);
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    for (index, check) in rows.iter().enumerate() {
+        let new = if check.since == step.id { "new " } else { "" };
+        match &outcomes[&index] {
+            Ok(()) => {
+                passed += 1;
+                println!("  ✓ {new}{} — {}", check.name, check.what);
+            }
+            Err(Failure::Fail(why)) => {
+                failed += 1;
+                println!("  ✗ {new}{} — {}\n      {}", check.name, check.what, why.replace('\n', "\n      "));
+            }
+            Err(Failure::Skip(why)) => {
+                skipped += 1;
+                println!("  - {new}{} — skipped: {why}", check.name);
+            }
+        }
+    }
+    println!("\n{passed} passed, {failed} failed, {skipped} skipped\n");
+    assert!(failed == 0, "step {}: {failed} behaviour(s) missing, see above", step.id);
+}

@@ -1,0 +1,907 @@
+//! What `cargo xtask` generates and checks, as pure functions on text.
+//!
+//! - exercises: `solutions/NN_name.rs` → `exercises/NN_name.rs`;
+//! - the capability matrix: `tests/steps.toml` → the table in `README.md`;
+//! - the slides: every include and every `cargo run --bin` in `slides/*.md`
+//!   must point at something real.
+//!
+//! The xtask binary uses these functions to write the files, and
+//! `tests/docs.rs` uses the very same file (through `#[path]`) to fail CI when
+//! a generated file is stale: one implementation, so the command and the test
+//! cannot disagree. That is why this file only uses std, serde and toml, which
+//! both crates have, and takes file contents instead of reading files.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::Deserialize;
+
+// --- exercises ---------------------------------------------------------------
+
+/// Opens a region of the solution that the attendee writes; the rest of the
+/// line is the hint.
+const EXERCISE_OPEN: &str = "// EXERCISE:";
+/// Closes the region.
+const EXERCISE_CLOSE: &str = "// END EXERCISE";
+
+/// The attribute every exercise carries: `todo!()` leaves parameters, imports
+/// and helpers unused, and the attendee should only see warnings about their
+/// own code.
+const EXERCISE_ALLOW: &str =
+    "#![allow(unused_imports, unused_variables, unused_mut, unreachable_code, dead_code)]";
+
+/// Writes the exercise for one solution: every `// EXERCISE: hint` …
+/// `// END EXERCISE` region (markers included) becomes a `// TODO: hint` line
+/// and a `todo!("hint")` line at the marker's indentation; everything else is
+/// copied byte for byte, so `diff exercises/x.rs solutions/x.rs` shows exactly
+/// the work. `solution_path` (like `solutions/03_stream_body.rs`) names the
+/// file in errors and in the exercise's header.
+pub fn generate_exercise(solution: &str, solution_path: &str) -> Result<String, String> {
+    let file = solution_path
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(solution_path);
+    let step = file
+        .get(..2)
+        .filter(|nn| nn.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| {
+            format!("{solution_path}: the file name must start with its step number, like 03_stream_body.rs")
+        })?;
+    let lines = split_lines(solution);
+    // Keep the line endings of the file (a Windows checkout may have CRLF),
+    // so that regenerating is byte-identical there too.
+    let eol = lines.first().map_or("\n", |&(_, eol)| or_newline(eol));
+
+    let mut out = String::with_capacity(solution.len());
+    let docs = lines
+        .iter()
+        .take_while(|(text, _)| text.starts_with("//!"))
+        .count();
+    for (text, line_eol) in &lines[..docs] {
+        out.push_str(text);
+        out.push_str(line_eol);
+    }
+    if docs > 0 {
+        out.push_str("//!");
+        out.push_str(eol);
+    }
+    let header = [
+        format!(
+            "//! Exercise: fill in every `todo!()` below, then run `cargo xtask check {step}`."
+        ),
+        format!("//! This file is generated from `solutions/{file}` by"),
+        "//! `cargo xtask exercises`, which overwrites it:".to_string(),
+        format!("//! `diff exercises/{file} solutions/{file}`"),
+        "//! shows exactly the work.".to_string(),
+        EXERCISE_ALLOW.to_string(),
+    ];
+    for line in header {
+        out.push_str(&line);
+        out.push_str(eol);
+    }
+
+    let mut open: Option<usize> = None; // line number of the open region's marker
+    let mut regions = 0;
+    for (index, (text, line_eol)) in lines.iter().enumerate().skip(docs) {
+        let number = index + 1;
+        let trimmed = text.trim();
+        if let Some(hint) = trimmed.strip_prefix(EXERCISE_OPEN) {
+            if let Some(opened) = open {
+                return Err(format!(
+                    "{solution_path}:{number}: `{EXERCISE_OPEN}` inside the region opened at line {opened}: regions do not nest"
+                ));
+            }
+            let hint = hint.trim();
+            if hint.is_empty() {
+                return Err(format!(
+                    "{solution_path}:{number}: `{EXERCISE_OPEN}` needs a hint: it is all the attendee sees of the missing code"
+                ));
+            }
+            let indent = &text[..text.len() - text.trim_start().len()];
+            let line_eol = or_newline(line_eol);
+            out.push_str(&format!("{indent}// TODO: {hint}{line_eol}"));
+            out.push_str(&format!(
+                "{indent}todo!(\"{}\"){line_eol}",
+                escape_format_literal(hint)
+            ));
+            open = Some(number);
+            regions += 1;
+        } else if trimmed == EXERCISE_CLOSE {
+            if open.take().is_none() {
+                return Err(format!(
+                    "{solution_path}:{number}: `{EXERCISE_CLOSE}` without an open `{EXERCISE_OPEN}` region"
+                ));
+            }
+        } else if open.is_none() {
+            out.push_str(text);
+            out.push_str(line_eol);
+        }
+    }
+    if let Some(opened) = open {
+        return Err(format!(
+            "{solution_path}:{opened}: this `{EXERCISE_OPEN}` region has no `{EXERCISE_CLOSE}`"
+        ));
+    }
+    if regions == 0 {
+        return Err(format!(
+            "{solution_path}: no `{EXERCISE_OPEN}` region: the exercise would be the solution itself"
+        ));
+    }
+    Ok(out)
+}
+
+/// Splits text into (line without its ending, the ending: "\n", "\r\n" or ""
+/// for a last line without one).
+fn split_lines(text: &str) -> Vec<(&str, &str)> {
+    text.split_inclusive('\n')
+        .map(|line| {
+            let content = line.strip_suffix('\n').unwrap_or(line);
+            let content = content.strip_suffix('\r').unwrap_or(content);
+            (content, &line[content.len()..])
+        })
+        .collect()
+}
+
+fn or_newline(eol: &str) -> &str {
+    if eol.is_empty() { "\n" } else { eol }
+}
+
+/// Escapes a hint for the inside of `todo!("...")`: it is a string literal
+/// *and* a format string, so braces are doubled too (a hint that mentions
+/// `{addr}` must not become a format argument).
+fn escape_format_literal(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '{' => escaped.push_str("{{"),
+            '}' => escaped.push_str("}}"),
+            c if c.is_control() => escaped.extend(c.escape_default()),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+// --- the capability matrix --------------------------------------------------
+
+/// `tests/steps.toml`: the steps, and for every check the step that
+/// introduces it. Build it with [`parse_table`], which validates it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Table {
+    #[serde(rename = "step", default)]
+    pub steps: Vec<Step>,
+    #[serde(rename = "check", default)]
+    pub checks: Vec<Check>,
+}
+
+/// One step of the workshop: `[[step]]` in `tests/steps.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Two digits, like `"03"`.
+    pub id: String,
+    /// The binary that runs the step, like `"03-stream-body"`.
+    pub bin: String,
+    pub teaches: String,
+}
+
+/// One behaviour check: `[[check]]` in `tests/steps.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    pub name: String,
+    /// The step that introduces the behaviour; it passes from there on.
+    pub since: String,
+    pub what: String,
+    /// Later steps that knowingly break the behaviour again.
+    #[serde(default)]
+    pub broken_in: Vec<String>,
+}
+
+impl Table {
+    /// Whether `check_name` should pass on step `step_id`: from its `since`
+    /// step on, except in the steps that break it. An unknown check never
+    /// passes.
+    pub fn expected(&self, step_id: &str, check_name: &str) -> bool {
+        // Step ids are two digits (parse_table checks it), so comparing the
+        // strings compares the steps.
+        self.checks
+            .iter()
+            .find(|check| check.name == check_name)
+            .is_some_and(|check| {
+                step_id >= check.since.as_str() && !check.broken_in.iter().any(|b| b == step_id)
+            })
+    }
+}
+
+/// Reads and validates `tests/steps.toml`: step ids are two digits, unique
+/// and ascending; check names are unique; `since` and `broken_in` name
+/// existing steps, and a step can only break a check after it was introduced.
+/// All problems are reported at once, one a line.
+pub fn parse_table(toml_text: &str) -> Result<Table, String> {
+    let table: Table = toml::from_str(toml_text).map_err(|err| err.to_string())?;
+    let mut problems = Vec::new();
+    if table.steps.is_empty() {
+        problems.push("no [[step]]".to_string());
+    }
+    let mut previous: Option<&str> = None;
+    for step in &table.steps {
+        let id = step.id.as_str();
+        if id.len() != 2 || !id.bytes().all(|b| b.is_ascii_digit()) {
+            problems.push(format!("step id {id:?}: use two digits, like \"03\""));
+        }
+        if let Some(previous) = previous {
+            if id == previous {
+                problems.push(format!("step {id} is listed twice"));
+            } else if id < previous {
+                problems.push(format!(
+                    "step {id} comes after step {previous}: list steps in order"
+                ));
+            }
+        }
+        previous = Some(id);
+    }
+    let ids: HashSet<&str> = table.steps.iter().map(|step| step.id.as_str()).collect();
+    let mut names = HashSet::new();
+    for check in &table.checks {
+        let name = &check.name;
+        if !names.insert(name.as_str()) {
+            problems.push(format!("check {name} is listed twice"));
+        }
+        if !ids.contains(check.since.as_str()) {
+            problems.push(format!(
+                "check {name}: since = {:?} is not a step",
+                check.since
+            ));
+        }
+        for broken in &check.broken_in {
+            if !ids.contains(broken.as_str()) {
+                problems.push(format!("check {name}: broken_in {broken:?} is not a step"));
+            } else if broken <= &check.since {
+                problems.push(format!(
+                    "check {name}: broken_in {broken:?} must be later than since = {:?}",
+                    check.since
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(table)
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// The matrix as a markdown table: one row per check (in file order), one
+/// column per step, `✓` where the check should pass, `·` where it should fail.
+pub fn render_matrix(table: &Table) -> String {
+    let mut out = String::from("| behaviour |");
+    for step in &table.steps {
+        out.push_str(&format!(" {} |", step.id));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&":-:|".repeat(table.steps.len()));
+    out.push('\n');
+    for check in &table.checks {
+        // A `|` would end the cell.
+        let what = check.what.replace('|', "\\|");
+        out.push_str(&format!("| `{}` — {what} |", check.name));
+        for step in &table.steps {
+            let cell = if table.expected(&step.id, &check.name) {
+                "✓"
+            } else {
+                "·"
+            };
+            out.push_str(&format!(" {cell} |"));
+        }
+        out.push('\n');
+    }
+    out.push_str("\n✓ passes, · fails (the matrix test checks both)\n");
+    out
+}
+
+/// Where the matrix goes in `README.md`.
+pub const MATRIX_START: &str = "<!-- matrix:start -->";
+pub const MATRIX_END: &str = "<!-- matrix:end -->";
+
+/// Replaces what lies between the `start` and `end` markers of `readme` with
+/// `content` (blank lines around it, so markdown sees a table, not the
+/// comment's continuation). The markers stay; each must appear once.
+pub fn replace_between_markers(
+    readme: &str,
+    start: &str,
+    end: &str,
+    content: &str,
+) -> Result<String, String> {
+    let find_once = |marker: &str| match readme.match_indices(marker).count() {
+        0 => Err(format!(
+            "no `{marker}` line: add it where the generated text goes"
+        )),
+        1 => Ok(readme.find(marker).unwrap_or_default()),
+        _ => Err(format!("`{marker}` appears more than once")),
+    };
+    let start_at = find_once(start)?;
+    let end_at = find_once(end)?;
+    let content_at = start_at + start.len();
+    if end_at < content_at {
+        return Err(format!("`{end}` comes before `{start}`"));
+    }
+    Ok(format!(
+        "{}\n\n{}\n\n{}",
+        &readme[..content_at],
+        content.trim_matches('\n'),
+        &readme[end_at..]
+    ))
+}
+
+// --- slides ------------------------------------------------------------------
+
+/// Checks one reveal.js markdown deck and returns its problems (none when it
+/// is fine), each as `deck_path:LINE: message`:
+///
+/// - slides are separated by lines `***` (next slide) and `**` (slide below);
+///   each slide has exactly one speaker-notes line (`Note:`);
+/// - every `{{#include PATH}}` and `{{#include PATH:ANCHOR}}` resolves, PATH
+///   relative to the deck's folder, read through `read_file`;
+/// - every `cargo run --bin NAME` names one of `bins`.
+pub fn check_slide_deck(
+    markdown: &str,
+    deck_path: &Path,
+    read_file: &dyn Fn(&Path) -> Option<String>,
+    bins: &[String],
+) -> Vec<String> {
+    let deck = deck_path.display();
+    let deck_dir = deck_path.parent().unwrap_or(Path::new(""));
+    let mut problems = Vec::new();
+
+    // Speaker notes, slide by slide. A trailing empty line closes the last
+    // slide, so the loop handles it like any separator.
+    let mut slide_start = 1;
+    let mut notes: Vec<usize> = Vec::new();
+    let lines: Vec<&str> = markdown.lines().collect();
+    for (index, line) in lines.iter().map(Some).chain([None]).enumerate() {
+        let number = index + 1;
+        let is_separator = line.is_none_or(|line| matches!(line.trim_end(), "***" | "**"));
+        if !is_separator {
+            if line.is_some_and(|line| is_notes_line(line)) {
+                notes.push(number);
+            }
+            continue;
+        }
+        match notes.as_slice() {
+            [] => problems.push(format!(
+                "{deck}:{slide_start}: this slide has no `Note:` line: every slide needs speaker notes"
+            )),
+            [_] => {}
+            [first, second, ..] => problems.push(format!(
+                "{deck}:{second}: a second notes line in this slide (the first is line {first}): reveal.js takes everything after the first as notes"
+            )),
+        }
+        slide_start = number + 1;
+        notes.clear();
+    }
+
+    for (index, line) in lines.iter().enumerate() {
+        let number = index + 1;
+        for include in find_includes(line) {
+            if let Err(err) = resolve_include(&include, deck_dir, read_file) {
+                problems.push(format!("{deck}:{number}: {err}"));
+            }
+        }
+        for bin in cargo_run_bins(line) {
+            if !bins.contains(&bin) {
+                problems.push(format!(
+                    "{deck}:{number}: `cargo run --bin {bin}`: there is no such [[bin]] in Cargo.toml (known: {})",
+                    bins.join(", ")
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// A line that reveal.js takes as the start of the speaker notes. Its default
+/// separator is `^\s*notes?:`, case-insensitive: a stray `notes:` line would
+/// swallow the end of the slide too, so it counts.
+fn is_notes_line(line: &str) -> bool {
+    let line = line.trim_start().to_ascii_lowercase();
+    line.starts_with("note:") || line.starts_with("notes:")
+}
+
+/// Replaces every `{{#include PATH[:ANCHOR]}}` of a deck with the code it
+/// names, ready to show: anchor and exercise marker lines removed, common
+/// indentation stripped.
+pub fn expand_includes(
+    markdown: &str,
+    deck_dir: &Path,
+    read_file: &dyn Fn(&Path) -> Option<String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(markdown.len());
+    for (index, (line, eol)) in split_lines(markdown).into_iter().enumerate() {
+        let mut rest = line;
+        for include in find_includes(line) {
+            // Includes come in order, each after the previous one's end.
+            let offset = line.len() - rest.len();
+            out.push_str(&rest[..include.start - offset]);
+            let code = resolve_include(&include, deck_dir, read_file)
+                .map_err(|err| format!("line {}: {err}", index + 1))?;
+            out.push_str(&code);
+            rest = &line[include.end..];
+        }
+        out.push_str(rest);
+        out.push_str(eol);
+    }
+    Ok(out)
+}
+
+/// One `{{#include PATH[:ANCHOR]}}` in a line, with its byte range.
+struct Include<'a> {
+    start: usize,
+    end: usize,
+    path: &'a str,
+    anchor: Option<&'a str>,
+}
+
+fn find_includes(line: &str) -> Vec<Include<'_>> {
+    const OPEN: &str = "{{#include";
+    let mut includes = Vec::new();
+    let mut from = 0;
+    while let Some(found) = line[from..].find(OPEN) {
+        let start = from + found;
+        let Some(length) = line[start..].find("}}") else {
+            break;
+        };
+        let end = start + length + 2;
+        let target = line[start + OPEN.len()..end - 2].trim();
+        let (path, anchor) = match target.split_once(':') {
+            Some((path, anchor)) => (path.trim(), Some(anchor.trim())),
+            None => (target, None),
+        };
+        includes.push(Include {
+            start,
+            end,
+            path,
+            anchor,
+        });
+        from = end;
+    }
+    includes
+}
+
+/// The code an include shows, or why it cannot be found.
+fn resolve_include(
+    include: &Include,
+    deck_dir: &Path,
+    read_file: &dyn Fn(&Path) -> Option<String>,
+) -> Result<String, String> {
+    let directive = match include.anchor {
+        Some(anchor) => format!("{{{{#include {}:{anchor}}}}}", include.path),
+        None => format!("{{{{#include {}}}}}", include.path),
+    };
+    let path = deck_dir.join(include.path);
+    let text =
+        read_file(&path).ok_or_else(|| format!("{directive}: cannot read {}", path.display()))?;
+    let lines = match include.anchor {
+        Some(anchor) => {
+            anchored_lines(&text, anchor).map_err(|err| format!("{directive}: {err}"))?
+        }
+        None => text.lines().collect(),
+    };
+    Ok(clean_code(&lines))
+}
+
+/// The lines between `ANCHOR: name` and `ANCHOR_END: name` (exact name). As in
+/// mdBook, an anchor may open and close several times: the parts are joined.
+fn anchored_lines<'a>(text: &'a str, anchor: &str) -> Result<Vec<&'a str>, String> {
+    let mut lines = Vec::new();
+    let mut opened_at: Option<usize> = None;
+    let mut found = false;
+    for (index, line) in text.lines().enumerate() {
+        if marker_name(line, "ANCHOR_END:") == Some(anchor) {
+            if opened_at.take().is_none() {
+                return Err(format!(
+                    "line {}: ANCHOR_END: {anchor} before its ANCHOR",
+                    index + 1
+                ));
+            }
+        } else if marker_name(line, "ANCHOR:") == Some(anchor) {
+            if opened_at.is_some() {
+                return Err(format!("line {}: ANCHOR: {anchor} opened twice", index + 1));
+            }
+            opened_at = Some(index + 1);
+            found = true;
+        } else if opened_at.is_some() {
+            lines.push(line);
+        }
+    }
+    match opened_at {
+        Some(line) => Err(format!(
+            "line {line}: ANCHOR: {anchor} is never closed (ANCHOR_END: {anchor})"
+        )),
+        None if !found => Err(format!("no line with `ANCHOR: {anchor}`")),
+        None => Ok(lines),
+    }
+}
+
+/// The name after `marker` (`ANCHOR:` or `ANCHOR_END:`) in a line, if any.
+fn marker_name<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
+    let (_, rest) = line.split_once(marker)?;
+    rest.split_whitespace().next()
+}
+
+/// Code as a slide shows it: without anchor and exercise marker lines (they
+/// are plumbing), dedented so that a method's body starts at the margin.
+fn clean_code(lines: &[&str]) -> String {
+    let shown: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|line| {
+            !["ANCHOR:", "ANCHOR_END:", EXERCISE_OPEN, EXERCISE_CLOSE]
+                .iter()
+                .any(|marker| line.contains(marker))
+        })
+        .collect();
+    let indent = shown
+        .iter()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| line.len() - line.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    shown
+        .iter()
+        .map(|line| line.get(indent..).unwrap_or("").trim_end())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The NAME of every `cargo run ... --bin NAME` in a line (also
+/// `--bin=NAME`). A command ends at a backtick, `&&`, `|` or `;`, and
+/// what follows `--` belongs to the program, not to cargo.
+fn cargo_run_bins(line: &str) -> Vec<String> {
+    let mut bins = Vec::new();
+    for (at, _) in line.match_indices("cargo run") {
+        let command = &line[at + "cargo run".len()..];
+        let command = command
+            .find(['`', '|', ';', '&'])
+            .map_or(command, |end| &command[..end]);
+        let mut words = command.split_whitespace();
+        while let Some(word) = words.next() {
+            if word == "--" {
+                break;
+            }
+            let name = match word.strip_prefix("--bin") {
+                Some("") => words.next(),
+                Some(rest) => rest.strip_prefix('='),
+                None => None,
+            };
+            if let Some(name) = name {
+                bins.push(name.to_string());
+            }
+        }
+    }
+    bins
+}
+
+/// The `[[bin]]` names of a Cargo.toml (none if it does not parse).
+pub fn cargo_bins(cargo_toml_text: &str) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Manifest {
+        #[serde(default)]
+        bin: Vec<Bin>,
+    }
+    #[derive(Deserialize)]
+    struct Bin {
+        name: Option<String>,
+    }
+    toml::from_str::<Manifest>(cargo_toml_text)
+        .map(|manifest| {
+            manifest
+                .bin
+                .into_iter()
+                .filter_map(|bin| bin.name)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    const SOLUTION: &str = "\
+//! Step 07 — a step.
+//!
+//! What it teaches.
+
+use std::fmt;
+
+// ANCHOR: run
+pub fn run(x: u32) -> u32 {
+    let y = x + 1;
+    // EXERCISE: double \"y\" with {braces} and a \\ backslash
+    let z = y * 2;
+    z
+    // END EXERCISE
+}
+// ANCHOR_END: run
+";
+
+    #[test]
+    fn exercise_replaces_each_region_with_a_todo() {
+        let exercise = generate_exercise(SOLUTION, "solutions/07_step.rs").unwrap();
+        let expected = "\
+//! Step 07 — a step.
+//!
+//! What it teaches.
+//!
+//! Exercise: fill in every `todo!()` below, then run `cargo xtask check 07`.
+//! This file is generated from `solutions/07_step.rs` by
+//! `cargo xtask exercises`, which overwrites it:
+//! `diff exercises/07_step.rs solutions/07_step.rs`
+//! shows exactly the work.
+#![allow(unused_imports, unused_variables, unused_mut, unreachable_code, dead_code)]
+
+use std::fmt;
+
+// ANCHOR: run
+pub fn run(x: u32) -> u32 {
+    let y = x + 1;
+    // TODO: double \"y\" with {braces} and a \\ backslash
+    todo!(\"double \\\"y\\\" with {{braces}} and a \\\\ backslash\")
+}
+// ANCHOR_END: run
+";
+        assert_eq!(exercise, expected);
+    }
+
+    #[test]
+    fn exercise_handles_several_regions_crlf_and_no_docs() {
+        let solution = "fn a() {\r\n  // EXERCISE: one\r\n  1\r\n  // END EXERCISE\r\n}\r\nfn b() {\r\n\t// EXERCISE: two\r\n\t2\r\n\t// END EXERCISE\r\n}";
+        let exercise = generate_exercise(solution, "12_x.rs").unwrap();
+        assert!(
+            exercise.starts_with("//! Exercise: fill in"),
+            "no blank //! line without docs"
+        );
+        assert!(exercise.contains("fn a() {\r\n  // TODO: one\r\n  todo!(\"one\")\r\n}\r\n"));
+        assert!(exercise.ends_with("fn b() {\r\n\t// TODO: two\r\n\ttodo!(\"two\")\r\n}"));
+        assert!(
+            !exercise.replace("\r\n", "").contains('\n'),
+            "CRLF kept everywhere"
+        );
+    }
+
+    #[test]
+    fn exercise_errors_name_the_line() {
+        let cases = [
+            (
+                "// EXERCISE: a\n// EXERCISE: b\n// END EXERCISE\n",
+                "s/01_x.rs:2:",
+                "do not nest",
+            ),
+            (
+                "x\n  // EXERCISE: a\nx\n",
+                "s/01_x.rs:2:",
+                "no `// END EXERCISE`",
+            ),
+            ("x\n// END EXERCISE\n", "s/01_x.rs:2:", "without an open"),
+            (
+                "//! docs\nfn main() {}\n",
+                "s/01_x.rs:",
+                "no `// EXERCISE:` region",
+            ),
+            (
+                "// EXERCISE:   \n// END EXERCISE\n",
+                "s/01_x.rs:1:",
+                "needs a hint",
+            ),
+        ];
+        for (solution, place, message) in cases {
+            let err = generate_exercise(solution, "s/01_x.rs").unwrap_err();
+            assert!(
+                err.starts_with(place) && err.contains(message),
+                "{solution:?} gave {err}"
+            );
+        }
+        let err = generate_exercise(SOLUTION, "solutions/step.rs").unwrap_err();
+        assert!(err.contains("step number"), "{err}");
+    }
+
+    const STEPS: &str = r#"
+[[step]]
+id = "01"
+bin = "01-a"
+teaches = "a"
+
+[[step]]
+id = "02"
+bin = "02-b"
+teaches = "b"
+
+[[step]]
+id = "03"
+bin = "03-c"
+teaches = "c"
+
+[[check]]
+name = "serves"
+since = "01"
+what = "serves | pipes"
+
+[[check]]
+name = "upgrade"
+since = "01"
+what = "upgrades"
+broken_in = ["02"]
+
+[[check]]
+name = "late"
+since = "03"
+what = "comes late"
+"#;
+
+    #[test]
+    fn expected_follows_since_and_broken_in() {
+        let table = parse_table(STEPS).unwrap();
+        let cells = |check: &str| ["01", "02", "03"].map(|step| table.expected(step, check));
+        assert_eq!(cells("serves"), [true, true, true]);
+        assert_eq!(cells("upgrade"), [true, false, true]);
+        assert_eq!(cells("late"), [false, false, true]);
+        assert_eq!(cells("unknown"), [false, false, false]);
+    }
+
+    #[test]
+    fn table_problems_are_all_reported() {
+        let bad = r#"
+[[step]]
+id = "02"
+bin = "b"
+teaches = "b"
+[[step]]
+id = "01"
+bin = "a"
+teaches = "a"
+[[step]]
+id = "1"
+bin = "a"
+teaches = "a"
+[[check]]
+name = "x"
+since = "09"
+what = "x"
+[[check]]
+name = "x"
+since = "02"
+what = "x"
+broken_in = ["01", "02", "07"]
+"#;
+        let err = parse_table(bad).unwrap_err();
+        for message in [
+            "step 01 comes after step 02",
+            "step id \"1\"",
+            "check x is listed twice",
+            "since = \"09\" is not a step",
+            "broken_in \"01\" must be later",
+            "broken_in \"02\" must be later",
+            "broken_in \"07\" is not a step",
+        ] {
+            assert!(err.contains(message), "{message:?} missing from:\n{err}");
+        }
+        let typo = "[[step]]\nid = \"01\"\nbin = \"a\"\nteaches = \"a\"\nbroken = 1\n";
+        assert!(
+            parse_table(typo)
+                .unwrap_err()
+                .contains("unknown field `broken`")
+        );
+    }
+
+    #[test]
+    fn matrix_renders_and_replaces_between_markers() {
+        let matrix = render_matrix(&parse_table(STEPS).unwrap());
+        assert_eq!(
+            matrix,
+            "\
+| behaviour | 01 | 02 | 03 |
+|---|:-:|:-:|:-:|
+| `serves` — serves \\| pipes | ✓ | ✓ | ✓ |
+| `upgrade` — upgrades | ✓ | · | ✓ |
+| `late` — comes late | · | · | ✓ |
+
+✓ passes, · fails (the matrix test checks both)
+"
+        );
+        let readme = format!("# T\n\n{MATRIX_START}\nold\n{MATRIX_END}\n\nmore\n");
+        let fresh = replace_between_markers(&readme, MATRIX_START, MATRIX_END, &matrix).unwrap();
+        assert_eq!(
+            fresh,
+            format!("# T\n\n{MATRIX_START}\n\n{matrix}\n{MATRIX_END}\n\nmore\n")
+        );
+        let again = replace_between_markers(&fresh, MATRIX_START, MATRIX_END, &matrix).unwrap();
+        assert_eq!(again, fresh, "replacing is idempotent");
+        for broken in [
+            format!("{MATRIX_START}\n"),
+            format!("{MATRIX_END}\n{MATRIX_START}\n"),
+            format!("{MATRIX_START}\n{MATRIX_END}\n{MATRIX_END}\n"),
+        ] {
+            assert!(replace_between_markers(&broken, MATRIX_START, MATRIX_END, "x").is_err());
+        }
+    }
+
+    const CODE: &str = "\
+fn outside() {}
+// ANCHOR: body
+impl X {
+    // ANCHOR: inner
+    fn f() {
+        // EXERCISE: hint
+        work();
+        // END EXERCISE
+    }
+    // ANCHOR_END: inner
+}
+// ANCHOR_END: body
+";
+
+    fn files(path: &Path) -> Option<String> {
+        (path == Path::new("slides/../solutions/01_x.rs")).then(|| CODE.to_string())
+    }
+
+    #[test]
+    fn decks_are_checked() {
+        let deck = "\
+# Title
+
+Note: say hello
+***
+## Code
+
+{{#include ../solutions/01_x.rs:inner}}
+`cargo run --bin 01-a` and `cargo run --release --bin=01-b -- --bin x`
+
+Note: explain
+**
+no notes, {{#include ../solutions/01_x.rs:missing}} {{#include ../nope.rs}}
+cargo run --bin nope && cargo run --bin 01-a
+***
+Note: one
+notes: two
+";
+        let bins = ["01-a".to_string(), "01-b".to_string()];
+        let problems = check_slide_deck(deck, Path::new("slides/01_x.md"), &files, &bins);
+        assert_eq!(problems.len(), 5, "{problems:#?}");
+        assert!(problems[0].starts_with("slides/01_x.md:12: this slide has no `Note:`"));
+        assert!(problems[1].starts_with("slides/01_x.md:16: a second notes line"));
+        assert!(
+            problems[2].starts_with(
+                "slides/01_x.md:12: {{#include ../solutions/01_x.rs:missing}}: no line"
+            )
+        );
+        assert!(problems[3].starts_with("slides/01_x.md:12: {{#include ../nope.rs}}: cannot read"));
+        assert!(problems[4].starts_with("slides/01_x.md:13: `cargo run --bin nope`"));
+    }
+
+    #[test]
+    fn includes_expand_to_clean_code() {
+        let deck = "a\n  {{#include ../solutions/01_x.rs:inner}}\nb {{#include ../solutions/01_x.rs:body}} c\n";
+        let expanded = expand_includes(deck, &PathBuf::from("slides"), &files).unwrap();
+        assert_eq!(
+            expanded,
+            "a\n  fn f() {\n    work();\n}\nb impl X {\n    fn f() {\n        work();\n    }\n} c\n"
+        );
+        let err = expand_includes("{{#include x.rs}}", Path::new("slides"), &files).unwrap_err();
+        assert!(
+            err.starts_with("line 1: {{#include x.rs}}: cannot read"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bins_come_from_cargo_toml() {
+        let manifest = "[package]\nname = \"p\"\n[[bin]]\nname = \"01-a\"\npath = \"a.rs\"\n[[bin]]\nname = \"origin\"\n";
+        assert_eq!(cargo_bins(manifest), ["01-a", "origin"]);
+        assert!(cargo_bins("not toml [").is_empty());
+    }
+}
