@@ -11,7 +11,13 @@
 //! `cargo xtask exercises`, which overwrites it:
 //! `diff exercises/01_listen_and_serve.rs solutions/01_listen_and_serve.rs`
 //! shows exactly the work.
-#![allow(unused_imports, unused_variables, unused_mut, unreachable_code, dead_code)]
+#![allow(
+    unused_imports,
+    unused_variables,
+    unused_mut,
+    unreachable_code,
+    dead_code
+)]
 
 use std::convert::Infallible;
 use std::fmt::Write;
@@ -24,7 +30,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 use crate::body::{Body, text};
@@ -47,16 +53,62 @@ where
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     loop {
-        // TODO: accept a connection, then serve it with hyper's http1::Builder on a task of its own (tokio::spawn)
-        todo!("accept a connection, then serve it with hyper's http1::Builder on a task of its own (tokio::spawn)")
+        // TODO: accept a connection, then run serve_connection for it on a task of its own (tokio::spawn)
+        todo!(
+            "accept a connection, then run serve_connection for it on a task of its own (tokio::spawn)"
+        )
     }
 }
 // ANCHOR_END: serve
+
+// ANCHOR: serve_connection
+/// Serves the requests of one connection until the client closes it.
+async fn serve_connection<H, F>(stream: TcpStream, peer: SocketAddr, handler: H)
+where
+    H: Fn(Request<Incoming>) -> F + Send + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    // The service: what hyper calls for each request on this connection.
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ClientAddr(peer));
+        let answer = if head_len(&request) > MAX_REQUEST_HEAD {
+            Err(text(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "431 Request Header Fields Too Large",
+            ))
+        } else {
+            Ok(handler(request))
+        };
+        async move {
+            Ok::<_, Infallible>(match answer {
+                Ok(response) => response.await,
+                Err(refused) => refused,
+            })
+        }
+    });
+    // TODO: serve the connection with hyper's http1::Builder (max_buf_size(MAX_REQUEST_HEAD)) and the service; log the error it ends with
+    todo!(
+        "serve the connection with hyper's http1::Builder (max_buf_size(MAX_REQUEST_HEAD)) and the service; log the error it ends with"
+    )
+}
+// ANCHOR_END: serve_connection
+
+/// The size of a request head, about as it was on the wire.
+fn head_len(request: &Request<Incoming>) -> usize {
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    request.uri().to_string().len() + headers
+}
 
 // ANCHOR: describe
 /// The whole application of step 01: say what arrived.
 pub async fn describe_request(request: Request<Incoming>) -> Response<Body> {
     // TODO: write the method, the path and query, the version and every header (as received) into a text page
-    todo!("write the method, the path and query, the version and every header (as received) into a text page")
+    todo!(
+        "write the method, the path and query, the version and every header (as received) into a text page"
+    )
 }
 // ANCHOR_END: describe

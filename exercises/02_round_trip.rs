@@ -15,7 +15,13 @@
 //! `cargo xtask exercises`, which overwrites it:
 //! `diff exercises/02_round_trip.rs solutions/02_round_trip.rs`
 //! shows exactly the work.
-#![allow(unused_imports, unused_variables, unused_mut, unreachable_code, dead_code)]
+#![allow(
+    unused_imports,
+    unused_variables,
+    unused_mut,
+    unreachable_code,
+    dead_code
+)]
 
 use http::uri::{Parts, PathAndQuery};
 use http::{Request, Response, StatusCode, Uri};
@@ -78,6 +84,8 @@ pub fn bad_gateway(upstream: &Uri, err: &dyn std::error::Error) -> Response<Body
 /// Sends `request` to the upstream and answers with its status and body.
 pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Response<Body> {
     // TODO: collect the request body, point the request at the upstream, send it, and answer with the upstream's status and collected body (502 on error)
-    todo!("collect the request body, point the request at the upstream, send it, and answer with the upstream's status and collected body (502 on error)")
+    todo!(
+        "collect the request body, point the request at the upstream, send it, and answer with the upstream's status and collected body (502 on error)"
+    )
 }
 // ANCHOR_END: round_trip

@@ -13,7 +13,13 @@
 //! `cargo xtask exercises`, which overwrites it:
 //! `diff exercises/03_stream_body.rs solutions/03_stream_body.rs`
 //! shows exactly the work.
-#![allow(unused_imports, unused_variables, unused_mut, unreachable_code, dead_code)]
+#![allow(
+    unused_imports,
+    unused_variables,
+    unused_mut,
+    unreachable_code,
+    dead_code
+)]
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -27,6 +33,8 @@ pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Resp
     let (mut parts, body) = request.into_parts();
     parts.uri = upstream_uri(&upstream.uri, &parts.uri);
     // TODO: send the request with its body as a stream (boxed), and answer with the upstream's status and streaming body
-    todo!("send the request with its body as a stream (boxed), and answer with the upstream's status and streaming body")
+    todo!(
+        "send the request with its body as a stream (boxed), and answer with the upstream's status and streaming body"
+    )
 }
 // ANCHOR_END: round_trip

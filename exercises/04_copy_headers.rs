@@ -15,7 +15,13 @@
 //! `cargo xtask exercises`, which overwrites it:
 //! `diff exercises/04_copy_headers.rs solutions/04_copy_headers.rs`
 //! shows exactly the work.
-#![allow(unused_imports, unused_variables, unused_mut, unreachable_code, dead_code)]
+#![allow(
+    unused_imports,
+    unused_variables,
+    unused_mut,
+    unreachable_code,
+    dead_code
+)]
 
 use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
@@ -27,7 +33,9 @@ use crate::round_trip::{Upstream, bad_gateway, upstream_uri};
 /// Copies every header line of `from` into `to`, repeated names included.
 pub fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
     // TODO: copy every (name, value) pair with append, so that repeated headers stay repeated and in order
-    todo!("copy every (name, value) pair with append, so that repeated headers stay repeated and in order")
+    todo!(
+        "copy every (name, value) pair with append, so that repeated headers stay repeated and in order"
+    )
 }
 // ANCHOR_END: copy_headers
 

@@ -41,6 +41,7 @@ where
 {
     loop {
         // EXERCISE: accept a connection, then run serve_connection for it on a task of its own (tokio::spawn)
+        // ANCHOR: accept
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(err) => {
@@ -53,6 +54,7 @@ where
         };
         // One task per connection: a slow client never holds up the others.
         tokio::spawn(serve_connection(stream, peer, handler.clone()));
+        // ANCHOR_END: accept
         // END EXERCISE
     }
 }
@@ -66,6 +68,7 @@ where
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     // The service: what hyper calls for each request on this connection.
+    // ANCHOR: service
     let service = service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ClientAddr(peer));
         let answer = if head_len(&request) > MAX_REQUEST_HEAD {
@@ -83,7 +86,9 @@ where
             })
         }
     });
+    // ANCHOR_END: service
     // EXERCISE: serve the connection with hyper's http1::Builder (max_buf_size(MAX_REQUEST_HEAD)) and the service; log the error it ends with
+    // ANCHOR: connection
     // hyper reads requests off the connection, calls the service, writes
     // the responses, and handles keep-alive between them. The buffer bounds
     // the memory a request head may take while it arrives (hyper's default,
@@ -96,6 +101,7 @@ where
     {
         debug!("connection from {peer} ended: {err}");
     }
+    // ANCHOR_END: connection
     // END EXERCISE
 }
 // ANCHOR_END: serve_connection

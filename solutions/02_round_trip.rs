@@ -86,7 +86,12 @@ pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Resp
     // Simple, and wrong for big bodies: the whole upload sits in memory.
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(err) => return text(StatusCode::BAD_REQUEST, format!("reading the request failed: {err}")),
+        Err(err) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("reading the request failed: {err}"),
+            );
+        }
     };
     parts.uri = upstream_uri(&upstream.uri, &parts.uri);
     let request = Request::from_parts(parts, full(body));

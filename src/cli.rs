@@ -46,7 +46,10 @@ pub fn parse_upstream(value: &str) -> Result<Uri, String> {
         Some(other) => return Err(format!("scheme `{other}` is not supported; use http://")),
         None => return Err("missing scheme; expected http://host:port".into()),
     }
-    if uri.authority().is_none_or(|authority| authority.host().is_empty()) {
+    if uri
+        .authority()
+        .is_none_or(|authority| authority.host().is_empty())
+    {
         return Err("missing host; expected http://host:port".into());
     }
     Ok(uri)

@@ -68,12 +68,18 @@ struct State {
 
 impl State {
     fn progress(&self, id: &str) -> u64 {
-        let map = self.progress.lock().unwrap_or_else(|poison| poison.into_inner());
+        let map = self
+            .progress
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         map.get(id).map_or(0, |sent| sent.load(Ordering::Relaxed))
     }
 
     fn track(&self, id: &str) -> Arc<AtomicU64> {
-        let mut map = self.progress.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut map = self
+            .progress
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         // Bounded: a long-running origin must not grow with every id it sees.
         if map.len() >= 4096 {
             map.clear();
@@ -131,14 +137,23 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, state: &State) -> R
         "/stream" => stream(&query, false),
         "/sse" => stream(&query, true),
         "/big" => big(&query, state),
-        "/progress" => text(StatusCode::OK, state.progress(query.get("id").unwrap_or("")).to_string()),
+        "/progress" => text(
+            StatusCode::OK,
+            state.progress(query.get("id").unwrap_or("")).to_string(),
+        ),
         "/upload" => upload(request).await,
         "/slow" => slow(&query).await,
         "/trailers" => trailers(),
         _ if path == "/echo" || path.starts_with("/echo/") => echo(request, peer).await,
-        _ => match path.strip_prefix("/status/").and_then(|code| code.parse().ok()) {
+        _ => match path
+            .strip_prefix("/status/")
+            .and_then(|code| code.parse().ok())
+        {
             Some(code) => status(code),
-            None => text(StatusCode::NOT_FOUND, format!("the demo origin has no {path}; try /")),
+            None => text(
+                StatusCode::NOT_FOUND,
+                format!("the demo origin has no {path}; try /"),
+            ),
         },
     }
 }
@@ -157,7 +172,12 @@ async fn echo(request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let (parts, body) = request.into_parts();
     let received = match read_body(body).await {
         Ok(received) => received,
-        Err(err) => return text(StatusCode::BAD_REQUEST, format!("reading the body failed: {err}")),
+        Err(err) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("reading the body failed: {err}"),
+            );
+        }
     };
     let json = serde_json::json!({
         "method": parts.method.as_str(),
@@ -181,7 +201,10 @@ async fn upload(request: Request<Incoming>) -> Response<Body> {
             "length": received.length,
             "sha256": received.sha256,
         })),
-        Err(err) => text(StatusCode::BAD_REQUEST, format!("reading the body failed: {err}")),
+        Err(err) => text(
+            StatusCode::BAD_REQUEST,
+            format!("reading the body failed: {err}"),
+        ),
     }
 }
 
@@ -230,13 +253,24 @@ fn repeated_headers(query: &Query) -> Response<Body> {
     }
     for added in query.all("add") {
         let Some((name, value)) = added.split_once(':') else {
-            return text(StatusCode::BAD_REQUEST, format!("add={added}: expected Name:Value"));
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("add={added}: expected Name:Value"),
+            );
         };
-        match (HeaderName::try_from(name.trim()), HeaderValue::try_from(value.trim())) {
+        match (
+            HeaderName::try_from(name.trim()),
+            HeaderValue::try_from(value.trim()),
+        ) {
             (Ok(name), Ok(value)) => {
                 headers.append(name, value);
             }
-            _ => return text(StatusCode::BAD_REQUEST, format!("add={added}: not a valid header")),
+            _ => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("add={added}: not a valid header"),
+                );
+            }
         }
     }
     response
@@ -288,7 +322,11 @@ fn big(query: &Query, state: &State) -> Response<Body> {
         Some(id) => state.track(id),
         None => Arc::default(),
     };
-    let mut response = Response::new(boxed(Pattern { offset: 0, length, sent }));
+    let mut response = Response::new(boxed(Pattern {
+        offset: 0,
+        length,
+        sent,
+    }));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
@@ -304,7 +342,10 @@ async fn slow(query: &Query) -> Response<Body> {
 
 fn status(code: u16) -> Response<Body> {
     let Ok(status) = StatusCode::from_u16(code) else {
-        return text(StatusCode::BAD_REQUEST, format!("{code} is not a status code"));
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("{code} is not a status code"),
+        );
     };
     // 1xx, 204 and 304 never have a body.
     if status.is_informational() || code == 204 || code == 304 {
@@ -335,8 +376,14 @@ fn trailers() -> Response<Body> {
     });
     let mut response = Response::new(boxed(body));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    headers.insert(header::TRAILER, HeaderValue::from_static("x-body-sha256, x-origin-status"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::TRAILER,
+        HeaderValue::from_static("x-body-sha256, x-origin-status"),
+    );
     response
 }
 
@@ -462,6 +509,8 @@ impl Query {
     }
 
     fn number(&self, key: &str, default: u64) -> u64 {
-        self.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+        self.get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     }
 }

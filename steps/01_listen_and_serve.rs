@@ -13,7 +13,10 @@ async fn main() {
     if args.upstream.is_some() {
         println!("step 01 answers every request itself: --upstream is not used yet");
     }
-    cli::try_this(&listener, &["curl -i 'http://{addr}/hello?name=you' -H 'X-Hello: world'"]);
+    cli::try_this(
+        &listener,
+        &["curl -i 'http://{addr}/hello?name=you' -H 'X-Hello: world'"],
+    );
 
     // ANCHOR: main
     serve(listener, describe_request).await;

@@ -7,9 +7,9 @@
 //! reference ones.
 
 mod checks;
+mod harness;
 #[path = "../xtask/src/gen.rs"]
 mod tooling;
-mod harness;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,10 +51,7 @@ fn every_exercise_fails_its_step_until_solved() {
                 .collect();
             let mut failing = 0;
             for check in &new_checks {
-                let ctx = Ctx {
-                    target: Target::Binary(binary.clone()),
-                    origin,
-                };
+                let ctx = Ctx::new(Target::Binary(binary.clone()), origin);
                 let check_fn = checks::find(&check.name).expect("an implemented check");
                 if let Err(Failure::Fail(_)) = run_check(check_fn, ctx).await {
                     failing += 1;
@@ -88,7 +85,14 @@ fn build_exercise(root: &Path, target_dir: &Path, id: &str, bin: &str) -> PathBu
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .current_dir(root)
-        .args(["build", "--quiet", "--features", &format!("ex{id}"), "--bin", bin])
+        .args([
+            "build",
+            "--quiet",
+            "--features",
+            &format!("ex{id}"),
+            "--bin",
+            bin,
+        ])
         .arg("--target-dir")
         .arg(target_dir)
         .output()

@@ -13,9 +13,9 @@
 //!   is already running instead of starting the binary.
 
 mod checks;
+mod harness;
 #[path = "../xtask/src/gen.rs"]
 mod tooling;
-mod harness;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -82,10 +82,7 @@ async fn check_the_whole_matrix(table: &tooling::Table) {
     let mut cells = tokio::task::JoinSet::new();
     for step in &table.steps {
         for check in &table.checks {
-            let ctx = Ctx {
-                target: Target::Binary(binary(&step.bin)),
-                origin,
-            };
+            let ctx = Ctx::new(Target::Binary(binary(&step.bin)), origin);
             let (step_id, name, limit) = (step.id.clone(), check.name.clone(), limit.clone());
             cells.spawn(async move {
                 let _permit = limit.acquire_owned().await.expect("semaphore");
@@ -162,13 +159,15 @@ fn grid(table: &tooling::Table, results: &BTreeMap<(String, String), Outcome>) -
 async fn check_one_step(table: &tooling::Table, step_id: &str) {
     let Some(step) = table.steps.iter().find(|step| step.id == step_id) else {
         let ids: Vec<_> = table.steps.iter().map(|step| step.id.as_str()).collect();
-        panic!("WORKSHOP_STEP={step_id}: no such step; the steps are {}", ids.join(", "));
+        panic!(
+            "WORKSHOP_STEP={step_id}: no such step; the steps are {}",
+            ids.join(", ")
+        );
     };
     let target = match std::env::var("PROXY_ADDR") {
-        Ok(addr) => Target::Running(
-            addr.parse()
-                .unwrap_or_else(|_| panic!("PROXY_ADDR={addr}: expected host:port, e.g. 127.0.0.1:8080")),
-        ),
+        Ok(addr) => Target::Running(addr.parse().unwrap_or_else(|_| {
+            panic!("PROXY_ADDR={addr}: expected host:port, e.g. 127.0.0.1:8080")
+        })),
         Err(_) => Target::Binary(binary(&step.bin)),
     };
     let origin = start_origin().await;
@@ -183,10 +182,7 @@ async fn check_one_step(table: &tooling::Table, step_id: &str) {
     let mut cells = tokio::task::JoinSet::new();
     let limit = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
     for (index, check) in rows.iter().enumerate() {
-        let ctx = Ctx {
-            target: target.clone(),
-            origin,
-        };
+        let ctx = Ctx::new(target.clone(), origin);
         let (name, limit) = (check.name.clone(), limit.clone());
         cells.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("semaphore");
@@ -211,7 +207,12 @@ async fn check_one_step(table: &tooling::Table, step_id: &str) {
             }
             Err(Failure::Fail(why)) => {
                 failed += 1;
-                println!("  ✗ {new}{} — {}\n      {}", check.name, check.what, why.replace('\n', "\n      "));
+                println!(
+                    "  ✗ {new}{} — {}\n      {}",
+                    check.name,
+                    check.what,
+                    why.replace('\n', "\n      ")
+                );
             }
             Err(Failure::Skip(why)) => {
                 skipped += 1;
@@ -220,5 +221,9 @@ async fn check_one_step(table: &tooling::Table, step_id: &str) {
         }
     }
     println!("\n{passed} passed, {failed} failed, {skipped} skipped\n");
-    assert!(failed == 0, "step {}: {failed} behaviour(s) missing, see above", step.id);
+    assert!(
+        failed == 0,
+        "step {}: {failed} behaviour(s) missing, see above",
+        step.id
+    );
 }

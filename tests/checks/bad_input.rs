@@ -8,7 +8,12 @@ use crate::harness::client::{excerpt, get, raw_exchange};
 use crate::harness::{Ctx, Outcome};
 
 pub async fn malformed_request_line(ctx: Ctx) -> Outcome {
-    rejected(ctx, b"GET\x01/ HTTP/1.1 extra\r\nHost: x\r\n\r\n".to_vec(), "a malformed request line").await
+    rejected(
+        ctx,
+        b"GET\x01/ HTTP/1.1 extra\r\nHost: x\r\n\r\n".to_vec(),
+        "a malformed request line",
+    )
+    .await
 }
 
 pub async fn header_without_colon(ctx: Ctx) -> Outcome {

@@ -155,7 +155,11 @@ async fn download(proxy: &Proxy, length: u64, seconds: u64) -> Outcome {
     let path = format!("/big?bytes={length}");
     within(seconds, "the whole download", async {
         let response = send(proxy.addr, get_request(proxy.addr, &path)).await?;
-        ensure!(response.status() == 200, "expected 200, got {}", response.status());
+        ensure!(
+            response.status() == 200,
+            "expected 200, got {}",
+            response.status()
+        );
         check_pattern(response.into_body(), length).await
     })
     .await
@@ -165,7 +169,9 @@ async fn check_pattern(mut body: Incoming, length: u64) -> Outcome {
     let mut offset = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|err| {
-            fail(format!("the body broke after {offset} of {length} bytes: {err}"))
+            fail(format!(
+                "the body broke after {offset} of {length} bytes: {err}"
+            ))
         })?;
         if let Ok(data) = frame.into_data() {
             ensure!(

@@ -13,7 +13,9 @@ pub fn echoed_headers(echo: &serde_json::Value) -> Vec<(String, String)> {
         .map(|pairs| {
             pairs
                 .iter()
-                .filter_map(|pair| Some((pair[0].as_str()?.to_string(), pair[1].as_str()?.to_string())))
+                .filter_map(|pair| {
+                    Some((pair[0].as_str()?.to_string(), pair[1].as_str()?.to_string()))
+                })
                 .collect()
         })
         .unwrap_or_default()

@@ -10,7 +10,10 @@ pub async fn response_headers_copied(ctx: Ctx) -> Outcome {
     let content_type = reply.header_values("content-type");
     let custom = reply.header_values("x-from-origin");
     ensure!(
-        content_type.first().is_some_and(|value| value.starts_with("text/plain")) && custom == ["yes"],
+        content_type
+            .first()
+            .is_some_and(|value| value.starts_with("text/plain"))
+            && custom == ["yes"],
         "the origin answered with Content-Type: text/plain and X-From-Origin: yes, the client got \
          Content-Type {content_type:?} and X-From-Origin {custom:?}: are the response headers copied?"
     );

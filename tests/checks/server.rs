@@ -40,7 +40,11 @@ pub async fn keep_alive(ctx: Ctx) -> Outcome {
         })
         .await?;
         let reply = crate::harness::client::read(response).await?;
-        ensure!(reply.status == 200, "the {attempt} request got {}", reply.status);
+        ensure!(
+            reply.status == 200,
+            "the {attempt} request got {}",
+            reply.status
+        );
     }
     Ok(())
 }
@@ -64,7 +68,11 @@ pub async fn one_task_per_connection(ctx: Ctx) -> Outcome {
              is each connection served on its own task (tokio::spawn)?",
         )
     })?;
-    ensure!(reply.status == 200, "the second connection got {}", reply.status);
+    ensure!(
+        reply.status == 200,
+        "the second connection got {}",
+        reply.status
+    );
     drop(stuck);
     Ok(())
 }

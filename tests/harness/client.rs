@@ -82,7 +82,9 @@ pub fn get_request(addr: SocketAddr, path: &str) -> Request<Body> {
     *request.uri_mut() = path.parse().unwrap_or_default();
     request.headers_mut().insert(
         header::HOST,
-        addr.to_string().parse().expect("an address is a valid header value"),
+        addr.to_string()
+            .parse()
+            .expect("an address is a valid header value"),
     );
     request
 }
@@ -144,7 +146,11 @@ impl RawAnswer {
 
 /// Writes `bytes` on a new connection, then reads until the peer closes or
 /// `wait` passes.
-pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Result<RawAnswer, Failure> {
+pub async fn raw_exchange(
+    addr: SocketAddr,
+    bytes: &[u8],
+    wait: Duration,
+) -> Result<RawAnswer, Failure> {
     let mut stream = TcpStream::connect(addr)
         .await
         .or_fail(&format!("connecting to {addr}"))?;
@@ -156,12 +162,25 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Res
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
-            Err(_) => return Ok(RawAnswer { bytes: answer, closed: false }),
-            Ok(Ok(0)) | Ok(Err(_)) => return Ok(RawAnswer { bytes: answer, closed: true }),
+            Err(_) => {
+                return Ok(RawAnswer {
+                    bytes: answer,
+                    closed: false,
+                });
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return Ok(RawAnswer {
+                    bytes: answer,
+                    closed: true,
+                });
+            }
             Ok(Ok(n)) => {
                 answer.extend_from_slice(&buffer[..n]);
                 if answer.len() > 1 << 20 {
-                    return Ok(RawAnswer { bytes: answer, closed: false });
+                    return Ok(RawAnswer {
+                        bytes: answer,
+                        closed: false,
+                    });
                 }
             }
         }

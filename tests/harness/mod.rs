@@ -18,5 +18,5 @@ pub mod outcome;
 pub mod proxy;
 pub mod run;
 
-pub use outcome::{Failure, Outcome, OrFail, fail, within};
+pub use outcome::{Failure, OrFail, Outcome, fail, within};
 pub use proxy::{Ctx, Proxy};

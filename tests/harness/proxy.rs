@@ -26,9 +26,25 @@ pub struct Ctx {
     pub target: Target,
     /// The demo origin of this test process.
     pub origin: SocketAddr,
+    /// Panic messages the proxies of this check printed: an unfilled
+    /// `todo!()` says "not yet implemented: <hint>", the best clue there is.
+    panics: Arc<Mutex<Vec<String>>>,
 }
 
 impl Ctx {
+    pub fn new(target: Target, origin: SocketAddr) -> Ctx {
+        Ctx {
+            target,
+            origin,
+            panics: Arc::default(),
+        }
+    }
+
+    /// The panic messages of the proxies this check started.
+    pub fn panics(&self) -> Vec<String> {
+        lock(&self.panics).clone()
+    }
+
     /// A proxy in front of the demo origin.
     pub async fn proxy(&self) -> Result<Proxy, Failure> {
         match &self.target {
@@ -49,7 +65,7 @@ impl Ctx {
         let binary = self.binary()?;
         let mut command = Command::new(binary);
         command.args(["--listen", "127.0.0.1:0"]).args(args);
-        let mut started = Started::start(command, binary)?;
+        let mut started = Started::start(command, binary, self.panics.clone())?;
         let first_line = within(20, "the `listening on http://ADDR` line", async {
             started.stdout_line().await.ok_or_else(|| {
                 fail(format!(
@@ -80,9 +96,13 @@ impl Ctx {
         let binary = self.binary()?;
         let mut command = Command::new(binary);
         command.args(args);
-        let mut started = Started::start(command, binary)?;
+        let mut started = Started::start(command, binary, self.panics.clone())?;
         let status = within(20, "the process to exit", async {
-            started.child.wait().await.or_fail("waiting for the process")
+            started
+                .child
+                .wait()
+                .await
+                .or_fail("waiting for the process")
         })
         .await?;
         // stderr is read by a task that may finish a little after the exit.
@@ -131,7 +151,9 @@ impl Proxy {
     /// The peak resident memory of the proxy process so far (`VmHWM`), MiB.
     pub fn peak_rss_mib(&self) -> Result<f64, Failure> {
         let Some(process) = &self.process else {
-            return Err(Failure::Skip("needs the proxy's PID to read its memory".into()));
+            return Err(Failure::Skip(
+                "needs the proxy's PID to read its memory".into(),
+            ));
         };
         let pid = process.child.id().or_fail("the proxy has exited")?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -154,7 +176,10 @@ impl Proxy {
 
     /// What the proxy wrote on stderr (its logs), for failure messages.
     pub fn stderr(&self) -> String {
-        self.process.as_ref().map(Started::stderr).unwrap_or_default()
+        self.process
+            .as_ref()
+            .map(Started::stderr)
+            .unwrap_or_default()
     }
 }
 
@@ -169,7 +194,11 @@ struct Started {
 }
 
 impl Started {
-    fn start(mut command: Command, binary: &Path) -> Result<Started, Failure> {
+    fn start(
+        mut command: Command,
+        binary: &Path,
+        panics: Arc<Mutex<Vec<String>>>,
+    ) -> Result<Started, Failure> {
         command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -184,7 +213,7 @@ impl Started {
         let stderr_reader = child
             .stderr
             .take()
-            .map(|err| tokio::spawn(collect_stderr(err, stderr.clone())));
+            .map(|err| tokio::spawn(collect_stderr(err, stderr.clone(), panics)));
         Ok(Started {
             child,
             stdout,
@@ -217,10 +246,23 @@ impl Started {
     }
 }
 
-/// Keeps the last 64 KiB of a process's stderr.
-async fn collect_stderr(err: impl AsyncRead + Unpin, into: Arc<Mutex<String>>) {
+/// Keeps the last 64 KiB of a process's stderr, and its panic messages.
+async fn collect_stderr(
+    err: impl AsyncRead + Unpin,
+    into: Arc<Mutex<String>>,
+    panics: Arc<Mutex<Vec<String>>>,
+) {
     let mut lines = BufReader::new(err).lines();
+    let mut after_panic = false;
     while let Ok(Some(line)) = lines.next_line().await {
+        // Rust prints "thread '…' panicked at FILE:LINE:COL:" then the message.
+        if after_panic {
+            let mut panics = lock(&panics);
+            if panics.len() < 10 {
+                panics.push(line.clone());
+            }
+        }
+        after_panic = line.contains("panicked at");
         let mut kept = lock(&into);
         kept.push_str(&line);
         kept.push('\n');

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use super::outcome::{Outcome, fail};
+use super::outcome::{Failure, Outcome, fail};
 use super::proxy::Ctx;
 
 /// The longest any one check may take, 1 GiB transfers included.
@@ -18,8 +18,8 @@ pub struct Check {
 
 /// Runs one check; a panic or an overrun is a failure, never a hang.
 pub async fn run_check(check: &Check, ctx: Ctx) -> Outcome {
-    let mut task = tokio::spawn((check.run)(ctx));
-    match tokio::time::timeout(CHECK_TIMEOUT, &mut task).await {
+    let mut task = tokio::spawn((check.run)(ctx.clone()));
+    let outcome = match tokio::time::timeout(CHECK_TIMEOUT, &mut task).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(err)) => Err(fail(format!("the check itself panicked: {err}"))),
         Err(_) => {
@@ -29,5 +29,12 @@ pub async fn run_check(check: &Check, ctx: Ctx) -> Outcome {
                 CHECK_TIMEOUT.as_secs()
             )))
         }
+    };
+    // The proxy's own panic says more than any symptom seen from outside.
+    match (outcome, ctx.panics().first()) {
+        (Err(Failure::Fail(why)), Some(panic)) => Err(fail(format!(
+            "the proxy panicked: {panic}\n      which led to: {why}"
+        ))),
+        (outcome, _) => outcome,
     }
 }
