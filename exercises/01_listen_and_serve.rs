@@ -11,13 +11,7 @@
 //! `cargo xtask exercises`, which overwrites it:
 //! `diff exercises/01_listen_and_serve.rs solutions/01_listen_and_serve.rs`
 //! shows exactly the work.
-#![allow(
-    unused_imports,
-    unused_variables,
-    unused_mut,
-    unreachable_code,
-    dead_code
-)]
+#![allow(unused, unreachable_code)]
 
 use std::convert::Infallible;
 use std::fmt::Write;
@@ -69,39 +63,19 @@ where
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     // The service: what hyper calls for each request on this connection.
+    // ANCHOR: service
     let service = service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ClientAddr(peer));
-        let answer = if head_len(&request) > MAX_REQUEST_HEAD {
-            Err(text(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "431 Request Header Fields Too Large",
-            ))
-        } else {
-            Ok(handler(request))
-        };
-        async move {
-            Ok::<_, Infallible>(match answer {
-                Ok(response) => response.await,
-                Err(refused) => refused,
-            })
-        }
+        let response = handler(request);
+        async move { Ok::<_, Infallible>(response.await) }
     });
-    // TODO: serve the connection with hyper's http1::Builder (max_buf_size(MAX_REQUEST_HEAD)) and the service; log the error it ends with
+    // ANCHOR_END: service
+    // TODO: serve the connection with hyper's http1::Builder (max_header_size(MAX_REQUEST_HEAD)) and the service; log the error it ends with
     todo!(
-        "serve the connection with hyper's http1::Builder (max_buf_size(MAX_REQUEST_HEAD)) and the service; log the error it ends with"
+        "serve the connection with hyper's http1::Builder (max_header_size(MAX_REQUEST_HEAD)) and the service; log the error it ends with"
     )
 }
 // ANCHOR_END: serve_connection
-
-/// The size of a request head, about as it was on the wire.
-fn head_len(request: &Request<Incoming>) -> usize {
-    let headers: usize = request
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    request.uri().to_string().len() + headers
-}
 
 // ANCHOR: describe
 /// The whole application of step 01: say what arrived.

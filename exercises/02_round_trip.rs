@@ -15,13 +15,7 @@
 //! `cargo xtask exercises`, which overwrites it:
 //! `diff exercises/02_round_trip.rs solutions/02_round_trip.rs`
 //! shows exactly the work.
-#![allow(
-    unused_imports,
-    unused_variables,
-    unused_mut,
-    unreachable_code,
-    dead_code
-)]
+#![allow(unused, unreachable_code)]
 
 use http::uri::{Parts, PathAndQuery};
 use http::{Request, Response, StatusCode, Uri};

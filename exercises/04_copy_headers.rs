@@ -15,13 +15,7 @@
 //! `cargo xtask exercises`, which overwrites it:
 //! `diff exercises/04_copy_headers.rs solutions/04_copy_headers.rs`
 //! shows exactly the work.
-#![allow(
-    unused_imports,
-    unused_variables,
-    unused_mut,
-    unreachable_code,
-    dead_code
-)]
+#![allow(unused, unreachable_code)]
 
 use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;

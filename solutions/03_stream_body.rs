@@ -3,7 +3,7 @@
 //! In hyper a body is not a byte array but a stream of *frames* (data, or
 //! trailers at the end). A proxy that hands the incoming stream straight to
 //! the other side moves each frame as it arrives: a 1 GiB upload goes through
-//! in a few kilobytes of memory, the first bytes of a slow response reach the
+//! in a few MiB of memory (hyper's buffers), the first bytes of a slow response reach the
 //! client at once, and a client that stops reading stops the upstream too
 //! (hyper only polls the body when the socket can take more: backpressure
 //! for free).

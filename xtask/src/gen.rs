@@ -25,10 +25,13 @@ const EXERCISE_OPEN: &str = "// EXERCISE:";
 const EXERCISE_CLOSE: &str = "// END EXERCISE";
 
 /// The attribute every exercise carries: `todo!()` leaves parameters, imports
-/// and helpers unused, and the attendee should only see warnings about their
-/// own code.
-const EXERCISE_ALLOW: &str =
-    "#![allow(unused_imports, unused_variables, unused_mut, unreachable_code, dead_code)]";
+/// and helpers unused (`unused` is the lint group for all of them), and code
+/// after it unreachable. Short enough for rustfmt to leave it on one line.
+const EXERCISE_ALLOW: &str = "#![allow(unused, unreachable_code)]";
+
+/// rustfmt's line width: exercises are modules of the crate, so `cargo fmt`
+/// formats them too, and a generated file must already look formatted.
+const MAX_WIDTH: usize = 100;
 
 /// Writes the exercise for one solution: every `// EXERCISE: hint` …
 /// `// END EXERCISE` region (markers included) becomes a `// TODO: hint` line
@@ -100,10 +103,16 @@ pub fn generate_exercise(solution: &str, solution_path: &str) -> Result<String, 
             let indent = &text[..text.len() - text.trim_start().len()];
             let line_eol = or_newline(line_eol);
             out.push_str(&format!("{indent}// TODO: {hint}{line_eol}"));
-            out.push_str(&format!(
-                "{indent}todo!(\"{}\"){line_eol}",
-                escape_format_literal(hint)
-            ));
+            let literal = format!("\"{}\"", escape_format_literal(hint));
+            let one_line = format!("{indent}todo!({literal})");
+            if one_line.chars().count() <= MAX_WIDTH {
+                out.push_str(&format!("{one_line}{line_eol}"));
+            } else {
+                // What rustfmt does with a call too long for one line.
+                out.push_str(&format!("{indent}todo!({line_eol}"));
+                out.push_str(&format!("{indent}    {literal}{line_eol}"));
+                out.push_str(&format!("{indent}){line_eol}"));
+            }
             open = Some(number);
             regions += 1;
         } else if trimmed == EXERCISE_CLOSE {
@@ -631,6 +640,15 @@ pub fn run(x: u32) -> u32 {
 ";
 
     #[test]
+    fn a_long_hint_is_laid_out_as_rustfmt_would() {
+        let hint = "h".repeat(120);
+        let solution =
+            format!("fn f() {{\n    // EXERCISE: {hint}\n    x\n    // END EXERCISE\n}}\n");
+        let exercise = generate_exercise(&solution, "solutions/01_x.rs").unwrap();
+        assert!(exercise.contains(&format!("    todo!(\n        \"{hint}\"\n    )\n")));
+    }
+
+    #[test]
     fn exercise_replaces_each_region_with_a_todo() {
         let exercise = generate_exercise(SOLUTION, "solutions/07_step.rs").unwrap();
         let expected = "\
@@ -643,7 +661,7 @@ pub fn run(x: u32) -> u32 {
 //! `cargo xtask exercises`, which overwrites it:
 //! `diff exercises/07_step.rs solutions/07_step.rs`
 //! shows exactly the work.
-#![allow(unused_imports, unused_variables, unused_mut, unreachable_code, dead_code)]
+#![allow(unused, unreachable_code)]
 
 use std::fmt;
 
