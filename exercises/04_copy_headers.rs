@@ -17,10 +17,10 @@
 //! shows exactly the work.
 #![allow(unused, unreachable_code)]
 
+use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
-use hyper::body::Incoming;
 
-use crate::body::{Body, boxed};
+use crate::body::{Body, BoxError, boxed};
 use crate::round_trip::{Upstream, bad_gateway, upstream_uri};
 
 // ANCHOR: copy_headers
@@ -36,7 +36,13 @@ pub fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
 // ANCHOR: round_trip
 /// Sends a new request built from `request` upstream, and answers with a new
 /// response built from the upstream's: status, headers, streaming body.
-pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Response<Body> {
+pub async fn round_trip<B>(upstream: &Upstream, request: Request<B>) -> Response<Body>
+where
+    // Any request body that yields bytes: `Incoming` as it came, or a body
+    // a later step wraps around it.
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     // ANCHOR: build_request
     let (parts, body) = request.into_parts();
     let mut outgoing = Request::new(boxed(body));

@@ -17,6 +17,9 @@ use tokio::net::TcpListener;
 /// these with `#[command(flatten)]`.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(about = "One step of the reverse-proxy workshop")]
+// No argument group named after the struct: a step's own `Args` flattens
+// this one, and two groups called `Args` would clash.
+#[group(skip)]
 pub struct Args {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]

@@ -35,3 +35,23 @@ pub mod stream_body;
 #[cfg_attr(not(feature = "ex04"), path = "../solutions/04_copy_headers.rs")]
 #[cfg_attr(feature = "ex04", path = "../exercises/04_copy_headers.rs")]
 pub mod copy_headers;
+
+// Step 05: connection-specific headers stay on their connection.
+#[cfg_attr(not(feature = "ex05"), path = "../solutions/05_hop_by_hop.rs")]
+#[cfg_attr(feature = "ex05", path = "../exercises/05_hop_by_hop.rs")]
+pub mod hop_by_hop;
+
+// Step 06: X-Forwarded-* headers, the Host policy, and the path problem.
+#[cfg_attr(not(feature = "ex06"), path = "../solutions/06_x_forwarded.rs")]
+#[cfg_attr(feature = "ex06", path = "../exercises/06_x_forwarded.rs")]
+pub mod x_forwarded;
+
+// Step 07: trailers, announced again after the hop-by-hop headers are gone.
+#[cfg_attr(not(feature = "ex07"), path = "../solutions/07_trailers.rs")]
+#[cfg_attr(feature = "ex07", path = "../exercises/07_trailers.rs")]
+pub mod trailers;
+
+// Step 08: streaming without buffering, cancellation, deadlines.
+#[cfg_attr(not(feature = "ex08"), path = "../solutions/08_streaming.rs")]
+#[cfg_attr(feature = "ex08", path = "../exercises/08_streaming.rs")]
+pub mod streaming;

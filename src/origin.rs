@@ -16,7 +16,9 @@
 //! | `/upload` | reads the whole body, answers its length and sha256 |
 //! | `/slow?ms=` | answers after `ms` milliseconds |
 //! | `/status/NNN` | that status |
-//! | `/trailers` | a chunked body with announced trailers |
+//! | `/trailers` | a chunked body with announced trailers; `X-Received-TE` says which `TE` arrived |
+//! | `/truncated?bytes=&promised=` | promises `promised` bytes, sends `bytes`, then breaks the connection |
+//! | `/stream-state?id=&wait_for=` | how `/stream?id=` ended: `running`, `finished` or `cancelled` (waits up to 5 s for `wait_for`) |
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -36,6 +38,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::body::{Body, boxed, empty, full, text};
@@ -64,6 +67,26 @@ struct State {
     /// Bytes sent per `/big?id=`: lets a test see whether a proxy lets the
     /// origin run ahead of a client that does not read.
     progress: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    /// How each `/stream?id=` is going: lets a test see whether a proxy
+    /// cancels the upstream request when its client goes away.
+    streams: Mutex<HashMap<String, watch::Sender<StreamState>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum StreamState {
+    Running,
+    Finished,
+    Cancelled,
+}
+
+impl StreamState {
+    fn name(self) -> &'static str {
+        match self {
+            StreamState::Running => "running",
+            StreamState::Finished => "finished",
+            StreamState::Cancelled => "cancelled",
+        }
+    }
 }
 
 impl State {
@@ -73,6 +96,19 @@ impl State {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         map.get(id).map_or(0, |sent| sent.load(Ordering::Relaxed))
+    }
+
+    fn stream(&self, id: &str) -> watch::Sender<StreamState> {
+        let mut map = self
+            .streams
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if map.len() >= 4096 {
+            map.clear();
+        }
+        map.entry(id.to_owned())
+            .or_insert_with(|| watch::channel(StreamState::Running).0)
+            .clone()
     }
 
     fn track(&self, id: &str) -> Arc<AtomicU64> {
@@ -134,8 +170,10 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, state: &State) -> R
     match path.as_str() {
         "/" => hello(),
         "/headers" => repeated_headers(&query),
-        "/stream" => stream(&query, false),
-        "/sse" => stream(&query, true),
+        "/stream" => stream(&query, false, state),
+        "/sse" => stream(&query, true, state),
+        "/stream-state" => stream_state(&query, state).await,
+        "/truncated" => truncated(&query),
         "/big" => big(&query, state),
         "/progress" => text(
             StatusCode::OK,
@@ -143,7 +181,7 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, state: &State) -> R
         ),
         "/upload" => upload(request).await,
         "/slow" => slow(&query).await,
-        "/trailers" => trailers(),
+        "/trailers" => trailers(&request),
         _ if path == "/echo" || path.starts_with("/echo/") => echo(request, peer).await,
         _ => match path
             .strip_prefix("/status/")
@@ -278,24 +316,41 @@ fn repeated_headers(query: &Query) -> Response<Body> {
 
 /// `n` chunks with a pause between them: shows whether a proxy passes each
 /// chunk on as it arrives or waits for the end.
-fn stream(query: &Query, server_sent_events: bool) -> Response<Body> {
+fn stream(query: &Query, server_sent_events: bool, state: &State) -> Response<Body> {
     let count = query.number("n", 5).min(10_000);
     let interval = Duration::from_millis(query.number("interval_ms", 500).min(600_000));
     let (mut sender, body) = Channel::<Bytes, Infallible>::new(1);
+    let progress = query.get("id").map(|id| state.stream(id));
+    let report = move |outcome: StreamState| {
+        if let Some(progress) = &progress {
+            progress.send_replace(outcome);
+        }
+    };
     tokio::spawn(async move {
         for i in 1..=count {
             if i > 1 {
                 tokio::time::sleep(interval).await;
             }
             let chunk = if server_sent_events {
-                format!("id: {i}\ndata: event {i} of {count}\n\n")
+                // The send time lets a client measure what a proxy adds.
+                let sent_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_millis());
+                format!("id: {i}\ndata: event {i} of {count}, sent at {sent_ms} ms\n\n")
             } else {
                 format!("chunk {i} of {count}\n")
             };
             // The client (or the proxy) went away: stop producing.
             if sender.send_data(Bytes::from(chunk)).await.is_err() {
+                report(StreamState::Cancelled);
                 return;
             }
+        }
+        // Wait until hyper has taken the last chunk: a body dropped before
+        // that was cancelled, not finished.
+        match sender.send_trailers(HeaderMap::new()).await {
+            Ok(()) => report(StreamState::Finished),
+            Err(_) => report(StreamState::Cancelled),
         }
     });
     let mut response = Response::new(boxed(body));
@@ -334,6 +389,44 @@ fn big(query: &Query, state: &State) -> Response<Body> {
     response
 }
 
+/// Answers how `/stream?id=` went; with `wait_for`, first waits (at most
+/// 5 s) for that state, so that a test needs no polling loop.
+async fn stream_state(query: &Query, state: &State) -> Response<Body> {
+    let Some(id) = query.get("id") else {
+        return text(StatusCode::BAD_REQUEST, "stream-state needs ?id=");
+    };
+    let mut progress = state.stream(id).subscribe();
+    if let Some(wanted) = query.get("wait_for") {
+        let reached = progress.wait_for(|now| now.name() == wanted);
+        let _ = tokio::time::timeout(Duration::from_secs(5), reached).await;
+    }
+    let now = *progress.borrow();
+    text(StatusCode::OK, now.name())
+}
+
+/// Promises `promised` bytes, sends `bytes` of them and breaks the
+/// connection: an upstream that crashed mid-response.
+fn truncated(query: &Query) -> Response<Body> {
+    let promised = query.number("promised", 200_000);
+    let sent = query.number("bytes", 100_000).min(promised);
+    let (mut sender, body) = Channel::<Bytes, std::io::Error>::new(1);
+    tokio::spawn(async move {
+        let _ = sender
+            .send_data(Bytes::from(vec![b'x'; sent as usize]))
+            .await;
+        // Scripted: the head and the first bytes leave, then the crash.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // An error instead of the rest: hyper closes the connection
+        // without ending the message.
+        sender.abort(std::io::Error::other("the origin crashed mid-body"));
+    });
+    let mut response = Response::new(boxed(body));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(promised));
+    response
+}
+
 async fn slow(query: &Query) -> Response<Body> {
     let ms = query.number("ms", 1000).min(600_000);
     tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -357,7 +450,15 @@ fn status(code: u16) -> Response<Body> {
 }
 
 /// A chunked body followed by trailers it announced in `Trailer`.
-fn trailers() -> Response<Body> {
+fn trailers(request: &Request<Incoming>) -> Response<Body> {
+    // Which TE arrived: a proxy must pass `TE: trailers` and nothing else.
+    let received_te = request
+        .headers()
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
     let (mut sender, body) = Channel::<Bytes, Infallible>::new(1);
     tokio::spawn(async move {
         let mut hasher = Sha256::new();
@@ -384,6 +485,9 @@ fn trailers() -> Response<Body> {
         header::TRAILER,
         HeaderValue::from_static("x-body-sha256, x-origin-status"),
     );
+    if let Ok(received_te) = HeaderValue::try_from(received_te) {
+        headers.insert("x-received-te", received_te);
+    }
     response
 }
 

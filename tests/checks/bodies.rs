@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use workshop::origin::{pattern_body, pattern_matches};
 
 use crate::ensure;
-use crate::harness::client::{excerpt, fetch, get_request, send};
+use crate::harness::client::{excerpt, get_request, read, send, send_within};
 use crate::harness::{Ctx, Failure, OrFail, Outcome, Proxy, fail, within};
 
 const GIB: u64 = 1 << 30;
@@ -139,7 +139,8 @@ async fn upload(proxy: &Proxy, length: u64, seconds: u64) -> Outcome {
         header::CONTENT_LENGTH,
         length.to_string().parse().or_fail("content-length")?,
     );
-    let reply = within(seconds, "the upload's answer", fetch(proxy.addr, request)).await?;
+    let response = send_within(proxy.addr, request, seconds).await?;
+    let reply = read(response).await?;
     let answer = reply.json()?;
     ensure!(
         answer["length"] == length && answer["sha256"] == expected.as_str(),

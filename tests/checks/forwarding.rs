@@ -29,6 +29,26 @@ pub fn echoed(echo: &serde_json::Value, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// GETs `path` with extra header lines (repeats allowed) and returns the
+/// origin's echo of what it received.
+pub async fn echo_with(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<serde_json::Value, crate::harness::Failure> {
+    let mut request = get_request(addr, path);
+    for (name, value) in headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).or_fail("header name")?;
+        let value = http::HeaderValue::from_str(value).or_fail("header value")?;
+        if name == http::header::HOST {
+            request.headers_mut().insert(name, value);
+        } else {
+            request.headers_mut().append(name, value);
+        }
+    }
+    fetch(addr, request).await?.json()
+}
+
 pub async fn forwards_to_upstream(ctx: Ctx) -> Outcome {
     let proxy = ctx.proxy().await?;
     let echo = get(proxy.addr, "/echo?x=1").await?.json()?;

@@ -5,7 +5,12 @@ mod bad_input;
 mod bodies;
 mod forwarding;
 mod headers;
+mod hop_by_hop;
+mod http11;
 mod server;
+mod streaming;
+mod trailers;
+mod x_forwarded;
 
 use crate::harness::run::Check;
 
@@ -41,6 +46,38 @@ checks![
     bodies::slow_client_backpressure,
     headers::response_headers_copied,
     headers::repeated_response_headers,
+    hop_by_hop::hop_by_hop_request_stripped,
+    hop_by_hop::hop_by_hop_response_stripped,
+    hop_by_hop::te_trailers_only,
+    hop_by_hop::trailers_plural_kept,
+    hop_by_hop::empty_connection_header,
+    x_forwarded::x_forwarded_for,
+    x_forwarded::x_forwarded_host_proto,
+    x_forwarded::x_forwarded_not_strippable,
+    x_forwarded::forwarded_header,
+    x_forwarded::no_x_forwarded_flag,
+    x_forwarded::rewrite_host_flag,
+    x_forwarded::upstream_base_path,
+    x_forwarded::upstream_query_merged,
+    trailers::response_trailers,
+    trailers::request_trailers,
+    trailers::no_trailer_promise_without_te,
+    streaming::sse_flushed,
+    streaming::client_gone_cancels_upstream,
+    streaming::upstream_dies_mid_body,
+    streaming::upstream_timeout_504,
+    streaming::timeout_spares_streams,
+    streaming::timeout_spares_uploads,
+    http11::pipelining,
+    http11::head_request,
+    http11::no_body_statuses,
+    http11::expect_100_continue,
+    http11::http10_client,
+    http11::close_delimited_upstream,
+    http11::no_request_smuggling,
+    http11::many_keepalive_clients,
+    http11::chunked_request_body,
+    http11::absolute_form_target,
 ];
 
 pub fn find(name: &str) -> Option<&'static Check> {

@@ -91,8 +91,18 @@ pub fn get_request(addr: SocketAddr, path: &str) -> Request<Body> {
 
 /// Sends `request` on a new connection; the response body is left to read.
 pub async fn send(addr: SocketAddr, request: Request<Body>) -> Result<Response<Incoming>, Failure> {
+    send_within(addr, request, 10).await
+}
+
+/// [`send`], waiting at most `seconds` for the response head (an upload is
+/// answered only once it has all gone through).
+pub async fn send_within(
+    addr: SocketAddr,
+    request: Request<Body>,
+    seconds: u64,
+) -> Result<Response<Incoming>, Failure> {
     let mut sender = connect(addr).await?;
-    within(10, "the response headers", async {
+    within(seconds, "the response headers", async {
         sender
             .send_request(request)
             .await

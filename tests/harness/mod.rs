@@ -16,7 +16,9 @@
 pub mod client;
 pub mod outcome;
 pub mod proxy;
+pub mod raw;
 pub mod run;
+pub mod upstream;
 
 pub use outcome::{Failure, OrFail, Outcome, fail, within};
 pub use proxy::{Ctx, Proxy};

@@ -124,17 +124,20 @@ impl Ctx {
         }
     }
 
-    /// How many bytes the origin has sent for `/big?id=ID`.
-    pub async fn origin_progress(&self, proxy: &Proxy, id: &str) -> Result<u64, Failure> {
-        // Ask the origin directly when it is ours; through the proxy when it
-        // is the running proxy's own in-process origin.
+    /// GETs `path` from the demo origin: directly when it is ours, through
+    /// the proxy when it is the running proxy's own in-process origin.
+    pub async fn ask_origin(&self, proxy: &Proxy, path: &str) -> Result<String, Failure> {
         let addr = match self.target {
             Target::Binary(_) => self.origin,
             Target::Running(_) => proxy.addr,
         };
-        let reply = super::client::get(addr, &format!("/progress?id={id}")).await?;
-        reply
-            .text()
+        Ok(super::client::get(addr, path).await?.text())
+    }
+
+    /// How many bytes the origin has sent for `/big?id=ID`.
+    pub async fn origin_progress(&self, proxy: &Proxy, id: &str) -> Result<u64, Failure> {
+        self.ask_origin(proxy, &format!("/progress?id={id}"))
+            .await?
             .trim()
             .parse()
             .or_fail("reading the origin's /progress")

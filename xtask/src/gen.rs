@@ -103,15 +103,22 @@ pub fn generate_exercise(solution: &str, solution_path: &str) -> Result<String, 
             let indent = &text[..text.len() - text.trim_start().len()];
             let line_eol = or_newline(line_eol);
             out.push_str(&format!("{indent}// TODO: {hint}{line_eol}"));
+            // At the end of a block `todo!()` is the block's value; with code
+            // after it, it is a statement (and that code is unreachable).
+            let end = if code_follows_region(&lines, index) {
+                ";"
+            } else {
+                ""
+            };
             let literal = format!("\"{}\"", escape_format_literal(hint));
-            let one_line = format!("{indent}todo!({literal})");
+            let one_line = format!("{indent}todo!({literal}){end}");
             if one_line.chars().count() <= MAX_WIDTH {
                 out.push_str(&format!("{one_line}{line_eol}"));
             } else {
                 // What rustfmt does with a call too long for one line.
                 out.push_str(&format!("{indent}todo!({line_eol}"));
                 out.push_str(&format!("{indent}    {literal}{line_eol}"));
-                out.push_str(&format!("{indent}){line_eol}"));
+                out.push_str(&format!("{indent}){end}{line_eol}"));
             }
             open = Some(number);
             regions += 1;
@@ -153,6 +160,21 @@ fn split_lines(text: &str) -> Vec<(&str, &str)> {
 
 fn or_newline(eol: &str) -> &str {
     if eol.is_empty() { "\n" } else { eol }
+}
+
+/// Does code follow the region opened at `open` in the same block, i.e. is
+/// the first line after its `END` marker (blank lines and comments aside)
+/// anything but a closing brace?
+fn code_follows_region(lines: &[(&str, &str)], open: usize) -> bool {
+    let after_end = lines[open..]
+        .iter()
+        .position(|(text, _)| text.trim() == EXERCISE_CLOSE)
+        .map_or(lines.len(), |end| open + end + 1);
+    lines[after_end..]
+        .iter()
+        .map(|(text, _)| text.trim())
+        .find(|text| !text.is_empty() && !text.starts_with("//"))
+        .is_some_and(|text| !text.starts_with('}'))
 }
 
 /// Escapes a hint for the inside of `todo!("...")`: it is a string literal
@@ -638,6 +660,13 @@ pub fn run(x: u32) -> u32 {
 }
 // ANCHOR_END: run
 ";
+
+    #[test]
+    fn a_region_followed_by_code_becomes_a_statement() {
+        let solution = "fn f() {\n    // EXERCISE: set it\n    x.set();\n    // END EXERCISE\n    // why\n    x.go()\n}\n";
+        let exercise = generate_exercise(solution, "solutions/01_x.rs").unwrap();
+        assert!(exercise.contains("    todo!(\"set it\");\n    // why\n    x.go()\n"));
+    }
 
     #[test]
     fn a_long_hint_is_laid_out_as_rustfmt_would() {

@@ -1,0 +1,72 @@
+//! Step 07 — trailers: headers that come after the body.
+//!
+//! A trailer carries what is only known at the end: a checksum, gRPC's
+//! `grpc-status`. In HTTP/1.1 they travel after the last chunk of a chunked
+//! body, and only under two conditions:
+//! - the sender *announces* them in a `Trailer` header (hyper sends only
+//!   the announced ones);
+//! - for a response, the client said `TE: trailers` ("I read trailers").
+//!
+//! Step 05 removed `Trailer` as hop-by-hop (it describes how this message is
+//! framed on this connection), so the trailers stopped crossing. Here the
+//! proxy notes what each side announced before stripping, and announces it
+//! again on the other side: for the response, only if the client takes
+//! trailers. A trailer that nobody announced, or a response to a client
+//! without `TE: trailers`, cannot be carried by HTTP/1.1: hyper drops those
+//! trailers, and so does every HTTP/1.1 proxy (HTTP/2 has no such limit).
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::hop_by_hop::{HOP_BY_HOP, tokens};
+
+// ANCHOR: announced
+/// The trailer names a message announces (every `Trailer` line), minus the
+/// ones that may never be trailers: framing, routing, hop-by-hop headers.
+/// Only a chunked message can carry trailers at all.
+pub fn announced_trailers(headers: &HeaderMap) -> Option<HeaderValue> {
+    let chunked = tokens(headers, &header::TRANSFER_ENCODING).any(|coding| coding == "chunked");
+    if !chunked {
+        return None;
+    }
+    // EXERCISE: collect the names of every Trailer line (see hop_by_hop::tokens), drop the forbidden ones (may_be_trailer), and join them with ", "
+    let names: Vec<String> = tokens(headers, &header::TRAILER)
+        .filter(|name| may_be_trailer(name))
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&names.join(", ")).ok()
+    // END EXERCISE
+}
+// ANCHOR_END: announced
+
+// ANCHOR: announce
+/// Announces `names` again, after the hop-by-hop headers are gone.
+pub fn announce_trailers(headers: &mut HeaderMap, names: Option<HeaderValue>) {
+    if let Some(names) = names {
+        headers.insert(header::TRAILER, names);
+    }
+}
+
+/// Did the client say it reads trailers (`TE: trailers`)?
+pub fn client_takes_trailers(request_headers: &HeaderMap) -> bool {
+    tokens(request_headers, &header::TE).any(|token| token == "trailers")
+}
+// ANCHOR_END: announce
+
+/// RFC 9110 §6.5.1: no framing, routing, authentication or control data in
+/// trailers.
+fn may_be_trailer(name: &str) -> bool {
+    const FORBIDDEN: [HeaderName; 6] = [
+        header::CONTENT_LENGTH,
+        header::CONTENT_TYPE,
+        header::CONTENT_ENCODING,
+        header::HOST,
+        header::AUTHORIZATION,
+        header::SET_COOKIE,
+    ];
+    !FORBIDDEN
+        .iter()
+        .chain(&HOP_BY_HOP)
+        .any(|forbidden| forbidden == name)
+}
