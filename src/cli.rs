@@ -63,6 +63,11 @@ pub fn parse_upstream(value: &str) -> Result<Uri, String> {
 /// Exits the process with a clear message if the address cannot be bound:
 /// there is nothing useful a proxy can do without its port.
 pub async fn listen(args: &Args) -> TcpListener {
+    listen_as(args, "http").await
+}
+
+/// [`listen`], announcing another scheme: `listening on https://ADDR`.
+pub async fn listen_as(args: &Args, scheme: &str) -> TcpListener {
     init_logs();
     let listener = match TcpListener::bind(&args.listen).await {
         Ok(listener) => listener,
@@ -71,7 +76,7 @@ pub async fn listen(args: &Args) -> TcpListener {
             std::process::exit(1);
         }
     };
-    println!("listening on http://{}", local_addr(&listener));
+    println!("listening on {scheme}://{}", local_addr(&listener));
     listener
 }
 

@@ -55,3 +55,8 @@ pub mod trailers;
 #[cfg_attr(not(feature = "ex08"), path = "../solutions/08_streaming.rs")]
 #[cfg_attr(feature = "ex08", path = "../exercises/08_streaming.rs")]
 pub mod streaming;
+
+// Step 09: HTTP/1.1 and HTTP/2 on one port, with or without TLS.
+#[cfg_attr(not(feature = "ex09"), path = "../solutions/09_http2.rs")]
+#[cfg_attr(feature = "ex09", path = "../exercises/09_http2.rs")]
+pub mod http2;

@@ -18,6 +18,7 @@
 //! | `/status/NNN` | that status |
 //! | `/trailers` | a chunked body with announced trailers; `X-Received-TE` says which `TE` arrived |
 //! | `/truncated?bytes=&promised=` | promises `promised` bytes, sends `bytes`, then breaks the connection |
+//! | `/grpc` | gRPC-like: echoes the body, ends with `grpc-status` trailers and the names of the request's trailers |
 //! | `/stream-state?id=&wait_for=` | how `/stream?id=` ended: `running`, `finished` or `cancelled` (waits up to 5 s for `wait_for`) |
 
 use std::collections::HashMap;
@@ -182,6 +183,7 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, state: &State) -> R
         "/upload" => upload(request).await,
         "/slow" => slow(&query).await,
         "/trailers" => trailers(&request),
+        "/grpc" => grpc(request).await,
         _ if path == "/echo" || path.starts_with("/echo/") => echo(request, peer).await,
         _ => match path
             .strip_prefix("/status/")
@@ -402,6 +404,54 @@ async fn stream_state(query: &Query, state: &State) -> Response<Body> {
     }
     let now = *progress.borrow();
     text(StatusCode::OK, now.name())
+}
+
+/// Answers like a gRPC server: the body back, then the status in trailers.
+/// The request's trailers are named in one, to show they arrived.
+async fn grpc(request: Request<Incoming>) -> Response<Body> {
+    let mut body = request.into_body();
+    let mut received = Vec::new();
+    let mut request_trailers = Vec::new();
+    while let Some(frame) = body.frame().await {
+        match frame.map(|frame| frame.into_data()) {
+            Ok(Ok(data)) if received.len() < (1 << 20) => received.extend_from_slice(&data),
+            Ok(Ok(_)) => return text(StatusCode::PAYLOAD_TOO_LARGE, "at most 1 MiB"),
+            Ok(Err(frame)) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    request_trailers.extend(trailers.keys().map(|name| name.to_string()));
+                }
+            }
+            Err(err) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the body failed: {err}"),
+                );
+            }
+        }
+    }
+    let (mut sender, response_body) = Channel::<Bytes, Infallible>::new(2);
+    tokio::spawn(async move {
+        let _ = sender.send_data(Bytes::from(received)).await;
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        trailers.insert("grpc-message", HeaderValue::from_static("OK"));
+        if let Ok(names) = HeaderValue::try_from(request_trailers.join(", ")) {
+            trailers.insert("x-request-trailers", names);
+        }
+        let _ = sender.send_trailers(trailers).await;
+    });
+    let mut response = Response::new(boxed(response_body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    // An HTTP/1.1 client gets trailers only if they are announced.
+    headers.insert(
+        header::TRAILER,
+        HeaderValue::from_static("grpc-status, grpc-message, x-request-trailers"),
+    );
+    response
 }
 
 /// Promises `promised` bytes, sends `bytes` of them and breaks the

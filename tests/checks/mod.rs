@@ -7,6 +7,7 @@ mod forwarding;
 mod headers;
 mod hop_by_hop;
 mod http11;
+mod http2;
 mod server;
 mod streaming;
 mod trailers;
@@ -68,6 +69,17 @@ checks![
     streaming::upstream_timeout_504,
     streaming::timeout_spares_streams,
     streaming::timeout_spares_uploads,
+    http2::h2c_prior_knowledge,
+    http2::h2_authority_becomes_host,
+    http2::h2_cookies_joined,
+    http2::h2_many_streams,
+    http2::h2_body_1mib,
+    http2::h2_trailers_to_client,
+    http2::h2_no_connection_headers,
+    http2::tls_alpn,
+    http2::tls_self_signed,
+    http2::upstream_http2_grpc,
+    http2::h2c_upgrade_not_tunnelled,
     http11::pipelining,
     http11::head_request,
     http11::no_body_statuses,

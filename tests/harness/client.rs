@@ -196,3 +196,59 @@ pub async fn raw_exchange(
         }
     }
 }
+
+/// Opens an HTTP/2 connection with prior knowledge (h2c) to `addr`.
+pub async fn connect_h2(
+    addr: SocketAddr,
+) -> Result<hyper::client::conn::http2::SendRequest<Body>, Failure> {
+    let stream = within(5, "the TCP connection to the proxy", async {
+        TcpStream::connect(addr)
+            .await
+            .or_fail(&format!("connecting to {addr}"))
+    })
+    .await?;
+    h2_over(stream).await
+}
+
+/// The HTTP/2 handshake over any connection (plain TCP, or TLS).
+pub async fn h2_over<I>(io: I) -> Result<hyper::client::conn::http2::SendRequest<Body>, Failure>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = within(5, "the HTTP/2 handshake", async {
+        hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(io),
+        )
+        .await
+        .or_fail("HTTP/2 handshake (does the proxy speak HTTP/2?)")
+    })
+    .await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// An HTTP/2 request: absolute URI (it becomes `:scheme` and `:authority`).
+pub fn h2_request(authority: &str, path: &str) -> Request<Body> {
+    let mut request = Request::new(empty());
+    *request.version_mut() = http::Version::HTTP_2;
+    *request.uri_mut() = format!("http://{authority}{path}")
+        .parse()
+        .unwrap_or_default();
+    request
+}
+
+/// Sends an HTTP/2 request on `sender` and reads the whole response.
+pub async fn fetch_h2(
+    sender: &mut hyper::client::conn::http2::SendRequest<Body>,
+    request: Request<Body>,
+) -> Result<Reply, Failure> {
+    let response = within(10, "the HTTP/2 response headers", async {
+        sender
+            .send_request(request)
+            .await
+            .or_fail("sending the HTTP/2 request (refused or reset?)")
+    })
+    .await?;
+    read(response).await
+}

@@ -78,10 +78,11 @@ impl Ctx {
         .await?;
         let addr = first_line
             .strip_prefix("listening on http://")
+            .or_else(|| first_line.strip_prefix("listening on https://"))
             .and_then(|addr| addr.trim().parse().ok())
             .ok_or_else(|| {
                 fail(format!(
-                    "the first line on stdout must be `listening on http://ADDR` with the real port, got {first_line:?}"
+                    "the first line on stdout must be `listening on http://ADDR` (or https://) with the real port, got {first_line:?}"
                 ))
             })?;
         started.drain_stdout();
@@ -173,8 +174,32 @@ impl Proxy {
     pub fn stdout(&self) -> Vec<String> {
         self.process
             .as_ref()
-            .map(|process| lock(&process.stdout_lines).clone())
+            .map(|process| process.stdout_lines.borrow().clone())
             .unwrap_or_default()
+    }
+
+    /// Waits (at most `seconds`) for a stdout line that starts with `prefix`.
+    pub async fn stdout_line(&self, prefix: &str, seconds: u64) -> Result<String, Failure> {
+        let Some(process) = &self.process else {
+            return Err(Failure::Skip("needs the proxy's own stdout".into()));
+        };
+        let mut lines = process.stdout_lines.subscribe();
+        within(
+            seconds,
+            &format!("a stdout line starting with {prefix:?}"),
+            async {
+                let found = lines
+                    .wait_for(|lines| lines.iter().any(|line| line.starts_with(prefix)))
+                    .await
+                    .or_fail("stdout closed")?;
+                Ok(found
+                    .iter()
+                    .find(|line| line.starts_with(prefix))
+                    .cloned()
+                    .unwrap_or_default())
+            },
+        )
+        .await
     }
 
     /// What the proxy wrote on stderr (its logs), for failure messages.
@@ -191,7 +216,7 @@ impl Proxy {
 struct Started {
     child: Child,
     stdout: Option<tokio::io::Lines<BufReader<tokio::process::ChildStdout>>>,
-    stdout_lines: Arc<Mutex<Vec<String>>>,
+    stdout_lines: tokio::sync::watch::Sender<Vec<String>>,
     stderr: Arc<Mutex<String>>,
     stderr_reader: Option<tokio::task::JoinHandle<()>>,
 }
@@ -220,7 +245,7 @@ impl Started {
         Ok(Started {
             child,
             stdout,
-            stdout_lines: Arc::default(),
+            stdout_lines: tokio::sync::watch::Sender::new(Vec::new()),
             stderr,
             stderr_reader,
         })
@@ -235,10 +260,13 @@ impl Started {
             let kept = self.stdout_lines.clone();
             tokio::spawn(async move {
                 while let Ok(Some(line)) = lines.next_line().await {
-                    let mut kept = lock(&kept);
-                    if kept.len() < 1000 {
-                        kept.push(line);
-                    }
+                    kept.send_if_modified(|kept| {
+                        let room = kept.len() < 1000;
+                        if room {
+                            kept.push(line);
+                        }
+                        room
+                    });
                 }
             });
         }

@@ -1,0 +1,302 @@
+//! Step 09 — HTTP/2: two protocols on one port, and a translation.
+//!
+//! HTTP/2 carries the same requests as HTTP/1.1 in binary frames, many at
+//! once on one connection. A proxy meets it in two ways:
+//! - **h2c with prior knowledge**: the client starts with the HTTP/2
+//!   preface on plain TCP (`curl --http2-prior-knowledge`). hyper-util's
+//!   `auto` builder peeks at the first bytes and picks the protocol;
+//! - **TLS with ALPN**: during the TLS handshake, client and server agree on
+//!   `h2` or `http/1.1`. Browsers only speak HTTP/2 this way.
+//!
+//! Most upstreams still speak HTTP/1.1, so the proxy translates: the
+//! request's version is reset (step 04 builds a new request), `:authority`
+//! becomes `Host`, and the cookies an HTTP/2 client may split over several
+//! `cookie` fields are joined with `; `. HTTP/2 forbids connection-specific
+//! headers: step 05 already strips them, whatever hyper does on its own.
+//!
+//! With `--upstream-http2` the proxy speaks h2c to the upstream too, which
+//! is what gRPC needs: its status travels in trailers, both ways.
+//!
+//! `Upgrade: h2c` (switching an HTTP/1.1 connection to HTTP/2) is never
+//! honoured: step 05 strips it, so the upstream cannot be talked into
+//! switching a connection the proxy thinks is HTTP/1.1 (Traefik's
+//! GHSA-w4v4-9rw7-5326).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn};
+
+use crate::body::{Body, text};
+use crate::listen_and_serve::ClientAddr;
+use crate::round_trip::Upstream;
+
+/// TLS on the client side, HTTP/2 on the upstream side.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(skip)]
+pub struct Options {
+    /// Serve HTTPS: HTTP/2 or HTTP/1.1 over TLS, chosen by ALPN, with a
+    /// self-signed certificate made at start (or --cert and --key).
+    #[arg(long)]
+    pub tls: bool,
+
+    /// A PEM certificate chain for --tls.
+    #[arg(long, value_name = "PEM", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// The PEM private key of --cert.
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// Speak HTTP/2 without TLS (h2c) to the upstream, as gRPC needs.
+    #[arg(long)]
+    pub upstream_http2: bool,
+}
+
+impl Options {
+    pub fn uses_tls(&self) -> bool {
+        self.tls || self.cert.is_some()
+    }
+}
+
+/// How a request reached us, `http` or `https`: the value of
+/// `X-Forwarded-Proto`.
+#[derive(Debug, Clone, Copy)]
+pub struct Scheme(pub &'static str);
+
+/// The largest request head (or HTTP/2 header list) a client may send.
+const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
+// ANCHOR: tls
+/// The TLS side of `--tls`: our certificate, and ALPN offering `h2` first.
+pub fn tls_acceptor(options: &Options) -> Result<Option<TlsAcceptor>, String> {
+    if !options.uses_tls() {
+        return Ok(None);
+    }
+    let (chain, key) = match (&options.cert, &options.key) {
+        (Some(cert), Some(key)) => load_pem(cert, key)?,
+        _ => self_signed()?,
+    };
+    if let Some(leaf) = chain.first() {
+        println!("certificate sha256 fingerprint: {}", fingerprint(leaf));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| format!("TLS: {err}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|err| format!("TLS certificate: {err}"))?;
+    // EXERCISE: offer HTTP/2 first, then HTTP/1.1, through ALPN
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // END EXERCISE
+    Ok(Some(TlsAcceptor::from(Arc::new(config))))
+}
+// ANCHOR_END: tls
+
+/// A certificate for `localhost`, made now: good for a demo, and for a
+/// browser once its warning is accepted. A real proxy loads one (or asks
+/// an ACME CA for one).
+fn self_signed() -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    let certified = rcgen::generate_simple_self_signed(names)
+        .map_err(|err| format!("making a certificate: {err}"))?;
+    let key = PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+    Ok((vec![certified.cert.der().clone()], key.into()))
+}
+
+fn load_pem(
+    cert: &PathBuf,
+    key: &PathBuf,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|err| format!("{}: {err}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate in it", cert.display()));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|err| format!("{}: {err}", key.display()))?;
+    Ok((chain, key))
+}
+
+/// What a client can compare with what its browser shows.
+pub fn fingerprint(certificate: &CertificateDer<'_>) -> String {
+    let digest = Sha256::digest(certificate.as_ref());
+    let hex: Vec<String> = digest.iter().map(|byte| format!("{byte:02X}")).collect();
+    hex.join(":")
+}
+
+// ANCHOR: serve
+/// Accepts connections forever; each speaks HTTP/1.1 or HTTP/2, over TLS
+/// when `tls` is given.
+pub async fn serve<H, F>(listener: TcpListener, tls: Option<TlsAcceptor>, handler: H)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                warn!("accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (tls, handler) = (tls.clone(), handler.clone());
+        tokio::spawn(async move {
+            match tls {
+                None => serve_connection(stream, peer, "http", handler).await,
+                Some(tls) => match handshake(&tls, stream).await {
+                    Ok(stream) => serve_connection(stream, peer, "https", handler).await,
+                    Err(err) => debug!("TLS handshake with {peer} failed: {err}"),
+                },
+            }
+        });
+    }
+}
+// ANCHOR_END: serve
+
+/// The TLS handshake, bounded: a client that connects and says nothing
+/// must not hold a task forever.
+async fn handshake(
+    tls: &TlsAcceptor,
+    stream: TcpStream,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {
+    match tokio::time::timeout(Duration::from_secs(10), tls.accept(stream)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err("no handshake within 10 s".into()),
+    }
+}
+
+// ANCHOR: serve_connection
+/// Serves one connection with whichever protocol the client speaks.
+async fn serve_connection<I, H, F>(io: I, peer: SocketAddr, scheme: &'static str, handler: H)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ClientAddr(peer));
+        request.extensions_mut().insert(Scheme(scheme));
+        // `auto` has no exact HTTP/1.1 head limit (step 01 had one): count.
+        let answer = if head_len(&request) > MAX_REQUEST_HEAD {
+            Err(text(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "431 Request Header Fields Too Large",
+            ))
+        } else {
+            Ok(handler(request))
+        };
+        async move {
+            Ok::<_, Infallible>(match answer {
+                Ok(response) => response.await,
+                Err(refused) => refused,
+            })
+        }
+    });
+    // EXERCISE: serve the connection with hyper-util's auto::Builder (HTTP/1.1 or HTTP/2, with upgrades), limiting request heads to MAX_REQUEST_HEAD in both protocols
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(MAX_REQUEST_HEAD);
+    builder
+        .http2()
+        .max_header_list_size(MAX_REQUEST_HEAD as u32);
+    // With TLS, ALPN already chose; without, `auto` reads the preface.
+    if let Err(err) = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .await
+    {
+        debug!("connection from {peer} ended: {err}");
+    }
+    // END EXERCISE
+}
+// ANCHOR_END: serve_connection
+
+/// The size of a request head, about as it was on the wire.
+fn head_len<B>(request: &Request<B>) -> usize {
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    request.uri().to_string().len() + headers
+}
+
+// ANCHOR: h2_to_h1
+/// Makes an HTTP/2 request fit for an HTTP/1.1 upstream: `:authority`
+/// becomes `Host`, split cookies are joined. (Its version is reset when
+/// step 04 builds the outgoing request.)
+pub fn h2_to_h1<B>(request: &mut Request<B>) {
+    if request.version() != Version::HTTP_2 {
+        return;
+    }
+    // EXERCISE: copy the URI's authority (`:authority`) into a Host header if there is none, then join every cookie field into one, separated by "; "
+    if !request.headers().contains_key(header::HOST)
+        && let Some(authority) = request.uri().authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        request.headers_mut().insert(header::HOST, host);
+    }
+    // RFC 9113 §8.2.3: HTTP/2 may split cookies, HTTP/1.1 must not.
+    let cookies: Vec<&[u8]> = request
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if cookies.len() > 1 {
+        let joined = cookies.join(&b"; "[..]);
+        if let Ok(joined) = HeaderValue::from_bytes(&joined) {
+            request.headers_mut().insert(header::COOKIE, joined);
+        }
+    }
+    // END EXERCISE
+}
+// ANCHOR_END: h2_to_h1
+
+/// `http` or `https`, as the client spoke it.
+pub fn scheme_of<B>(request: &Request<B>) -> &'static str {
+    request
+        .extensions()
+        .get::<Scheme>()
+        .map_or("http", |scheme| scheme.0)
+}
+
+// ANCHOR: upstream
+/// The upstream client of step 08, speaking h2c when asked: one connection
+/// carries every request at once, as gRPC expects.
+pub fn upstream(uri: Uri, http2: bool) -> Upstream {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(http2)
+        .build(connector);
+    Upstream { uri, client }
+}
+// ANCHOR_END: upstream

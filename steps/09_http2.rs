@@ -1,0 +1,90 @@
+//! Step 09 — HTTP/2: HTTP/1.1 and HTTP/2 on one port (h2c, or TLS with
+//! ALPN), translated for an HTTP/1.1 upstream, or h2c all the way for gRPC.
+//!
+//! `cargo run --bin 09-http2`, then
+//! `curl --http2-prior-knowledge -s http://127.0.0.1:8080/echo`;
+//! `cargo run --bin 09-http2 -- --tls` and `curl -k --http2 https://127.0.0.1:8080/echo`;
+//! `cargo run --bin 09-http2 -- --upstream-http2` and
+//! `cargo run --bin h2-client -- http://127.0.0.1:8080/grpc hello`.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use workshop::cli;
+use workshop::copy_headers::round_trip;
+use workshop::hop_by_hop::{strip_request, strip_response};
+use workshop::http2::{self, h2_to_h1, scheme_of, serve, tls_acceptor};
+use workshop::streaming::{self, notice_when_sent, with_deadline};
+use workshop::trailers::{announce_trailers, announced_trailers, client_takes_trailers};
+use workshop::x_forwarded::{self, add_forwarded_headers, join_upstream_path, use_upstream_host};
+
+#[derive(Parser)]
+#[command(about = "Step 09 of the reverse-proxy workshop: HTTP/2")]
+struct Args {
+    #[command(flatten)]
+    common: cli::Args,
+    #[command(flatten)]
+    forwarding: x_forwarded::Options,
+    #[command(flatten)]
+    streaming: streaming::Options,
+    #[command(flatten)]
+    http2: http2::Options,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let scheme = if args.http2.uses_tls() {
+        "https"
+    } else {
+        "http"
+    };
+    let listener = cli::listen_as(&args.common, scheme).await;
+    let tls = match tls_acceptor(&args.http2) {
+        Ok(tls) => tls,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::exit(2);
+        }
+    };
+    let upstream = cli::upstream(&args.common).await;
+    cli::try_this(
+        &listener,
+        &[
+            "curl --http2-prior-knowledge -s http://{addr}/echo   (or -k --http2 https://… with --tls)",
+            "cargo run --bin h2-client -- http://{addr}/grpc hello   (with --upstream-http2)",
+        ],
+    );
+
+    // ANCHOR: main
+    let upstream = Arc::new(http2::upstream(upstream, args.http2.upstream_http2));
+    let (options, timeout) = (Arc::new(args.forwarding), args.streaming.upstream_timeout);
+    serve(listener, tls, move |mut request| {
+        let (upstream, options) = (upstream.clone(), options.clone());
+        async move {
+            h2_to_h1(&mut request);
+            let request_trailers = announced_trailers(request.headers());
+            let takes_trailers = client_takes_trailers(request.headers());
+            strip_request(request.headers_mut());
+            announce_trailers(request.headers_mut(), request_trailers);
+            let scheme = scheme_of(&request);
+            add_forwarded_headers(&mut request, scheme, &options);
+            if options.rewrite_host {
+                use_upstream_host(&mut request, &upstream.uri);
+            }
+            join_upstream_path(&mut request, &upstream.uri);
+
+            let (request, sent) = notice_when_sent(request);
+            let round_trip = round_trip(&upstream, request);
+            let mut response = with_deadline(timeout, sent, &upstream.uri, round_trip).await;
+            let response_trailers = announced_trailers(response.headers());
+            strip_response(response.headers_mut());
+            if takes_trailers {
+                announce_trailers(response.headers_mut(), response_trailers);
+            }
+            response
+        }
+    })
+    .await;
+    // ANCHOR_END: main
+}

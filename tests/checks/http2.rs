@@ -1,0 +1,382 @@
+//! Step 09: HTTP/2 clients (h2c and TLS with ALPN), translated for an
+//! HTTP/1.1 upstream; h2c upstream for gRPC; no `Upgrade: h2c` tunnel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method};
+use http_body_util::BodyExt;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use workshop::body::boxed;
+use workshop::origin::pattern_body;
+
+use crate::ensure;
+use crate::harness::client::{connect_h2, excerpt, fetch_h2, h2_over, h2_request, raw_exchange};
+use crate::harness::{Ctx, OrFail, Outcome, fail, within};
+
+use super::forwarding::{echo_with, echoed, echoed_headers};
+
+pub async fn h2c_prior_knowledge(ctx: Ctx) -> Outcome {
+    let proxy = ctx.proxy().await?;
+    let mut h2 = connect_h2(proxy.addr).await?;
+    let reply = fetch_h2(&mut h2, h2_request(&proxy.addr.to_string(), "/echo?x=1")).await?;
+    let echo = reply.json()?;
+    ensure!(
+        echo["query"] == "x=1" && echo["version"] == "HTTP/1.1",
+        "an HTTP/2 request should reach the HTTP/1.1 origin as HTTP/1.1; it saw version {} and query {}",
+        echo["version"],
+        echo["query"]
+    );
+    Ok(())
+}
+
+pub async fn h2_authority_becomes_host(ctx: Ctx) -> Outcome {
+    let proxy = ctx.proxy().await?;
+    let mut h2 = connect_h2(proxy.addr).await?;
+    let echo = fetch_h2(&mut h2, h2_request("workshop.example:8080", "/echo"))
+        .await?
+        .json()?;
+    let (host, forwarded_host) = (echoed(&echo, "host"), echoed(&echo, "x-forwarded-host"));
+    ensure!(
+        host == ["workshop.example:8080"] && forwarded_host == ["workshop.example:8080"],
+        "HTTP/2 has no Host header, only :authority (workshop.example:8080); the HTTP/1.1 upstream should \
+         see it as Host and X-Forwarded-Host, got Host {host:?} and X-Forwarded-Host {forwarded_host:?}"
+    );
+    Ok(())
+}
+
+pub async fn h2_cookies_joined(ctx: Ctx) -> Outcome {
+    let proxy = ctx.proxy().await?;
+    let mut h2 = connect_h2(proxy.addr).await?;
+    let mut request = h2_request(&proxy.addr.to_string(), "/echo");
+    for crumb in ["a=1", "b=2"] {
+        request
+            .headers_mut()
+            .append("cookie", HeaderValue::from_static(crumb));
+    }
+    let echo = fetch_h2(&mut h2, request).await?.json()?;
+    let cookies = echoed(&echo, "cookie");
+    ensure!(
+        cookies == ["a=1; b=2"],
+        "an HTTP/2 client split its cookies in two fields (a=1, b=2); HTTP/1.1 allows one Cookie line: \
+         expected [\"a=1; b=2\"], got {cookies:?}"
+    );
+    Ok(())
+}
+
+pub async fn h2_many_streams(ctx: Ctx) -> Outcome {
+    let proxy = ctx.proxy().await?;
+    let h2 = connect_h2(proxy.addr).await?;
+    let authority = proxy.addr.to_string();
+    let mut streams = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let (mut h2, authority) = (h2.clone(), authority.clone());
+        streams.spawn(async move {
+            let echo = fetch_h2(&mut h2, h2_request(&authority, &format!("/echo?i={i}")))
+                .await?
+                .json()?;
+            ensure!(
+                echo["query"] == format!("i={i}"),
+                "stream {i} got the answer of {}",
+                echo["query"]
+            );
+            Ok(())
+        });
+    }
+    within(20, "100 concurrent streams on one connection", async {
+        while let Some(stream) = streams.join_next().await {
+            stream.or_fail("a stream task")??;
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub async fn h2_body_1mib(ctx: Ctx) -> Outcome {
+    let proxy = ctx.proxy().await?;
+    let mut h2 = connect_h2(proxy.addr).await?;
+    let length = (1 << 20) + 3;
+    let mut request = h2_request(&proxy.addr.to_string(), "/upload");
+    *request.method_mut() = Method::POST;
+    *request.body_mut() = pattern_body(length);
+    let answer = fetch_h2(&mut h2, request).await?.json()?;
+    ensure!(
+        answer["length"] == length,
+        "a 1 MiB HTTP/2 request body reached the origin as {} bytes",
+        answer["length"]
+    );
+    Ok(())
+}
+
+pub async fn h2_trailers_to_client(ctx: Ctx) -> Outcome {
+    let proxy = ctx.proxy().await?;
+    let mut h2 = connect_h2(proxy.addr).await?;
+    let mut request = h2_request(&proxy.addr.to_string(), "/trailers");
+    request
+        .headers_mut()
+        .insert("te", HeaderValue::from_static("trailers"));
+    let response = within(10, "the /trailers response", async {
+        h2.send_request(request)
+            .await
+            .or_fail("sending the request")
+    })
+    .await?;
+    let collected = within(10, "the body and trailers", async {
+        response
+            .into_body()
+            .collect()
+            .await
+            .or_fail("reading the body")
+    })
+    .await?;
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    ensure!(
+        trailers.contains_key("x-body-sha256") && trailers.contains_key("x-origin-status"),
+        "the origin's trailers (x-body-sha256, x-origin-status) should reach an HTTP/2 client \
+         (HTTP/2 needs no announcement); got {trailers:?}"
+    );
+    Ok(())
+}
+
+pub async fn h2_no_connection_headers(ctx: Ctx) -> Outcome {
+    let proxy = ctx.proxy().await?;
+    let mut h2 = connect_h2(proxy.addr).await?;
+    let path = "/headers?add=Connection:X-Secret&add=X-Secret:1&add=Keep-Alive:timeout%3D5&add=Upgrade:foo";
+    let reply = fetch_h2(&mut h2, h2_request(&proxy.addr.to_string(), path)).await.map_err(|failure| {
+        fail(format!(
+            "an HTTP/2 response with connection-specific headers is malformed and the client rejects it: \
+             strip them ({failure:?})"
+        ))
+    })?;
+    let leaked: Vec<&str> = ["connection", "x-secret", "keep-alive", "upgrade"]
+        .into_iter()
+        .filter(|name| reply.headers.contains_key(*name))
+        .collect();
+    ensure!(
+        leaked.is_empty(),
+        "connection-specific headers {leaked:?} went out on HTTP/2"
+    );
+    Ok(())
+}
+
+pub async fn tls_alpn(ctx: Ctx) -> Outcome {
+    // A certificate for localhost, trusted by this client only.
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).or_fail("rcgen")?;
+    let dir = std::env::temp_dir().join(format!(
+        "workshop-tls-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).or_fail("making a temp dir")?;
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, certified.cert.pem()).or_fail("writing cert.pem")?;
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).or_fail("writing key.pem")?;
+    let upstream = format!("http://{}", ctx.origin);
+    let spawned = ctx
+        .spawn(&[
+            "--upstream",
+            &upstream,
+            "--tls",
+            "--cert",
+            &cert_path.to_string_lossy(),
+            "--key",
+            &key_path.to_string_lossy(),
+        ])
+        .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let proxy = spawned?;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(certified.cert.der().to_vec()))
+        .or_fail("trusting the cert")?;
+    for (alpn, expect_h2) in [(&b"h2"[..], true), (&b"http/1.1"[..], false)] {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .or_fail("TLS versions")?
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
+        let name = ServerName::try_from("localhost").or_fail("server name")?;
+        let tls = within(10, "the TLS handshake", async {
+            connector
+                .connect(name, tcp)
+                .await
+                .or_fail("TLS handshake (is --tls serving TLS?)")
+        })
+        .await?;
+        let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        ensure!(
+            negotiated.as_deref() == Some(alpn),
+            "the client offered only {:?} by ALPN; the proxy chose {:?}",
+            String::from_utf8_lossy(alpn),
+            negotiated.map(|p| String::from_utf8_lossy(&p).into_owned())
+        );
+        let echo = if expect_h2 {
+            let mut h2 = h2_over(tls).await?;
+            let mut request = h2_request("localhost", "/echo");
+            *request.uri_mut() = format!("https://localhost:{}/echo", proxy.addr.port())
+                .parse()
+                .or_fail("uri")?;
+            fetch_h2(&mut h2, request).await?.json()?
+        } else {
+            let (mut h1, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                    .await
+                    .or_fail("handshake")?;
+            tokio::spawn(connection);
+            let request = crate::harness::client::get_request(proxy.addr, "/echo");
+            let response = h1
+                .send_request(request)
+                .await
+                .or_fail("HTTP/1.1 over TLS")?;
+            crate::harness::client::read(response).await?.json()?
+        };
+        ensure!(
+            echoed(&echo, "x-forwarded-proto") == ["https"],
+            "over TLS, X-Forwarded-Proto must be https; the origin saw {:?}",
+            echoed(&echo, "x-forwarded-proto")
+        );
+    }
+    Ok(())
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+pub async fn tls_self_signed(ctx: Ctx) -> Outcome {
+    let upstream = format!("http://{}", ctx.origin);
+    let proxy = ctx
+        .spawn(&["--upstream", &upstream, "--tls"])
+        .await
+        .map_err(|failure| {
+            fail(format!(
+                "with --tls the first line must read `listening on https://ADDR` ({failure:?})"
+            ))
+        })?;
+    let answer = raw_exchange(
+        proxy.addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await?;
+    ensure!(
+        !answer.status_line().starts_with("HTTP/"),
+        "with --tls, a plain-text HTTP request must not be answered in plain text"
+    );
+    let fingerprint = proxy
+        .stdout_line("certificate sha256 fingerprint: ", 5)
+        .await
+        .ok();
+    ensure!(
+        fingerprint.as_ref().is_some_and(|line| {
+            let hex = line.trim_start_matches("certificate sha256 fingerprint: ");
+            hex.split(':').count() == 32
+                && hex
+                    .split(':')
+                    .all(|byte| byte.len() == 2 && byte.chars().all(|c| c.is_ascii_hexdigit()))
+        }),
+        "with --tls and no --cert, the step should make a certificate and print \
+         `certificate sha256 fingerprint: AA:BB:…`; stdout was {:?}",
+        proxy.stdout()
+    );
+    Ok(())
+}
+
+pub async fn upstream_http2_grpc(ctx: Ctx) -> Outcome {
+    let upstream = format!("http://{}", ctx.origin);
+    let proxy = ctx
+        .spawn(&["--upstream", &upstream, "--upstream-http2"])
+        .await?;
+    let mut h2 = connect_h2(proxy.addr).await?;
+    let (mut sender, body) = http_body_util::channel::Channel::<Bytes, std::io::Error>::new(2);
+    tokio::spawn(async move {
+        let _ = sender.send_data(Bytes::from_static(b"hello grpc")).await;
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-client-trailer", HeaderValue::from_static("1"));
+        let _ = sender.send_trailers(trailers).await;
+    });
+    let mut request = h2_request(&proxy.addr.to_string(), "/grpc");
+    *request.method_mut() = Method::POST;
+    request
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/grpc"));
+    request
+        .headers_mut()
+        .insert("te", HeaderValue::from_static("trailers"));
+    *request.body_mut() = boxed(body);
+    let response = within(10, "the gRPC response", async {
+        h2.send_request(request)
+            .await
+            .or_fail("sending the request")
+    })
+    .await?;
+    let collected = within(10, "the gRPC body and trailers", async {
+        response
+            .into_body()
+            .collect()
+            .await
+            .or_fail("reading the body")
+    })
+    .await?;
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let body = collected.to_bytes();
+    ensure!(
+        body.as_ref() == b"hello grpc",
+        "the gRPC echo should return the request body, got {:?}",
+        excerpt(&String::from_utf8_lossy(&body))
+    );
+    ensure!(
+        trailers
+            .get("grpc-status")
+            .is_some_and(|status| status == "0"),
+        "gRPC's status travels in response trailers: expected grpc-status: 0, got trailers {trailers:?}"
+    );
+    ensure!(
+        trailers.get("x-request-trailers").is_some_and(|names| names
+            .to_str()
+            .is_ok_and(|names| names.contains("x-client-trailer"))),
+        "the client's request trailer (x-client-trailer) should reach the h2c upstream; the origin saw {:?}",
+        trailers.get("x-request-trailers")
+    );
+    Ok(())
+}
+
+pub async fn h2c_upgrade_not_tunnelled(ctx: Ctx) -> Outcome {
+    let proxy = ctx.proxy().await?;
+    let echo = echo_with(
+        proxy.addr,
+        "/echo",
+        &[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+        ],
+    )
+    .await
+    .map_err(|failure| {
+        fail(format!(
+            "an HTTP/1.1 request asking for `Upgrade: h2c` should simply be answered over HTTP/1.1 ({failure:?})"
+        ))
+    })?;
+    let leaked: Vec<String> = echoed_headers(&echo)
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| ["upgrade", "http2-settings", "connection"].contains(&name.as_str()))
+        .collect();
+    ensure!(
+        leaked.is_empty(),
+        "the upstream received {leaked:?}: `Upgrade: h2c` must never be passed on (the upstream would switch \
+         a connection the proxy still treats as HTTP/1.1: a request-smuggling tunnel)"
+    );
+    Ok(())
+}
