@@ -106,7 +106,9 @@ pub fn tls_acceptor(options: &Options) -> Result<Option<TlsAcceptor>, String> {
         .with_single_cert(chain, key)
         .map_err(|err| format!("TLS certificate: {err}"))?;
     // EXERCISE: offer HTTP/2 first, then HTTP/1.1, through ALPN
+    // ANCHOR: alpn
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // ANCHOR_END: alpn
     // END EXERCISE
     Ok(Some(TlsAcceptor::from(Arc::new(config))))
 }
@@ -222,6 +224,7 @@ where
         }
     });
     // EXERCISE: serve the connection with hyper-util's auto::Builder (HTTP/1.1 or HTTP/2, with upgrades), limiting request heads to MAX_REQUEST_HEAD in both protocols
+    // ANCHOR: auto_builder
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().max_buf_size(MAX_REQUEST_HEAD);
     builder
@@ -234,6 +237,7 @@ where
     {
         debug!("connection from {peer} ended: {err}");
     }
+    // ANCHOR_END: auto_builder
     // END EXERCISE
 }
 // ANCHOR_END: serve_connection
@@ -257,12 +261,15 @@ pub fn h2_to_h1<B>(request: &mut Request<B>) {
         return;
     }
     // EXERCISE: copy the URI's authority (`:authority`) into a Host header if there is none, then join every cookie field into one, separated by "; "
+    // ANCHOR: host_from_authority
     if !request.headers().contains_key(header::HOST)
         && let Some(authority) = request.uri().authority()
         && let Ok(host) = HeaderValue::from_str(authority.as_str())
     {
         request.headers_mut().insert(header::HOST, host);
     }
+    // ANCHOR_END: host_from_authority
+    // ANCHOR: join_cookies
     // RFC 9113 §8.2.3: HTTP/2 may split cookies, HTTP/1.1 must not.
     let cookies: Vec<&[u8]> = request
         .headers()
@@ -276,6 +283,7 @@ pub fn h2_to_h1<B>(request: &mut Request<B>) {
             request.headers_mut().insert(header::COOKIE, joined);
         }
     }
+    // ANCHOR_END: join_cookies
     // END EXERCISE
 }
 // ANCHOR_END: h2_to_h1

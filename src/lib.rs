@@ -60,3 +60,8 @@ pub mod streaming;
 #[cfg_attr(not(feature = "ex09"), path = "../solutions/09_http2.rs")]
 #[cfg_attr(feature = "ex09", path = "../exercises/09_http2.rs")]
 pub mod http2;
+
+// Step 10: WebSocket, and any other HTTP/1.1 upgrade, spliced through.
+#[cfg_attr(not(feature = "ex10"), path = "../solutions/10_websocket.rs")]
+#[cfg_attr(feature = "ex10", path = "../exercises/10_websocket.rs")]
+pub mod websocket;

@@ -18,6 +18,8 @@
 //! | `/status/NNN` | that status |
 //! | `/trailers` | a chunked body with announced trailers; `X-Received-TE` says which `TE` arrived |
 //! | `/truncated?bytes=&promised=` | promises `promised` bytes, sends `bytes`, then breaks the connection |
+//! | `/ws` | WebSocket echo: text, binary, pings; the 101 carries `X-Origin-Upgrade` |
+//! | `/upgrade-echo` | `Upgrade: echo`: after the 101, echoes bytes until the client half-closes, then says `bye` |
 //! | `/grpc` | gRPC-like: echoes the body, ends with `grpc-status` trailers and the names of the request's trailers |
 //! | `/stream-state?id=&wait_for=` | how `/stream?id=` ended: `running`, `finished` or `cancelled` (waits up to 5 s for `wait_for`) |
 
@@ -31,6 +33,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, channel::Channel};
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -38,8 +41,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tracing::{debug, warn};
 
 use crate::body::{Body, boxed, empty, full, text};
@@ -184,6 +192,8 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, state: &State) -> R
         "/slow" => slow(&query).await,
         "/trailers" => trailers(&request),
         "/grpc" => grpc(request).await,
+        "/ws" => websocket_echo(request),
+        "/upgrade-echo" => upgrade_echo(request),
         _ if path == "/echo" || path.starts_with("/echo/") => echo(request, peer).await,
         _ => match path
             .strip_prefix("/status/")
@@ -404,6 +414,76 @@ async fn stream_state(query: &Query, state: &State) -> Response<Body> {
     }
     let now = *progress.borrow();
     text(StatusCode::OK, now.name())
+}
+
+/// A WebSocket echo: the handshake by hand (it is only headers), then
+/// tokio-tungstenite on the upgraded connection.
+fn websocket_echo(mut request: Request<Incoming>) -> Response<Body> {
+    let asks_websocket = request
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|protocol| protocol.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let Some(key) = request
+        .headers()
+        .get("sec-websocket-key")
+        .filter(|_| asks_websocket)
+    else {
+        return text(StatusCode::BAD_REQUEST, "/ws expects a WebSocket handshake");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let upgraded = match upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => return debug!("origin: WebSocket upgrade failed: {err}"),
+        };
+        let mut socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        while let Some(Ok(message)) = socket.next().await {
+            let echoed = match message {
+                Message::Text(_) | Message::Binary(_) => socket.send(message).await,
+                // tungstenite queues the pong; flushing sends it.
+                Message::Ping(_) => socket.flush().await,
+                // tungstenite answers the close; the stream then ends.
+                _ => Ok(()),
+            };
+            if echoed.is_err() {
+                break;
+            }
+        }
+    });
+    switching_protocols("websocket", &[("sec-websocket-accept", &accept)])
+}
+
+/// A bare upgrade to a made-up protocol: echoes bytes until the client
+/// half-closes, then sends `bye` and closes. Shows that a proxy passes a
+/// half-close on while the other direction keeps working.
+fn upgrade_echo(mut request: Request<Incoming>) -> Response<Body> {
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
+        if tokio::io::copy(&mut reader, &mut writer).await.is_ok() {
+            let _ = writer.write_all(b"bye\n").await;
+        }
+        let _ = writer.shutdown().await;
+    });
+    switching_protocols("echo", &[])
+}
+
+fn switching_protocols(protocol: &'static str, extra: &[(&'static str, &str)]) -> Response<Body> {
+    let mut response = Response::new(empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static(protocol));
+    headers.insert("x-origin-upgrade", HeaderValue::from_static(protocol));
+    for (name, value) in extra {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(*name, value);
+        }
+    }
+    response
 }
 
 /// Answers like a gRPC server: the body back, then the status in trailers.

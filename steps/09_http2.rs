@@ -57,6 +57,7 @@ async fn main() {
     );
 
     // ANCHOR: main
+    // ANCHOR: pipeline
     let upstream = Arc::new(http2::upstream(upstream, args.http2.upstream_http2));
     let (options, timeout) = (Arc::new(args.forwarding), args.streaming.upstream_timeout);
     serve(listener, tls, move |mut request| {
@@ -69,6 +70,7 @@ async fn main() {
             announce_trailers(request.headers_mut(), request_trailers);
             let scheme = scheme_of(&request);
             add_forwarded_headers(&mut request, scheme, &options);
+            // ANCHOR_END: pipeline
             if options.rewrite_host {
                 use_upstream_host(&mut request, &upstream.uri);
             }

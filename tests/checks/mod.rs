@@ -11,6 +11,7 @@ mod http2;
 mod server;
 mod streaming;
 mod trailers;
+mod websocket;
 mod x_forwarded;
 
 use crate::harness::run::Check;
@@ -80,6 +81,14 @@ checks![
     http2::tls_self_signed,
     http2::upstream_http2_grpc,
     http2::h2c_upgrade_not_tunnelled,
+    websocket::websocket_echo,
+    websocket::websocket_1mib,
+    websocket::websocket_fragmented,
+    websocket::websocket_ping_close,
+    websocket::upgrade_headers_pass,
+    websocket::upgrade_half_close,
+    websocket::unasked_101_is_502,
+    websocket::wrong_protocol_101_is_502,
     http11::pipelining,
     http11::head_request,
     http11::no_body_statuses,

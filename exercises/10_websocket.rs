@@ -1,0 +1,132 @@
+//! Step 10 — WebSocket: `101 Switching Protocols`, then two connections
+//! spliced together.
+//!
+//! A WebSocket starts as an HTTP/1.1 request with `Connection: upgrade` and
+//! `Upgrade: websocket`. If the server agrees, it answers `101` and from
+//! then on the connection carries WebSocket frames, not HTTP. Step 05
+//! stripped `Upgrade` (it is hop-by-hop), which broke this: here the proxy
+//! notices an upgrade request before stripping, asks the upstream for the
+//! same switch, and on `101` stops being an HTTP proxy: it copies bytes both
+//! ways until either side closes. It does not parse a single WebSocket
+//! frame: text, binary, fragments, pings and the close handshake all pass
+//! untouched.
+//!
+//! What a proxy must refuse:
+//! - a `101` to a request that asked for no upgrade, or to another
+//!   protocol than the one asked for: the two ends would disagree on what
+//!   the bytes mean (`502`);
+//! - `Upgrade: h2c`: never passed on (see step 09).
+//!
+//! A real proxy would also bound how long a tunnel may stay idle; the
+//! complete proxy (step 13) does.
+//!
+//! Exercise: fill in every `todo!()` below, then run `cargo xtask check 10`.
+//! This file is generated from `solutions/10_websocket.rs` by
+//! `cargo xtask exercises`, which overwrites it:
+//! `diff exercises/10_websocket.rs solutions/10_websocket.rs`
+//! shows exactly the work.
+#![allow(unused, unreachable_code)]
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tracing::{debug, warn};
+
+use crate::body::{Body, boxed, empty, text};
+use crate::copy_headers::copy_headers;
+use crate::hop_by_hop::{strip_response, tokens};
+use crate::round_trip::{Upstream, bad_gateway, upstream_uri};
+
+// ANCHOR: requested
+/// The protocol a request asks to switch to: `Connection: upgrade` and an
+/// `Upgrade` header. Read it before the hop-by-hop headers are stripped.
+pub fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
+    // TODO: return the Upgrade value when a Connection token is `upgrade`, except for h2c
+    todo!("return the Upgrade value when a Connection token is `upgrade`, except for h2c")
+}
+// ANCHOR_END: requested
+
+/// Asks the next hop for the switch again, after the stripping.
+pub fn restore_upgrade(headers: &mut HeaderMap, protocol: &HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol.clone());
+}
+
+// ANCHOR: tunnel
+/// Forwards an upgrade request; on `101` for the same protocol, splices the
+/// client's connection and the upstream's until either side closes.
+pub async fn tunnel(
+    upstream: &Upstream,
+    mut request: Request<Incoming>,
+    protocol: HeaderValue,
+) -> Response<Body> {
+    // The client's side of the switch: ready once our 101 has been sent.
+    let client_side = hyper::upgrade::on(&mut request);
+    let (parts, body) = request.into_parts();
+    let mut outgoing = Request::new(boxed(body));
+    *outgoing.method_mut() = parts.method;
+    *outgoing.uri_mut() = upstream_uri(&upstream.uri, &parts.uri);
+    copy_headers(&parts.headers, outgoing.headers_mut());
+
+    let mut response = match upstream.client.request(outgoing).await {
+        Ok(response) => response,
+        Err(err) => return bad_gateway(&upstream.uri, &err),
+    };
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // The upstream said no (a 400, a 401...): an ordinary response.
+        return plain(response);
+    }
+    // TODO: refuse (502) a switch to another protocol than `protocol`; otherwise take the upstream's side of the switch and splice the two with tokio::io::copy_bidirectional on a task of its own
+    todo!(
+        "refuse (502) a switch to another protocol than `protocol`; otherwise take the upstream's side of the switch and splice the two with tokio::io::copy_bidirectional on a task of its own"
+    );
+    // Our own 101, with the upstream's headers (Sec-WebSocket-Accept...).
+    let mut answer = Response::new(empty());
+    *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    copy_headers(response.headers(), answer.headers_mut());
+    strip_response(answer.headers_mut());
+    restore_upgrade(answer.headers_mut(), &protocol);
+    answer
+}
+// ANCHOR_END: tunnel
+
+// ANCHOR: unasked
+/// For every other request: a `101` that nobody asked for is refused.
+pub fn refuse_unasked_switch(response: Response<Body>, upstream: &Uri) -> Response<Body> {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let switched_to = response.headers().get(header::UPGRADE).cloned();
+        return switched_badly(upstream, switched_to.as_ref(), None);
+    }
+    response
+}
+// ANCHOR_END: unasked
+
+fn switched_badly(
+    upstream: &Uri,
+    switched_to: Option<&HeaderValue>,
+    asked: Option<&HeaderValue>,
+) -> Response<Body> {
+    let show = |value: Option<&HeaderValue>| {
+        value.map_or("nothing".to_string(), |value| {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
+        })
+    };
+    let message = format!(
+        "502 Bad Gateway: upstream {upstream} switched protocols to {}, the client asked for {}",
+        show(switched_to),
+        show(asked)
+    );
+    warn!("{message}");
+    text(StatusCode::BAD_GATEWAY, message)
+}
+
+/// A non-101 answer to an upgrade request, passed on as in step 04.
+fn plain(response: Response<Incoming>) -> Response<Body> {
+    let (parts, body) = response.into_parts();
+    let mut answer = Response::new(boxed(body));
+    *answer.status_mut() = parts.status;
+    copy_headers(&parts.headers, answer.headers_mut());
+    strip_response(answer.headers_mut());
+    answer
+}

@@ -1,0 +1,96 @@
+//! Step 10 — WebSocket: an upgrade request is noticed before the hop-by-hop
+//! headers go, asked for again upstream, and on `101` the two connections
+//! are spliced; a `101` nobody asked for is a 502.
+//!
+//! `cargo run --bin 10-websocket`, then `cargo run --bin ws-client --
+//! ws://127.0.0.1:8080/ws` and type lines.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use workshop::cli;
+use workshop::copy_headers::round_trip;
+use workshop::hop_by_hop::{strip_request, strip_response};
+use workshop::http2::{self, h2_to_h1, scheme_of, serve, tls_acceptor};
+use workshop::streaming::{self, notice_when_sent, with_deadline};
+use workshop::trailers::{announce_trailers, announced_trailers, client_takes_trailers};
+use workshop::websocket::{refuse_unasked_switch, requested_upgrade, restore_upgrade, tunnel};
+use workshop::x_forwarded::{self, add_forwarded_headers, join_upstream_path, use_upstream_host};
+
+#[derive(Parser)]
+#[command(about = "Step 10 of the reverse-proxy workshop: WebSocket")]
+struct Args {
+    #[command(flatten)]
+    common: cli::Args,
+    #[command(flatten)]
+    forwarding: x_forwarded::Options,
+    #[command(flatten)]
+    streaming: streaming::Options,
+    #[command(flatten)]
+    http2: http2::Options,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let scheme = if args.http2.uses_tls() {
+        "https"
+    } else {
+        "http"
+    };
+    let listener = cli::listen_as(&args.common, scheme).await;
+    let tls = match tls_acceptor(&args.http2) {
+        Ok(tls) => tls,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::exit(2);
+        }
+    };
+    let upstream = cli::upstream(&args.common).await;
+    cli::try_this(
+        &listener,
+        &[
+            "cargo run --bin ws-client -- ws://{addr}/ws",
+            "curl -i http://{addr}/ws -H 'Connection: upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='",
+        ],
+    );
+
+    // ANCHOR: main
+    let upstream = Arc::new(http2::upstream(upstream, args.http2.upstream_http2));
+    let (options, timeout) = (Arc::new(args.forwarding), args.streaming.upstream_timeout);
+    serve(listener, tls, move |mut request| {
+        let (upstream, options) = (upstream.clone(), options.clone());
+        async move {
+            h2_to_h1(&mut request);
+            // Before the stripping removes `Upgrade`.
+            let upgrade = requested_upgrade(request.headers());
+            let request_trailers = announced_trailers(request.headers());
+            let takes_trailers = client_takes_trailers(request.headers());
+            strip_request(request.headers_mut());
+            announce_trailers(request.headers_mut(), request_trailers);
+            let scheme = scheme_of(&request);
+            add_forwarded_headers(&mut request, scheme, &options);
+            if options.rewrite_host {
+                use_upstream_host(&mut request, &upstream.uri);
+            }
+            join_upstream_path(&mut request, &upstream.uri);
+            if let Some(protocol) = upgrade {
+                restore_upgrade(request.headers_mut(), &protocol);
+                return tunnel(&upstream, request, protocol).await;
+            }
+
+            let (request, sent) = notice_when_sent(request);
+            let round_trip = round_trip(&upstream, request);
+            let response = with_deadline(timeout, sent, &upstream.uri, round_trip).await;
+            let mut response = refuse_unasked_switch(response, &upstream.uri);
+            let response_trailers = announced_trailers(response.headers());
+            strip_response(response.headers_mut());
+            if takes_trailers {
+                announce_trailers(response.headers_mut(), response_trailers);
+            }
+            response
+        }
+    })
+    .await;
+    // ANCHOR_END: main
+}

@@ -1,0 +1,236 @@
+//! Step 10: WebSocket (and any HTTP/1.1 upgrade) through the proxy; a
+//! switch nobody asked for is refused.
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+use crate::ensure;
+use crate::harness::client::get;
+use crate::harness::raw::read_response;
+use crate::harness::upstream::{Reply, Scripted};
+use crate::harness::{Ctx, Failure, OrFail, Outcome, Proxy, fail, within};
+
+type Socket = WebSocketStream<TcpStream>;
+
+/// Opens a WebSocket to the origin's echo through the proxy.
+async fn open(proxy: &Proxy) -> Result<(Socket, http::HeaderMap), Failure> {
+    let tcp = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
+    let url = format!("ws://{}/ws", proxy.addr);
+    within(10, "the WebSocket handshake", async {
+        let (socket, response) = tokio_tungstenite::client_async(url, tcp).await.map_err(|err| {
+            fail(format!(
+                "the WebSocket handshake through the proxy failed ({err}): an upgrade request needs \
+                 `Connection: upgrade` and `Upgrade: websocket` to reach the upstream, and the 101 to come back"
+            ))
+        })?;
+        Ok((socket, response.headers().clone()))
+    })
+    .await
+}
+
+/// The next data or control message, at most 10 s away.
+async fn next(socket: &mut Socket) -> Result<Message, Failure> {
+    within(10, "a WebSocket message", async {
+        match socket.next().await {
+            Some(message) => message.or_fail("reading the WebSocket"),
+            None => Err(fail("the WebSocket ended")),
+        }
+    })
+    .await
+}
+
+pub async fn websocket_echo(ctx: Ctx) -> Outcome {
+    let proxy = ctx.proxy().await?;
+    let (mut socket, _) = open(&proxy).await?;
+    socket
+        .send(Message::text("hello"))
+        .await
+        .or_fail("sending text")?;
+    let reply = next(&mut socket).await?;
+    ensure!(
+        reply == Message::text("hello"),
+        "sent text `hello`, got {reply:?}"
+    );
+    let bytes = vec![0u8, 1, 2, 255];
+    socket
+        .send(Message::binary(bytes.clone()))
+        .await
+        .or_fail("sending binary")?;
+    let reply = next(&mut socket).await?;
+    ensure!(
+        reply == Message::binary(bytes),
+        "sent 4 binary bytes, got {reply:?}"
+    );
+    Ok(())
+}
+
+pub async fn websocket_1mib(ctx: Ctx) -> Outcome {
+    let proxy = ctx.proxy().await?;
+    let (mut socket, _) = open(&proxy).await?;
+    let payload: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+    socket
+        .send(Message::binary(payload.clone()))
+        .await
+        .or_fail("sending 1 MiB")?;
+    let reply = next(&mut socket).await?;
+    ensure!(
+        reply.clone().into_data().as_ref() == payload.as_slice(),
+        "a 1 MiB binary message came back as {} bytes that differ",
+        reply.len()
+    );
+    Ok(())
+}
+
+pub async fn websocket_fragmented(ctx: Ctx) -> Outcome {
+    let proxy = ctx.proxy().await?;
+    let (mut socket, _) = open(&proxy).await?;
+    // One text message in two frames: the proxy must not care.
+    let first = Frame::message(&b"frag"[..], OpCode::Data(Data::Text), false);
+    let last = Frame::message(&b"mented"[..], OpCode::Data(Data::Continue), true);
+    socket
+        .send(Message::Frame(first))
+        .await
+        .or_fail("sending a first fragment")?;
+    socket
+        .send(Message::Frame(last))
+        .await
+        .or_fail("sending the last fragment")?;
+    let reply = next(&mut socket).await?;
+    ensure!(
+        reply == Message::text("fragmented"),
+        "a text message sent in two fragments came back as {reply:?}"
+    );
+    Ok(())
+}
+
+pub async fn websocket_ping_close(ctx: Ctx) -> Outcome {
+    let proxy = ctx.proxy().await?;
+    let (mut socket, _) = open(&proxy).await?;
+    socket
+        .send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .or_fail("sending a ping")?;
+    let reply = next(&mut socket).await?;
+    ensure!(
+        reply == Message::Pong(b"are you there".to_vec().into()),
+        "a ping should come back as a pong with the same payload, got {reply:?}"
+    );
+    socket.close(None).await.or_fail("sending a close frame")?;
+    let closed = within(10, "the close handshake", async {
+        while let Some(message) = socket.next().await {
+            if let Ok(Message::Close(_)) = message {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    })
+    .await?;
+    ensure!(
+        closed,
+        "the upstream's close frame never came back through the proxy"
+    );
+    Ok(())
+}
+
+pub async fn upgrade_headers_pass(ctx: Ctx) -> Outcome {
+    let proxy = ctx.proxy().await?;
+    let (_, headers) = open(&proxy).await?;
+    ensure!(
+        headers
+            .get("x-origin-upgrade")
+            .is_some_and(|value| value == "websocket"),
+        "the origin's 101 carried X-Origin-Upgrade: websocket; the client's 101 had {headers:?}"
+    );
+    Ok(())
+}
+
+pub async fn upgrade_half_close(ctx: Ctx) -> Outcome {
+    let proxy = ctx.proxy().await?;
+    let mut stream = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
+    stream
+        .write_all(b"GET /upgrade-echo HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .or_fail("sending the upgrade request")?;
+    let mut reader = BufReader::new(stream);
+    let head = within(10, "the 101", read_response(&mut reader, false)).await?;
+    ensure!(
+        head.status == 101,
+        "an `Upgrade: echo` request should be switched (101), got {}",
+        head.status
+    );
+    let mut stream = reader.into_inner();
+    stream
+        .write_all(b"abc")
+        .await
+        .or_fail("writing after the switch")?;
+    // Half-close: we send no more, but still read.
+    stream.shutdown().await.or_fail("half-closing")?;
+    let mut received = Vec::new();
+    within(10, "the echo, then `bye`, then the close", async {
+        stream.read_to_end(&mut received).await.or_fail("reading")
+    })
+    .await?;
+    ensure!(
+        received == b"abcbye\n",
+        "after the switch the origin echoes, then answers our half-close with `bye`; we got {:?}: \
+         a half-close must be passed on (shutdown the write half) while the other direction keeps working",
+        String::from_utf8_lossy(&received)
+    );
+    Ok(())
+}
+
+pub async fn unasked_101_is_502(ctx: Ctx) -> Outcome {
+    let upstream = Scripted::start(4, |_| Reply {
+        bytes:
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+                .to_vec(),
+        close: true,
+    })
+    .await?;
+    let proxy = ctx
+        .spawn(&["--upstream", &format!("http://{}", upstream.addr)])
+        .await?;
+    let reply = get(proxy.addr, "/plain").await?;
+    ensure!(
+        reply.status == 502,
+        "the upstream answered 101 to a request that asked for no upgrade; expected 502, got {}",
+        reply.status
+    );
+    Ok(())
+}
+
+pub async fn wrong_protocol_101_is_502(ctx: Ctx) -> Outcome {
+    let upstream = Scripted::start(4, |_| Reply {
+        bytes: b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: something-else\r\n\r\n".to_vec(),
+        close: true,
+    })
+    .await?;
+    let proxy = ctx
+        .spawn(&["--upstream", &format!("http://{}", upstream.addr)])
+        .await?;
+    let mut stream = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
+    stream
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .or_fail("sending the upgrade request")?;
+    let response = within(
+        10,
+        "the answer",
+        read_response(&mut BufReader::new(stream), false),
+    )
+    .await?;
+    ensure!(
+        response.status == 502,
+        "the client asked for websocket and the upstream switched to something-else; expected 502, got {}",
+        response.status
+    );
+    Ok(())
+}
