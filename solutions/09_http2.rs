@@ -152,10 +152,14 @@ pub fn fingerprint(certificate: &CertificateDer<'_>) -> String {
 }
 
 // ANCHOR: serve
-/// Accepts connections forever; each speaks HTTP/1.1 or HTTP/2, over TLS
-/// when `tls` is given.
-pub async fn serve<H, F>(listener: TcpListener, tls: Option<TlsAcceptor>, handler: H)
-where
+/// Accepts connections forever; each speaks HTTP/1.1 or HTTP/2 as
+/// `builder` allows, over TLS when `tls` is given.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    builder: auto::Builder<TokioExecutor>,
+    handler: H,
+) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
@@ -169,12 +173,12 @@ where
             }
         };
         let _ = stream.set_nodelay(true);
-        let (tls, handler) = (tls.clone(), handler.clone());
+        let (tls, builder, handler) = (tls.clone(), builder.clone(), handler.clone());
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, peer, "http", handler).await,
+                None => serve_connection(stream, peer, "http", builder, handler).await,
                 Some(tls) => match handshake(&tls, stream).await {
-                    Ok(stream) => serve_connection(stream, peer, "https", handler).await,
+                    Ok(stream) => serve_connection(stream, peer, "https", builder, handler).await,
                     Err(err) => debug!("TLS handshake with {peer} failed: {err}"),
                 },
             }
@@ -196,10 +200,30 @@ async fn handshake(
     }
 }
 
+// ANCHOR: builder
+/// hyper-util's `auto` builder: HTTP/1.1 or HTTP/2, whichever the client
+/// speaks, with the request head bounded in both.
+pub fn builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // EXERCISE: limit request heads to MAX_REQUEST_HEAD in both protocols (http1's max_buf_size, http2's max_header_list_size)
+    builder.http1().max_buf_size(MAX_REQUEST_HEAD);
+    builder
+        .http2()
+        .max_header_list_size(MAX_REQUEST_HEAD as u32);
+    // END EXERCISE
+    builder
+}
+// ANCHOR_END: builder
+
 // ANCHOR: serve_connection
 /// Serves one connection with whichever protocol the client speaks.
-async fn serve_connection<I, H, F>(io: I, peer: SocketAddr, scheme: &'static str, handler: H)
-where
+async fn serve_connection<I, H, F>(
+    io: I,
+    peer: SocketAddr,
+    scheme: &'static str,
+    builder: auto::Builder<TokioExecutor>,
+    handler: H,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
@@ -223,13 +247,8 @@ where
             })
         }
     });
-    // EXERCISE: serve the connection with hyper-util's auto::Builder (HTTP/1.1 or HTTP/2, with upgrades), limiting request heads to MAX_REQUEST_HEAD in both protocols
+    // EXERCISE: serve the connection with the builder, upgrades allowed (step 10 needs them); log the error it ends with
     // ANCHOR: auto_builder
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(MAX_REQUEST_HEAD);
-    builder
-        .http2()
-        .max_header_list_size(MAX_REQUEST_HEAD as u32);
     // With TLS, ALPN already chose; without, `auto` reads the preface.
     if let Err(err) = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)

@@ -17,13 +17,25 @@
 //!   the bytes mean (`502`);
 //! - `Upgrade: h2c`: never passed on (see step 09).
 //!
+//! HTTP/2 has no `Upgrade`: a WebSocket over HTTP/2 (RFC 8441) is an
+//! *extended CONNECT* — method `CONNECT`, `:protocol websocket` — on one
+//! stream, which becomes the tunnel. The server must first advertise
+//! `SETTINGS_ENABLE_CONNECT_PROTOCOL`. Few proxies bridge this to an
+//! HTTP/1.1 upstream; this one does: it makes the HTTP/1.1 handshake itself
+//! (its own `Sec-WebSocket-Key`, checking the upstream's answer), then
+//! splices the stream and the upgraded connection.
+//!
 //! A real proxy would also bound how long a tunnel may stay idle; the
 //! complete proxy (step 13) does.
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
+use hyper::ext::Protocol;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, warn};
 
 use crate::body::{Body, boxed, empty, text};
@@ -77,25 +89,13 @@ pub async fn tunnel(
         // The upstream said no (a 400, a 401...): an ordinary response.
         return plain(response);
     }
-    // EXERCISE: refuse (502) a switch to another protocol than `protocol`; otherwise take the upstream's side of the switch and splice the two with tokio::io::copy_bidirectional on a task of its own
+    // EXERCISE: refuse (502) a switch to another protocol than `protocol`; otherwise take the upstream's side of the switch (hyper::upgrade::on) and splice the two on a task of its own
     let switched_to = response.headers().get(header::UPGRADE);
     if !switched_to.is_some_and(|to| to.as_bytes().eq_ignore_ascii_case(protocol.as_bytes())) {
         return switched_badly(&upstream.uri, switched_to, Some(&protocol));
     }
     let upstream_side = hyper::upgrade::on(&mut response);
-    tokio::spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client_side, upstream_side) {
-            Ok(both) => both,
-            Err(err) => return debug!("upgrade failed: {err}"),
-        };
-        // Bytes both ways; when one side half-closes, the other is told
-        // (shutdown of its write half) and the opposite direction goes on.
-        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            Ok((up, down)) => debug!("tunnel closed: {up} bytes up, {down} bytes down"),
-            Err(err) => debug!("tunnel broke: {err}"),
-        }
-    });
+    tokio::spawn(splice(client_side, upstream_side));
     // END EXERCISE
     // Our own 101, with the upstream's headers (Sec-WebSocket-Accept...).
     let mut answer = Response::new(empty());
@@ -106,6 +106,81 @@ pub async fn tunnel(
     answer
 }
 // ANCHOR_END: tunnel
+
+// ANCHOR: extended_connect
+/// RFC 8441: the protocol an HTTP/2 extended CONNECT asks for.
+pub fn extended_connect<B>(request: &Request<B>) -> Option<HeaderValue> {
+    if request.method() != Method::CONNECT {
+        return None;
+    }
+    let protocol = request.extensions().get::<Protocol>()?;
+    HeaderValue::from_str(protocol.as_str()).ok()
+}
+
+/// Bridges an HTTP/2 WebSocket (extended CONNECT) to an HTTP/1.1 upgrade.
+pub async fn bridge_extended_connect(
+    upstream: &Upstream,
+    mut request: Request<Incoming>,
+    protocol: HeaderValue,
+) -> Response<Body> {
+    let client_side = hyper::upgrade::on(&mut request);
+    let (parts, body) = request.into_parts();
+    // EXERCISE: build the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), send it, and refuse (502) a switch whose Sec-WebSocket-Accept does not match the key
+    let mut outgoing = Request::new(boxed(body));
+    *outgoing.uri_mut() = upstream_uri(&upstream.uri, &parts.uri);
+    copy_headers(&parts.headers, outgoing.headers_mut());
+    restore_upgrade(outgoing.headers_mut(), &protocol);
+    // HTTP/2 clients send no key: the handshake to the upstream is ours.
+    let key = generate_key();
+    if let Ok(key) = HeaderValue::from_str(&key) {
+        outgoing.headers_mut().insert("sec-websocket-key", key);
+    }
+    let mut response = match upstream.client.request(outgoing).await {
+        Ok(response) => response,
+        Err(err) => return bad_gateway(&upstream.uri, &err),
+    };
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return plain(response);
+    }
+    let accept = response.headers().get("sec-websocket-accept");
+    if !accept
+        .is_some_and(|accept| accept.as_bytes() == derive_accept_key(key.as_bytes()).as_bytes())
+    {
+        return switched_badly(
+            &upstream.uri,
+            response.headers().get(header::UPGRADE),
+            Some(&protocol),
+        );
+    }
+    // END EXERCISE
+    let upstream_side = hyper::upgrade::on(&mut response);
+    tokio::spawn(splice(client_side, upstream_side));
+    // On HTTP/2, `200` means "the stream is yours"; the key is ours, not
+    // the client's: its answer stays here.
+    let mut answer = Response::new(empty());
+    copy_headers(response.headers(), answer.headers_mut());
+    strip_response(answer.headers_mut());
+    answer.headers_mut().remove("sec-websocket-accept");
+    answer
+}
+// ANCHOR_END: extended_connect
+
+// ANCHOR: splice
+/// Once both sides have switched: bytes both ways until both are done.
+async fn splice(client: OnUpgrade, upstream: OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(both) => both,
+        Err(err) => return debug!("upgrade failed: {err}"),
+    };
+    // When one side half-closes, the other is told (shutdown of its write
+    // half) and the opposite direction goes on.
+    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok((up, down)) => debug!("tunnel closed: {up} bytes up, {down} bytes down"),
+        Err(err) => debug!("tunnel broke: {err}"),
+    }
+}
+// ANCHOR_END: splice
 
 // ANCHOR: unasked
 /// For every other request: a `101` that nobody asked for is refused.

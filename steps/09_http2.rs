@@ -58,9 +58,10 @@ async fn main() {
 
     // ANCHOR: main
     // ANCHOR: pipeline
+    let builder = http2::builder();
     let upstream = Arc::new(http2::upstream(upstream, args.http2.upstream_http2));
     let (options, timeout) = (Arc::new(args.forwarding), args.streaming.upstream_timeout);
-    serve(listener, tls, move |mut request| {
+    serve(listener, tls, builder, move |mut request| {
         let (upstream, options) = (upstream.clone(), options.clone());
         async move {
             h2_to_h1(&mut request);

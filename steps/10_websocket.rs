@@ -3,7 +3,8 @@
 //! are spliced; a `101` nobody asked for is a 502.
 //!
 //! `cargo run --bin 10-websocket`, then `cargo run --bin ws-client --
-//! ws://127.0.0.1:8080/ws` and type lines.
+//! ws://127.0.0.1:8080/ws` and type lines. HTTP/2 clients get WebSocket too
+//! (RFC 8441 extended CONNECT), bridged to the HTTP/1.1 upstream.
 
 use std::sync::Arc;
 
@@ -14,7 +15,10 @@ use workshop::hop_by_hop::{strip_request, strip_response};
 use workshop::http2::{self, h2_to_h1, scheme_of, serve, tls_acceptor};
 use workshop::streaming::{self, notice_when_sent, with_deadline};
 use workshop::trailers::{announce_trailers, announced_trailers, client_takes_trailers};
-use workshop::websocket::{refuse_unasked_switch, requested_upgrade, restore_upgrade, tunnel};
+use workshop::websocket::{
+    bridge_extended_connect, extended_connect, refuse_unasked_switch, requested_upgrade,
+    restore_upgrade, tunnel,
+};
 use workshop::x_forwarded::{self, add_forwarded_headers, join_upstream_path, use_upstream_host};
 
 #[derive(Parser)]
@@ -56,14 +60,18 @@ async fn main() {
     );
 
     // ANCHOR: main
+    let mut builder = http2::builder();
+    // RFC 8441: tell HTTP/2 clients they may open WebSockets.
+    builder.http2().enable_connect_protocol();
     let upstream = Arc::new(http2::upstream(upstream, args.http2.upstream_http2));
     let (options, timeout) = (Arc::new(args.forwarding), args.streaming.upstream_timeout);
-    serve(listener, tls, move |mut request| {
+    serve(listener, tls, builder, move |mut request| {
         let (upstream, options) = (upstream.clone(), options.clone());
         async move {
             h2_to_h1(&mut request);
             // Before the stripping removes `Upgrade`.
             let upgrade = requested_upgrade(request.headers());
+            let h2_websocket = extended_connect(&request);
             let request_trailers = announced_trailers(request.headers());
             let takes_trailers = client_takes_trailers(request.headers());
             strip_request(request.headers_mut());
@@ -77,6 +85,9 @@ async fn main() {
             if let Some(protocol) = upgrade {
                 restore_upgrade(request.headers_mut(), &protocol);
                 return tunnel(&upstream, request, protocol).await;
+            }
+            if let Some(protocol) = h2_websocket {
+                return bridge_extended_connect(&upstream, request, protocol).await;
             }
 
             let (request, sent) = notice_when_sent(request);

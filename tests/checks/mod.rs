@@ -89,6 +89,7 @@ checks![
     websocket::upgrade_half_close,
     websocket::unasked_101_is_502,
     websocket::wrong_protocol_101_is_502,
+    websocket::websocket_over_http2,
     http11::pipelining,
     http11::head_request,
     http11::no_body_statuses,

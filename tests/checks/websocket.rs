@@ -234,3 +234,60 @@ pub async fn wrong_protocol_101_is_502(ctx: Ctx) -> Outcome {
     );
     Ok(())
 }
+
+pub async fn websocket_over_http2(ctx: Ctx) -> Outcome {
+    let proxy = ctx.proxy().await?;
+    let mut h2 = crate::harness::client::connect_h2(proxy.addr).await?;
+    // RFC 8441: CONNECT with `:protocol websocket`, on one stream.
+    let mut request = crate::harness::client::h2_request(&proxy.addr.to_string(), "/ws");
+    *request.method_mut() = http::Method::CONNECT;
+    request
+        .extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    request.headers_mut().insert(
+        "sec-websocket-version",
+        http::HeaderValue::from_static("13"),
+    );
+    let mut response = within(10, "the answer to the extended CONNECT", async {
+        h2.send_request(request).await.map_err(|err| {
+            fail(format!(
+                "an HTTP/2 extended CONNECT (RFC 8441) was refused ({err}): the proxy must advertise \
+                 SETTINGS_ENABLE_CONNECT_PROTOCOL and accept `:protocol websocket`"
+            ))
+        })
+    })
+    .await?;
+    ensure!(
+        response.status() == 200,
+        "an HTTP/2 WebSocket is accepted with 200 (the stream becomes the tunnel), got {}",
+        response.status()
+    );
+    let upgraded = within(10, "the tunnel", async {
+        hyper::upgrade::on(&mut response)
+            .await
+            .or_fail("taking the stream as a tunnel")
+    })
+    .await?;
+    let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        hyper_util::rt::TokioIo::new(upgraded),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    socket
+        .send(Message::text("over HTTP/2"))
+        .await
+        .or_fail("sending text")?;
+    let reply = within(10, "the echo", async {
+        match socket.next().await {
+            Some(message) => message.or_fail("reading the WebSocket"),
+            None => Err(fail("the WebSocket ended")),
+        }
+    })
+    .await?;
+    ensure!(
+        reply == Message::text("over HTTP/2"),
+        "a WebSocket over HTTP/2, bridged to the HTTP/1.1 origin, should echo; got {reply:?}"
+    );
+    Ok(())
+}
