@@ -121,19 +121,10 @@ pub async fn bridge_extended_connect(
 ) -> Response<Body> {
     let client_side = hyper::upgrade::on(&mut request);
     let (parts, body) = request.into_parts();
-    // TODO: build the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), send it, and refuse (502) a switch whose Sec-WebSocket-Accept does not match the key
+    // TODO: make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice and answer 200
     todo!(
-        "build the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), send it, and refuse (502) a switch whose Sec-WebSocket-Accept does not match the key"
-    );
-    let upstream_side = hyper::upgrade::on(&mut response);
-    tokio::spawn(splice(client_side, upstream_side));
-    // On HTTP/2, `200` means "the stream is yours"; the key is ours, not
-    // the client's: its answer stays here.
-    let mut answer = Response::new(empty());
-    copy_headers(response.headers(), answer.headers_mut());
-    strip_response(answer.headers_mut());
-    answer.headers_mut().remove("sec-websocket-accept");
-    answer
+        "make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice and answer 200"
+    )
 }
 // ANCHOR_END: extended_connect
 

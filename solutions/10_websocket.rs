@@ -125,7 +125,7 @@ pub async fn bridge_extended_connect(
 ) -> Response<Body> {
     let client_side = hyper::upgrade::on(&mut request);
     let (parts, body) = request.into_parts();
-    // EXERCISE: build the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), send it, and refuse (502) a switch whose Sec-WebSocket-Accept does not match the key
+    // EXERCISE: make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice and answer 200
     let mut outgoing = Request::new(boxed(body));
     *outgoing.uri_mut() = upstream_uri(&upstream.uri, &parts.uri);
     copy_headers(&parts.headers, outgoing.headers_mut());
@@ -142,17 +142,15 @@ pub async fn bridge_extended_connect(
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         return plain(response);
     }
+    let expected = derive_accept_key(key.as_bytes());
     let accept = response.headers().get("sec-websocket-accept");
-    if !accept
-        .is_some_and(|accept| accept.as_bytes() == derive_accept_key(key.as_bytes()).as_bytes())
-    {
+    if accept.is_none_or(|accept| accept.as_bytes() != expected.as_bytes()) {
         return switched_badly(
             &upstream.uri,
             response.headers().get(header::UPGRADE),
             Some(&protocol),
         );
     }
-    // END EXERCISE
     let upstream_side = hyper::upgrade::on(&mut response);
     tokio::spawn(splice(client_side, upstream_side));
     // On HTTP/2, `200` means "the stream is yours"; the key is ours, not
@@ -162,6 +160,7 @@ pub async fn bridge_extended_connect(
     strip_response(answer.headers_mut());
     answer.headers_mut().remove("sec-websocket-accept");
     answer
+    // END EXERCISE
 }
 // ANCHOR_END: extended_connect
 
