@@ -233,7 +233,8 @@ async fn serve_connection<I, H, F>(
     let service = service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ClientAddr(peer));
         request.extensions_mut().insert(Scheme(scheme));
-        // `auto` has no exact HTTP/1.1 head limit (step 01 had one): count.
+        // A safety net: `auto` has no exact HTTP/1.1 head limit (step 01
+        // had one); its buffer limit and h2's header list limit act first.
         let answer = if head_len(&request) > MAX_REQUEST_HEAD {
             Err(text(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,

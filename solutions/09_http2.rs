@@ -231,7 +231,8 @@ async fn serve_connection<I, H, F>(
     let service = service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ClientAddr(peer));
         request.extensions_mut().insert(Scheme(scheme));
-        // `auto` has no exact HTTP/1.1 head limit (step 01 had one): count.
+        // A safety net: `auto` has no exact HTTP/1.1 head limit (step 01
+        // had one); its buffer limit and h2's header list limit act first.
         let answer = if head_len(&request) > MAX_REQUEST_HEAD {
             Err(text(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -248,15 +249,16 @@ async fn serve_connection<I, H, F>(
         }
     });
     // EXERCISE: serve the connection with the builder, upgrades allowed (step 10 needs them); log the error it ends with
-    // ANCHOR: auto_builder
-    // With TLS, ALPN already chose; without, `auto` reads the preface.
+    // ANCHOR: serve_auto
+    // `auto` peeks at the first bytes: the HTTP/2 preface, or HTTP/1.1.
+    // (With TLS, ALPN agreed beforehand; a client that lies is still served.)
     if let Err(err) = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .await
     {
         debug!("connection from {peer} ended: {err}");
     }
-    // ANCHOR_END: auto_builder
+    // ANCHOR_END: serve_auto
     // END EXERCISE
 }
 // ANCHOR_END: serve_connection

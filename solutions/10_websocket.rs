@@ -90,12 +90,14 @@ pub async fn tunnel(
         return plain(response);
     }
     // EXERCISE: refuse (502) a switch to another protocol than `protocol`; otherwise take the upstream's side of the switch (hyper::upgrade::on) and splice the two on a task of its own
+    // ANCHOR: switch
     let switched_to = response.headers().get(header::UPGRADE);
     if !switched_to.is_some_and(|to| to.as_bytes().eq_ignore_ascii_case(protocol.as_bytes())) {
         return switched_badly(&upstream.uri, switched_to, Some(&protocol));
     }
     let upstream_side = hyper::upgrade::on(&mut response);
     tokio::spawn(splice(client_side, upstream_side));
+    // ANCHOR_END: switch
     // END EXERCISE
     // Our own 101, with the upstream's headers (Sec-WebSocket-Accept...).
     let mut answer = Response::new(empty());
@@ -130,11 +132,13 @@ pub async fn bridge_extended_connect(
     *outgoing.uri_mut() = upstream_uri(&upstream.uri, &parts.uri);
     copy_headers(&parts.headers, outgoing.headers_mut());
     restore_upgrade(outgoing.headers_mut(), &protocol);
+    // ANCHOR: own_key
     // HTTP/2 clients send no key: the handshake to the upstream is ours.
     let key = generate_key();
     if let Ok(key) = HeaderValue::from_str(&key) {
         outgoing.headers_mut().insert("sec-websocket-key", key);
     }
+    // ANCHOR_END: own_key
     let mut response = match upstream.client.request(outgoing).await {
         Ok(response) => response,
         Err(err) => return bad_gateway(&upstream.uri, &err),
@@ -142,6 +146,7 @@ pub async fn bridge_extended_connect(
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         return plain(response);
     }
+    // ANCHOR: check_accept
     let expected = derive_accept_key(key.as_bytes());
     let accept = response.headers().get("sec-websocket-accept");
     if accept.is_none_or(|accept| accept.as_bytes() != expected.as_bytes()) {
@@ -151,6 +156,7 @@ pub async fn bridge_extended_connect(
             Some(&protocol),
         );
     }
+    // ANCHOR_END: check_accept
     let upstream_side = hyper::upgrade::on(&mut response);
     tokio::spawn(splice(client_side, upstream_side));
     // On HTTP/2, `200` means "the stream is yours"; the key is ours, not

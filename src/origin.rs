@@ -19,6 +19,7 @@
 //! | `/trailers` | a chunked body with announced trailers; `X-Received-TE` says which `TE` arrived |
 //! | `/truncated?bytes=&promised=` | promises `promised` bytes, sends `bytes`, then breaks the connection |
 //! | `/ws` | WebSocket echo: text, binary, pings; the 101 carries `X-Origin-Upgrade` |
+//! | `/chat`, `/chat/ws` | a tiny browser chat: the page opens a WebSocket back to where it came from (through the proxy), every message goes to everyone |
 //! | `/upgrade-echo` | `Upgrade: echo`: after the 101, echoes bytes until the client half-closes, then says `bye` |
 //! | `/grpc` | gRPC-like: echoes the body, ends with `grpc-status` trailers and the names of the request's trailers |
 //! | `/stream-state?id=&wait_for=` | how `/stream?id=` ended: `running`, `finished` or `cancelled` (waits up to 5 s for `wait_for`) |
@@ -43,7 +44,7 @@ use hyper_util::server::conn::auto;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -79,6 +80,8 @@ struct State {
     /// How each `/stream?id=` is going: lets a test see whether a proxy
     /// cancels the upstream request when its client goes away.
     streams: Mutex<HashMap<String, watch::Sender<StreamState>>>,
+    /// The one chat room of `/chat`: every message to every member.
+    chat: std::sync::OnceLock<broadcast::Sender<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -193,6 +196,8 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, state: &State) -> R
         "/trailers" => trailers(&request),
         "/grpc" => grpc(request).await,
         "/ws" => websocket_echo(request),
+        "/chat" => chat_page(),
+        "/chat/ws" => chat_room(request, state),
         "/upgrade-echo" => upgrade_echo(request),
         _ if path == "/echo" || path.starts_with("/echo/") => echo(request, peer).await,
         _ => match path
@@ -449,6 +454,80 @@ fn websocket_echo(mut request: Request<Incoming>) -> Response<Body> {
             };
             if echoed.is_err() {
                 break;
+            }
+        }
+    });
+    switching_protocols("websocket", &[("sec-websocket-accept", &accept)])
+}
+
+/// The chat page: it connects back to the host it was loaded from, so
+/// through a proxy it tests the proxy's WebSocket support.
+fn chat_page() -> Response<Body> {
+    let mut response = Response::new(full(CHAT_PAGE));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+const CHAT_PAGE: &str = r#"<!doctype html>
+<meta charset="utf-8"><title>workshop chat</title>
+<style>body{font:16px sans-serif;max-width:40em;margin:2em auto}#log{border:1px solid #ccc;height:20em;overflow:auto;padding:.5em}input{width:80%}</style>
+<h1>workshop chat</h1>
+<p id="state">connecting…</p>
+<div id="log"></div>
+<form id="form"><input id="text" autocomplete="off" autofocus><button>send</button></form>
+<script>
+const log = (line) => { const p = document.createElement("div"); p.textContent = line; document.getElementById("log").append(p); };
+const socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/chat/ws");
+socket.onopen = () => document.getElementById("state").textContent = "connected to " + location.host;
+socket.onclose = () => document.getElementById("state").textContent = "closed";
+socket.onmessage = (event) => log(event.data);
+document.getElementById("form").onsubmit = (event) => {
+  event.preventDefault();
+  const text = document.getElementById("text");
+  if (text.value) { socket.send(text.value); text.value = ""; }
+};
+</script>
+"#;
+
+/// A member of the chat room: what it says goes to everyone, what anyone
+/// says comes to it.
+fn chat_room(mut request: Request<Incoming>, state: &State) -> Response<Body> {
+    let Some(key) = request.headers().get("sec-websocket-key") else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "/chat/ws expects a WebSocket handshake",
+        );
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let room = state.chat.get_or_init(|| broadcast::channel(64).0).clone();
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        let mut heard = room.subscribe();
+        loop {
+            tokio::select! {
+                said = socket.next() => match said {
+                    Some(Ok(Message::Text(text))) => {
+                        let _ = room.send(text.as_str().chars().take(1000).collect());
+                    }
+                    Some(Ok(_)) => {}
+                    _ => break,
+                },
+                line = heard.recv() => match line {
+                    Ok(line) => {
+                        if socket.send(Message::text(line)).await.is_err() {
+                            break;
+                        }
+                    }
+                    // A slow member misses lines rather than slowing the room.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
             }
         }
     });

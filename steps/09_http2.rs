@@ -48,13 +48,15 @@ async fn main() {
         }
     };
     let upstream = cli::upstream(&args.common).await;
-    cli::try_this(
-        &listener,
+    let tries: &[&str] = if args.http2.uses_tls() {
+        &["curl -sk --http2 https://{addr}/echo -o /dev/null -w '%{http_version}\\n'"]
+    } else {
         &[
-            "curl --http2-prior-knowledge -s http://{addr}/echo   (or -k --http2 https://… with --tls)",
+            "curl --http2-prior-knowledge -s http://{addr}/echo",
             "cargo run --bin h2-client -- http://{addr}/grpc hello   (with --upstream-http2)",
-        ],
-    );
+        ]
+    };
+    cli::try_this(&listener, tries);
 
     // ANCHOR: main
     // ANCHOR: pipeline

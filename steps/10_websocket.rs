@@ -60,21 +60,25 @@ async fn main() {
     );
 
     // ANCHOR: main
+    // ANCHOR: connect_protocol
     let mut builder = http2::builder();
     // RFC 8441: tell HTTP/2 clients they may open WebSockets.
     builder.http2().enable_connect_protocol();
+    // ANCHOR_END: connect_protocol
     let upstream = Arc::new(http2::upstream(upstream, args.http2.upstream_http2));
     let (options, timeout) = (Arc::new(args.forwarding), args.streaming.upstream_timeout);
     serve(listener, tls, builder, move |mut request| {
         let (upstream, options) = (upstream.clone(), options.clone());
         async move {
             h2_to_h1(&mut request);
+            // ANCHOR: before_strip
             // Before the stripping removes `Upgrade`.
             let upgrade = requested_upgrade(request.headers());
             let h2_websocket = extended_connect(&request);
             let request_trailers = announced_trailers(request.headers());
             let takes_trailers = client_takes_trailers(request.headers());
             strip_request(request.headers_mut());
+            // ANCHOR_END: before_strip
             announce_trailers(request.headers_mut(), request_trailers);
             let scheme = scheme_of(&request);
             add_forwarded_headers(&mut request, scheme, &options);
@@ -82,6 +86,7 @@ async fn main() {
                 use_upstream_host(&mut request, &upstream.uri);
             }
             join_upstream_path(&mut request, &upstream.uri);
+            // ANCHOR: upgrade_branch
             if let Some(protocol) = upgrade {
                 restore_upgrade(request.headers_mut(), &protocol);
                 return tunnel(&upstream, request, protocol).await;
@@ -89,6 +94,7 @@ async fn main() {
             if let Some(protocol) = h2_websocket {
                 return bridge_extended_connect(&upstream, request, protocol).await;
             }
+            // ANCHOR_END: upgrade_branch
 
             let (request, sent) = notice_when_sent(request);
             let round_trip = round_trip(&upstream, request);

@@ -3,8 +3,9 @@
 //!
 //! It speaks h2c (HTTP/2 without TLS, prior knowledge), sends a POST with
 //! `te: trailers` like a gRPC client, ends its body with a trailer, and
-//! prints the response: status, headers, body, and the trailers that
-//! `curl` does not show. The demo of step 09 needs nothing else.
+//! prints the response: status, headers, body and trailers. (curl shows
+//! response trailers too, but cannot send request trailers.) The demo of
+//! step 09 needs nothing else.
 
 use bytes::Bytes;
 use clap::Parser;

@@ -90,6 +90,7 @@ checks![
     websocket::unasked_101_is_502,
     websocket::wrong_protocol_101_is_502,
     websocket::websocket_over_http2,
+    websocket::websocket_chat_room,
     http11::pipelining,
     http11::head_request,
     http11::no_body_statuses,

@@ -291,3 +291,35 @@ pub async fn websocket_over_http2(ctx: Ctx) -> Outcome {
     );
     Ok(())
 }
+
+pub async fn websocket_chat_room(ctx: Ctx) -> Outcome {
+    let proxy = ctx.proxy().await?;
+    let page = get(proxy.addr, "/chat").await?;
+    ensure!(
+        page.status == 200 && page.text().contains("/chat/ws"),
+        "/chat should serve the chat page (which opens /chat/ws), got {}",
+        page.status
+    );
+    let mut members = Vec::new();
+    for _ in 0..2 {
+        let tcp = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
+        let url = format!("ws://{}/chat/ws", proxy.addr);
+        let (socket, _) = within(10, "joining the chat", async {
+            tokio_tungstenite::client_async(url, tcp)
+                .await
+                .or_fail("the chat's WebSocket handshake")
+        })
+        .await?;
+        members.push(socket);
+    }
+    members[0]
+        .send(Message::text("hello, room"))
+        .await
+        .or_fail("saying something")?;
+    let heard = next(&mut members[1]).await?;
+    ensure!(
+        heard == Message::text("hello, room"),
+        "what one chat member says should reach the other through the proxy; got {heard:?}"
+    );
+    Ok(())
+}
