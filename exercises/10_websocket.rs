@@ -35,6 +35,7 @@
 //! shows exactly the work.
 #![allow(unused, unreachable_code)]
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -45,7 +46,7 @@ use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, warn};
 
-use crate::body::{Body, boxed, empty, text};
+use crate::body::{Body, BoxError, boxed, empty, text};
 use crate::copy_headers::copy_headers;
 use crate::hop_by_hop::{strip_response, tokens};
 use crate::round_trip::{Upstream, bad_gateway, upstream_uri};
@@ -68,11 +69,15 @@ pub fn restore_upgrade(headers: &mut HeaderMap, protocol: &HeaderValue) {
 // ANCHOR: tunnel
 /// Forwards an upgrade request; on `101` for the same protocol, splices the
 /// client's connection and the upstream's until either side closes.
-pub async fn tunnel(
+pub async fn tunnel<B>(
     upstream: &Upstream,
-    mut request: Request<Incoming>,
+    mut request: Request<B>,
     protocol: HeaderValue,
-) -> Response<Body> {
+) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     // The client's side of the switch: ready once our 101 has been sent.
     let client_side = hyper::upgrade::on(&mut request);
     let (parts, body) = request.into_parts();
@@ -114,11 +119,15 @@ pub fn extended_connect<B>(request: &Request<B>) -> Option<HeaderValue> {
 }
 
 /// Bridges an HTTP/2 WebSocket (extended CONNECT) to an HTTP/1.1 upgrade.
-pub async fn bridge_extended_connect(
+pub async fn bridge_extended_connect<B>(
     upstream: &Upstream,
-    mut request: Request<Incoming>,
+    mut request: Request<B>,
     protocol: HeaderValue,
-) -> Response<Body> {
+) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let client_side = hyper::upgrade::on(&mut request);
     let (parts, body) = request.into_parts();
     // TODO: make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice and answer 200

@@ -28,6 +28,7 @@
 //! A real proxy would also bound how long a tunnel may stay idle; the
 //! complete proxy (step 13) does.
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -38,7 +39,7 @@ use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, warn};
 
-use crate::body::{Body, boxed, empty, text};
+use crate::body::{Body, BoxError, boxed, empty, text};
 use crate::copy_headers::copy_headers;
 use crate::hop_by_hop::{strip_response, tokens};
 use crate::round_trip::{Upstream, bad_gateway, upstream_uri};
@@ -68,11 +69,15 @@ pub fn restore_upgrade(headers: &mut HeaderMap, protocol: &HeaderValue) {
 // ANCHOR: tunnel
 /// Forwards an upgrade request; on `101` for the same protocol, splices the
 /// client's connection and the upstream's until either side closes.
-pub async fn tunnel(
+pub async fn tunnel<B>(
     upstream: &Upstream,
-    mut request: Request<Incoming>,
+    mut request: Request<B>,
     protocol: HeaderValue,
-) -> Response<Body> {
+) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     // The client's side of the switch: ready once our 101 has been sent.
     let client_side = hyper::upgrade::on(&mut request);
     let (parts, body) = request.into_parts();
@@ -120,11 +125,15 @@ pub fn extended_connect<B>(request: &Request<B>) -> Option<HeaderValue> {
 }
 
 /// Bridges an HTTP/2 WebSocket (extended CONNECT) to an HTTP/1.1 upgrade.
-pub async fn bridge_extended_connect(
+pub async fn bridge_extended_connect<B>(
     upstream: &Upstream,
-    mut request: Request<Incoming>,
+    mut request: Request<B>,
     protocol: HeaderValue,
-) -> Response<Body> {
+) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let client_side = hyper::upgrade::on(&mut request);
     let (parts, body) = request.into_parts();
     // EXERCISE: make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice and answer 200
@@ -150,11 +159,12 @@ pub async fn bridge_extended_connect(
     let expected = derive_accept_key(key.as_bytes());
     let accept = response.headers().get("sec-websocket-accept");
     if accept.is_none_or(|accept| accept.as_bytes() != expected.as_bytes()) {
-        return switched_badly(
-            &upstream.uri,
-            response.headers().get(header::UPGRADE),
-            Some(&protocol),
+        let message = format!(
+            "502 Bad Gateway: upstream {} answered our WebSocket key with a wrong Sec-WebSocket-Accept",
+            upstream.uri
         );
+        warn!("{message}");
+        return text(StatusCode::BAD_GATEWAY, message);
     }
     // ANCHOR_END: check_accept
     let upstream_side = hyper::upgrade::on(&mut response);

@@ -89,10 +89,14 @@ async fn main() {
             // ANCHOR: upgrade_branch
             if let Some(protocol) = upgrade {
                 restore_upgrade(request.headers_mut(), &protocol);
-                return tunnel(&upstream, request, protocol).await;
+                let (request, sent) = notice_when_sent(request);
+                let tunnel = tunnel(&upstream, request, protocol);
+                return with_deadline(timeout, sent, &upstream.uri, tunnel).await;
             }
             if let Some(protocol) = h2_websocket {
-                return bridge_extended_connect(&upstream, request, protocol).await;
+                let (request, sent) = notice_when_sent(request);
+                let bridge = bridge_extended_connect(&upstream, request, protocol);
+                return with_deadline(timeout, sent, &upstream.uri, bridge).await;
             }
             // ANCHOR_END: upgrade_branch
 
