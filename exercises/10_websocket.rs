@@ -46,10 +46,10 @@ use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, warn};
 
-use crate::body::{Body, BoxError, boxed, empty, text};
-use crate::copy_headers::copy_headers;
+use crate::body::{Body, BoxError, empty, text};
+use crate::copy_headers::{client_response, copy_headers, outgoing_request};
 use crate::hop_by_hop::{strip_response, tokens};
-use crate::round_trip::{Upstream, bad_gateway, upstream_uri};
+use crate::round_trip::{Upstream, bad_gateway};
 
 // ANCHOR: requested
 /// The protocol a request asks to switch to: `Connection: upgrade` and an
@@ -80,12 +80,7 @@ where
 {
     // The client's side of the switch: ready once our 101 has been sent.
     let client_side = hyper::upgrade::on(&mut request);
-    let (parts, body) = request.into_parts();
-    let mut outgoing = Request::new(boxed(body));
-    *outgoing.method_mut() = parts.method;
-    *outgoing.uri_mut() = upstream_uri(&upstream.uri, &parts.uri);
-    copy_headers(&parts.headers, outgoing.headers_mut());
-
+    let outgoing = outgoing_request(&upstream.uri, request);
     let mut response = match upstream.client.request(outgoing).await {
         Ok(response) => response,
         Err(err) => return bad_gateway(&upstream.uri, &err),
@@ -129,7 +124,6 @@ where
     B::Error: Into<BoxError>,
 {
     let client_side = hyper::upgrade::on(&mut request);
-    let (parts, body) = request.into_parts();
     // TODO: make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice and answer 200
     todo!(
         "make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice and answer 200"
@@ -186,10 +180,7 @@ fn switched_badly(
 
 /// A non-101 answer to an upgrade request, passed on as in step 04.
 fn plain(response: Response<Incoming>) -> Response<Body> {
-    let (parts, body) = response.into_parts();
-    let mut answer = Response::new(boxed(body));
-    *answer.status_mut() = parts.status;
-    copy_headers(&parts.headers, answer.headers_mut());
+    let mut answer = client_response(response);
     strip_response(answer.headers_mut());
     answer
 }

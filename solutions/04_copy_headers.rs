@@ -11,7 +11,8 @@
 //! `append` keeps them all, in order.
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, Request, Response, Uri};
+use hyper::body::Incoming;
 
 use crate::body::{Body, BoxError, boxed};
 use crate::round_trip::{Upstream, bad_gateway, upstream_uri};
@@ -29,7 +30,7 @@ pub fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
 
 // ANCHOR: round_trip
 /// Sends a new request built from `request` upstream, and answers with a new
-/// response built from the upstream's: status, headers, streaming body.
+/// response built from the upstream's.
 pub async fn round_trip<B>(upstream: &Upstream, request: Request<B>) -> Response<Body>
 where
     // Any request body that yields bytes: `Incoming` as it came, or a body
@@ -37,24 +38,39 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    // ANCHOR: build_request
+    let outgoing = outgoing_request(&upstream.uri, request);
+    match upstream.client.request(outgoing).await {
+        Ok(response) => client_response(response),
+        Err(err) => bad_gateway(&upstream.uri, &err),
+    }
+}
+// ANCHOR_END: round_trip
+
+// ANCHOR: build_request
+/// A new request for the upstream: the client's method, its path under the
+/// upstream's address, its headers, its body as a stream.
+pub fn outgoing_request<B>(upstream: &Uri, request: Request<B>) -> Request<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let (parts, body) = request.into_parts();
     let mut outgoing = Request::new(boxed(body));
     *outgoing.method_mut() = parts.method;
-    *outgoing.uri_mut() = upstream_uri(&upstream.uri, &parts.uri);
+    *outgoing.uri_mut() = upstream_uri(upstream, &parts.uri);
     copy_headers(&parts.headers, outgoing.headers_mut());
-    // ANCHOR_END: build_request
+    outgoing
+}
+// ANCHOR_END: build_request
 
-    // ANCHOR: build_response
-    let response = match upstream.client.request(outgoing).await {
-        Ok(response) => response,
-        Err(err) => return bad_gateway(&upstream.uri, &err),
-    };
+// ANCHOR: build_response
+/// A new response for the client: the upstream's status, its headers, its
+/// body as a stream.
+pub fn client_response(response: Response<Incoming>) -> Response<Body> {
     let (parts, body) = response.into_parts();
     let mut answer = Response::new(boxed(body));
     *answer.status_mut() = parts.status;
     copy_headers(&parts.headers, answer.headers_mut());
     answer
-    // ANCHOR_END: build_response
 }
-// ANCHOR_END: round_trip
+// ANCHOR_END: build_response

@@ -2,7 +2,7 @@
 //!
 //! Each step of the talk adds one module, written in `solutions/NN_name.rs`.
 //! The attendee's version of the same module lives in `exercises/NN_name.rs`
-//! (generated from the solution, with the key code replaced by `todo!()`).
+//! (generated from the solution, with the key code replaced by `todo!` calls).
 //! The feature `exNN` picks the exercise for step NN only, so
 //! `cargo run --bin 03-stream-body --features ex03` runs your code for step 03
 //! and the reference code for every other step: skipping an exercise never

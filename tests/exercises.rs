@@ -68,7 +68,7 @@ fn every_exercise_fails_its_step_until_solved() {
             if failing == 0 {
                 problems.push(format!(
                     "exercises/{}: the unsolved exercise passes every check step {} introduces ({}): \
-                     the todo!() regions do not cover the step's key code",
+                     the todo! regions do not cover the step's key code",
                     step.bin, step.id,
                     new_checks.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
                 ));

@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
-use http_body_util::BodyExt;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use workshop::body::boxed;
 use workshop::origin::pattern_body;
 
 use crate::ensure;
-use crate::harness::client::{connect_h2, excerpt, fetch_h2, h2_over, h2_request, raw_exchange};
+use crate::harness::client::{
+    connect_h2, excerpt, fetch_h2, fetch_h2_with_trailers, h2_over, h2_request, raw_exchange,
+};
 use crate::harness::{Ctx, Failure, OrFail, Outcome, fail, within};
 
 use super::forwarding::{echo_with, echoed, echoed_headers};
@@ -117,21 +118,7 @@ pub async fn h2_trailers_to_client(ctx: Ctx) -> Outcome {
     request
         .headers_mut()
         .insert("te", HeaderValue::from_static("trailers"));
-    let response = within(10, "the /trailers response", async {
-        h2.send_request(request)
-            .await
-            .or_fail("sending the request")
-    })
-    .await?;
-    let collected = within(10, "the body and trailers", async {
-        response
-            .into_body()
-            .collect()
-            .await
-            .or_fail("reading the body")
-    })
-    .await?;
-    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let (_, trailers) = fetch_h2_with_trailers(&mut h2, request).await?;
     ensure!(
         trailers.contains_key("x-body-sha256") && trailers.contains_key("x-origin-status"),
         "the origin's trailers (x-body-sha256, x-origin-status) should reach an HTTP/2 client \
@@ -315,22 +302,7 @@ pub async fn upstream_http2_grpc(ctx: Ctx) -> Outcome {
         .headers_mut()
         .insert("te", HeaderValue::from_static("trailers"));
     *request.body_mut() = boxed(body);
-    let response = within(10, "the gRPC response", async {
-        h2.send_request(request)
-            .await
-            .or_fail("sending the request")
-    })
-    .await?;
-    let collected = within(10, "the gRPC body and trailers", async {
-        response
-            .into_body()
-            .collect()
-            .await
-            .or_fail("reading the body")
-    })
-    .await?;
-    let trailers = collected.trailers().cloned().unwrap_or_default();
-    let body = collected.to_bytes();
+    let (body, trailers) = fetch_h2_with_trailers(&mut h2, request).await?;
     ensure!(
         body.as_ref() == b"hello grpc",
         "the gRPC echo should return the request body, got {:?}",

@@ -252,3 +252,27 @@ pub async fn fetch_h2(
     .await?;
     read(response).await
 }
+
+/// Sends an HTTP/2 request and reads its body and trailers to the end.
+pub async fn fetch_h2_with_trailers(
+    sender: &mut hyper::client::conn::http2::SendRequest<Body>,
+    request: Request<Body>,
+) -> Result<(Bytes, HeaderMap), Failure> {
+    let response = within(10, "the HTTP/2 response headers", async {
+        sender
+            .send_request(request)
+            .await
+            .or_fail("sending the HTTP/2 request")
+    })
+    .await?;
+    let collected = within(10, "the body and its trailers", async {
+        response
+            .into_body()
+            .collect()
+            .await
+            .or_fail("reading the body")
+    })
+    .await?;
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    Ok((collected.to_bytes(), trailers))
+}

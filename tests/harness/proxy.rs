@@ -27,7 +27,7 @@ pub struct Ctx {
     /// The demo origin of this test process.
     pub origin: SocketAddr,
     /// Panic messages the proxies of this check printed: an unfilled
-    /// `todo!()` says "not yet implemented: <hint>", the best clue there is.
+    /// `todo!` call says "not yet implemented: <hint>", the best clue there is.
     panics: Arc<Mutex<Vec<String>>>,
 }
 
