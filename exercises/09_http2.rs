@@ -94,7 +94,8 @@ const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
 // ANCHOR: tls
 /// The TLS side of `--tls`: our certificate, and ALPN offering `h2` first.
-pub fn tls_acceptor(options: &Options) -> Result<Option<TlsAcceptor>, String> {
+/// Also returns the certificate's fingerprint, to print.
+pub fn tls_acceptor(options: &Options) -> Result<Option<(TlsAcceptor, String)>, String> {
     if !options.uses_tls() {
         return Ok(None);
     }
@@ -102,9 +103,7 @@ pub fn tls_acceptor(options: &Options) -> Result<Option<TlsAcceptor>, String> {
         (Some(cert), Some(key)) => load_pem(cert, key)?,
         _ => self_signed()?,
     };
-    if let Some(leaf) = chain.first() {
-        println!("certificate sha256 fingerprint: {}", fingerprint(leaf));
-    }
+    let fingerprint = chain.first().map(fingerprint).unwrap_or_default();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -114,7 +113,7 @@ pub fn tls_acceptor(options: &Options) -> Result<Option<TlsAcceptor>, String> {
         .map_err(|err| format!("TLS certificate: {err}"))?;
     // TODO: offer HTTP/2 first, then HTTP/1.1, through ALPN
     todo!("offer HTTP/2 first, then HTTP/1.1, through ALPN");
-    Ok(Some(TlsAcceptor::from(Arc::new(config))))
+    Ok(Some((TlsAcceptor::from(Arc::new(config)), fingerprint)))
 }
 // ANCHOR_END: tls
 

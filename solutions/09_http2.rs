@@ -87,7 +87,8 @@ const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
 // ANCHOR: tls
 /// The TLS side of `--tls`: our certificate, and ALPN offering `h2` first.
-pub fn tls_acceptor(options: &Options) -> Result<Option<TlsAcceptor>, String> {
+/// Also returns the certificate's fingerprint, to print.
+pub fn tls_acceptor(options: &Options) -> Result<Option<(TlsAcceptor, String)>, String> {
     if !options.uses_tls() {
         return Ok(None);
     }
@@ -95,9 +96,7 @@ pub fn tls_acceptor(options: &Options) -> Result<Option<TlsAcceptor>, String> {
         (Some(cert), Some(key)) => load_pem(cert, key)?,
         _ => self_signed()?,
     };
-    if let Some(leaf) = chain.first() {
-        println!("certificate sha256 fingerprint: {}", fingerprint(leaf));
-    }
+    let fingerprint = chain.first().map(fingerprint).unwrap_or_default();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -110,7 +109,7 @@ pub fn tls_acceptor(options: &Options) -> Result<Option<TlsAcceptor>, String> {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // ANCHOR_END: alpn
     // END EXERCISE
-    Ok(Some(TlsAcceptor::from(Arc::new(config))))
+    Ok(Some((TlsAcceptor::from(Arc::new(config)), fingerprint)))
 }
 // ANCHOR_END: tls
 

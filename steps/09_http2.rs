@@ -39,7 +39,7 @@ async fn main() {
     } else {
         "http"
     };
-    let listener = cli::listen_as(&args.common, scheme).await;
+    // A bad certificate is an error before we listen, not after.
     let tls = match tls_acceptor(&args.http2) {
         Ok(tls) => tls,
         Err(err) => {
@@ -47,6 +47,11 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    let listener = cli::listen_as(&args.common, scheme).await;
+    let tls = tls.map(|(acceptor, fingerprint)| {
+        println!("certificate sha256 fingerprint: {fingerprint}");
+        acceptor
+    });
     let upstream = cli::upstream(&args.common).await;
     let tries: &[&str] = if args.http2.uses_tls() {
         &["curl -sk --http2 https://{addr}/echo -o /dev/null -w '%{http_version}\\n'"]
