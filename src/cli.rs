@@ -118,12 +118,24 @@ fn local_addr(listener: &TcpListener) -> SocketAddr {
 }
 
 /// Logs to stderr (stdout is for the `listening on` line and the tips),
-/// `info` unless `RUST_LOG` says otherwise.
+/// `info` unless `RUST_LOG` says otherwise (`RUST_LOG=debug`,
+/// `RUST_LOG=warn,workshop=debug`: levels per target, no regexes).
 pub fn init_logs() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) => directives.parse::<Targets>().unwrap_or_else(|err| {
+            eprintln!("RUST_LOG={directives:?} ignored: {err}");
+            Targets::new().with_default(tracing::Level::INFO)
+        }),
+        Err(_) => Targets::new().with_default(tracing::Level::INFO),
+    };
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours for a terminal, plain text for a file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .finish()
+        .with(filter)
         .try_init();
 }
