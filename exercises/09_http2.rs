@@ -50,10 +50,10 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::body::{Body, text};
-use crate::listen_and_serve::ClientAddr;
+use crate::listen_and_serve::{ClientAddr, accept};
 use crate::round_trip::Upstream;
 
 /// TLS on the client side, HTTP/2 on the upstream side.
@@ -167,15 +167,8 @@ pub async fn serve<H, F>(
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                warn!("accept failed: {err}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        // Step 01's accept: backoff on errors, TCP_NODELAY.
+        let (stream, peer) = accept(&listener).await;
         let (tls, builder, handler) = (tls.clone(), builder.clone(), handler.clone());
         tokio::spawn(async move {
             match tls {

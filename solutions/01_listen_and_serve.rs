@@ -31,6 +31,28 @@ pub struct ClientAddr(pub SocketAddr);
 /// The largest request head (request line and headers) a client may send.
 const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
+// ANCHOR: accept
+/// The next connection, and who opened it.
+pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                // Small writes go out at once instead of waiting for the
+                // previous one to be acknowledged (Nagle's algorithm): a
+                // proxy forwards many small chunks (step 08 tells the story).
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+            Err(err) => {
+                // Usually "too many open files": wait a little instead of
+                // spinning, and keep the connections we already have.
+                warn!("accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 // ANCHOR: serve
 /// Accepts connections forever and serves each on its own task with
 /// `handler`, which turns a request into a response.
@@ -40,18 +62,8 @@ where
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     loop {
-        // EXERCISE: accept a connection, then run serve_connection for it on a task of its own (tokio::spawn)
-        // ANCHOR: accept
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                // Usually "too many open files": wait a little instead of
-                // spinning, and keep the connections we already have.
-                warn!("accept failed: {err}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        // EXERCISE: wait for the next connection (accept), then run serve_connection for it on a task of its own (tokio::spawn)
+        let (stream, peer) = accept(&listener).await;
         // One task per connection: a slow client never holds up the others.
         tokio::spawn(serve_connection(stream, peer, handler.clone()));
         // ANCHOR_END: accept
@@ -67,10 +79,6 @@ where
     H: Fn(Request<Incoming>) -> F + Send + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    // Small writes go out at once instead of waiting for the previous one
-    // to be acknowledged (Nagle's algorithm): a proxy forwards many small
-    // chunks (step 08 tells the whole story).
-    let _ = stream.set_nodelay(true);
     // The service: what hyper calls for each request on this connection.
     // ANCHOR: service
     let service = service_fn(move |mut request: Request<Incoming>| {
