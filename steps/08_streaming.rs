@@ -2,7 +2,7 @@
 //! cancels the upstream request, a slow upstream gets a 504.
 //!
 //! `cargo run --bin 08-streaming`, then watch server-sent events arrive one
-//! by one: `curl -N http://127.0.0.1:8080/sse?n=10&interval_ms=300`.
+//! by one: `curl -N 'http://127.0.0.1:8080/sse?n=10&interval_ms=300'`.
 
 use std::sync::Arc;
 
