@@ -4,8 +4,9 @@
 //! The conventions (shared by every step, relied upon by the tests):
 //! - `--listen ADDR` (default `127.0.0.1:8080`; port 0 picks a free port);
 //! - `--upstream URL`; without it the step starts the demo origin in-process;
-//! - the first line on stdout is exactly `listening on http://ADDR`, with the
-//!   real port, so a script can start a step on port 0 and read where it is;
+//! - the first line on stdout is `listening on http://ADDR` (`https://` under
+//!   `--tls`), with the real port, so a script can start a step on port 0 and
+//!   read where it is;
 //! - logs go to stderr through `tracing`, filtered by `RUST_LOG`.
 
 use std::net::SocketAddr;
@@ -77,6 +78,10 @@ pub async fn listen_as(args: &Args, scheme: &str) -> TcpListener {
         }
     };
     println!("listening on {scheme}://{}", local_addr(&listener));
+    for file in crate::exercises_in_use() {
+        let step = &file[..2];
+        println!("running your exercises/{file} (--features ex{step}) instead of solutions/{file}");
+    }
     listener
 }
 

@@ -10,11 +10,13 @@
 //!
 //! The rest of this crate is the kit the steps share and do not teach:
 //! [`body`] (one body type for everything), [`cli`] (arguments, logs, the
-//! start-up banner) and [`origin`] (the demo upstream).
+//! start-up banner), [`origin`] (the demo upstream) and [`tls`] (how the
+//! demo clients trust a dev certificate).
 
 pub mod body;
 pub mod cli;
 pub mod origin;
+pub mod tls;
 
 // Step 01: a hyper server, one task per connection.
 #[cfg_attr(not(feature = "ex01"), path = "../solutions/01_listen_and_serve.rs")]
@@ -65,3 +67,23 @@ pub mod http2;
 #[cfg_attr(not(feature = "ex10"), path = "../solutions/10_websocket.rs")]
 #[cfg_attr(feature = "ex10", path = "../exercises/10_websocket.rs")]
 pub mod websocket;
+
+/// The exercises this build runs instead of the reference solutions
+/// (`--features exNN`), so that every step can say so at start.
+pub fn exercises_in_use() -> Vec<&'static str> {
+    [
+        (cfg!(feature = "ex01"), "01_listen_and_serve.rs"),
+        (cfg!(feature = "ex02"), "02_round_trip.rs"),
+        (cfg!(feature = "ex03"), "03_stream_body.rs"),
+        (cfg!(feature = "ex04"), "04_copy_headers.rs"),
+        (cfg!(feature = "ex05"), "05_hop_by_hop.rs"),
+        (cfg!(feature = "ex06"), "06_x_forwarded.rs"),
+        (cfg!(feature = "ex07"), "07_trailers.rs"),
+        (cfg!(feature = "ex08"), "08_streaming.rs"),
+        (cfg!(feature = "ex09"), "09_http2.rs"),
+        (cfg!(feature = "ex10"), "10_websocket.rs"),
+    ]
+    .into_iter()
+    .filter_map(|(on, file)| on.then_some(file))
+    .collect()
+}

@@ -7,10 +7,11 @@
 //! would mean the check cannot tell the steps apart).
 //!
 //! Two more modes, for attendees:
-//! - `WORKSHOP_STEP=03` runs only step 03's checks and prints one line per
-//!   behaviour (`cargo xtask check 03` sets it, with `--features ex03`);
-//! - with `PROXY_ADDR=127.0.0.1:8080` as well, the checks target a proxy that
-//!   is already running instead of starting the binary.
+//! - `WORKSHOP_STEP=03` runs only step 03's checks and prints a short report
+//!   (`cargo xtask check 03` sets it, and `WORKSHOP_BIN` to the binary it
+//!   built with `--features ex03`);
+//! - with `PROXY_ADDR=127.0.0.1:8080` as well (and `PROXY_PID`), the checks
+//!   target a proxy that is already running instead of starting the binary.
 
 mod checks;
 mod harness;
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use harness::proxy::Target;
+use harness::report;
 use harness::run::run_check;
 use harness::{Ctx, Failure, Outcome};
 
@@ -104,19 +106,22 @@ async fn check_the_whole_matrix(table: &tooling::Table) {
             let outcome = &results[&(step.id.clone(), check.name.clone())];
             let expected = table.expected(&step.id, &check.name);
             match (expected, outcome) {
-                (true, Ok(())) | (false, Err(Failure::Fail(_))) => {}
-                (true, Err(Failure::Fail(why))) => mismatches.push(format!(
-                    "step {} should pass `{}` ({}), but: {why}",
-                    step.id, check.name, check.what
+                (_, Err(Failure::Skip(why))) => mismatches.push(format!(
+                    "step {} `{}` was skipped ({why}): every cell of the matrix must run",
+                    step.id, check.name
+                )),
+                (true, Ok(())) | (false, Err(_)) => {}
+                (true, Err(failure)) => mismatches.push(format!(
+                    "step {} should pass `{}` ({}), but: {}",
+                    step.id,
+                    check.name,
+                    check.what,
+                    failure.message()
                 )),
                 (false, Ok(())) => mismatches.push(format!(
                     "step {} should fail `{}` (introduced in step {}), but it passed: \
                      either the check cannot tell the steps apart, or the step does more than the table says",
                     step.id, check.name, check.since
-                )),
-                (_, Err(Failure::Skip(why))) => mismatches.push(format!(
-                    "step {} `{}` was skipped ({why}): every cell of the matrix must run",
-                    step.id, check.name
                 )),
             }
         }
@@ -146,8 +151,8 @@ fn grid(table: &tooling::Table, results: &BTreeMap<(String, String), Outcome>) -
             let expected = table.expected(&step.id, &check.name);
             let (mark, right) = match outcome {
                 Ok(()) => ("✓", expected),
-                Err(Failure::Fail(_)) => ("✗", !expected),
                 Err(Failure::Skip(_)) => ("s", false),
+                Err(_) => ("✗", !expected),
             };
             out.push_str(&format!("  {mark}{}", if right { " " } else { "!" }));
         }
@@ -159,18 +164,33 @@ fn grid(table: &tooling::Table, results: &BTreeMap<(String, String), Outcome>) -
 async fn check_one_step(table: &tooling::Table, step_id: &str) {
     let Some(step) = table.steps.iter().find(|step| step.id == step_id) else {
         let ids: Vec<_> = table.steps.iter().map(|step| step.id.as_str()).collect();
-        panic!(
+        eprintln!(
             "WORKSHOP_STEP={step_id}: no such step; the steps are {}",
             ids.join(", ")
         );
+        std::process::exit(2);
     };
-    let target = match std::env::var("PROXY_ADDR") {
-        Ok(addr) => Target::Running(addr.parse().unwrap_or_else(|_| {
-            panic!("PROXY_ADDR={addr}: expected host:port, e.g. 127.0.0.1:8080")
-        })),
-        Err(_) => Target::Binary(binary(&step.bin)),
+    let target = match running_proxy() {
+        Ok(Some(target)) => target,
+        // `cargo xtask check` builds the exercise itself and says where.
+        Ok(None) => match std::env::var_os("WORKSHOP_BIN") {
+            Some(path) => Target::Binary(PathBuf::from(path)),
+            None => Target::Binary(binary(&step.bin)),
+        },
+        Err(problem) => {
+            eprintln!("{problem}");
+            std::process::exit(2);
+        }
     };
     let origin = start_origin().await;
+    println!("step {} ({}): {}", step.id, step.bin, step.teaches);
+    if let Target::Running { addr, .. } = &target
+        && let Err(problem) = report::preflight(*addr, step).await
+    {
+        println!("\n{problem}\n");
+        std::process::exit(1);
+    }
+
     // The step's own behaviours first, then the ones it inherits.
     let mut rows: Vec<_> = table
         .checks
@@ -178,6 +198,7 @@ async fn check_one_step(table: &tooling::Table, step_id: &str) {
         .filter(|check| table.expected(&step.id, &check.name))
         .collect();
     rows.sort_by_key(|check| check.since != step.id);
+    println!("checking {} behaviours…", rows.len());
 
     let mut cells = tokio::task::JoinSet::new();
     let limit = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
@@ -195,35 +216,34 @@ async fn check_one_step(table: &tooling::Table, step_id: &str) {
         let (index, outcome) = cell.expect("a check task");
         outcomes.insert(index, outcome);
     }
-
-    println!("\nstep {} ({}): {}\n", step.id, step.bin, step.teaches);
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    for (index, check) in rows.iter().enumerate() {
-        let new = if check.since == step.id { "new " } else { "" };
-        match &outcomes[&index] {
-            Ok(()) => {
-                passed += 1;
-                println!("  ✓ {new}{} — {}", check.name, check.what);
-            }
-            Err(Failure::Fail(why)) => {
-                failed += 1;
-                println!(
-                    "  ✗ {new}{} — {}\n      {}",
-                    check.name,
-                    check.what,
-                    why.replace('\n', "\n      ")
-                );
-            }
-            Err(Failure::Skip(why)) => {
-                skipped += 1;
-                println!("  - {new}{} — skipped: {why}", check.name);
-            }
-        }
+    let results: Vec<_> = rows
+        .iter()
+        .enumerate()
+        .map(|(index, check)| (*check, outcomes.remove(&index).unwrap_or(Ok(()))))
+        .collect();
+    let report = report::Report::new(&step.id, &results);
+    print!("{report}");
+    // A clean exit code without a test runner's panic trace: the report
+    // above says everything (`cargo xtask check` shows only the report).
+    if report.failed() > 0 {
+        std::process::exit(1);
     }
-    println!("\n{passed} passed, {failed} failed, {skipped} skipped\n");
-    assert!(
-        failed == 0,
-        "step {}: {failed} behaviour(s) missing, see above",
-        step.id
-    );
+}
+
+/// `PROXY_ADDR` (and `PROXY_PID`): a proxy someone already started.
+fn running_proxy() -> Result<Option<Target>, String> {
+    let Ok(addr) = std::env::var("PROXY_ADDR") else {
+        return Ok(None);
+    };
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("PROXY_ADDR={addr}: expected host:port, like 127.0.0.1:8080"))?;
+    let pid = match std::env::var("PROXY_PID") {
+        Ok(pid) => Some(
+            pid.parse()
+                .map_err(|_| format!("PROXY_PID={pid}: expected a process id, like 12345"))?,
+        ),
+        Err(_) => None,
+    };
+    Ok(Some(Target::Running { addr, pid }))
 }

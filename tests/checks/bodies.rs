@@ -68,7 +68,7 @@ pub async fn first_bytes_early(ctx: Ctx) -> Outcome {
         fail(format!(
             "the origin sent its first chunk at once and pauses 30 s before the next, \
              but the client got nothing within 5 s: is the response body collected \
-             before it is sent on? ({failure:?})"
+             before it is sent on? ({failure})"
         ))
     })?;
     ensure!(

@@ -116,7 +116,7 @@ pub async fn upstream_down_502(ctx: Ctx) -> Outcome {
     let proxy = ctx.spawn(&["--upstream", &upstream]).await?;
     let reply = get(proxy.addr, "/echo").await.map_err(|failure| {
         fail(format!(
-            "with the upstream down, the client should get a 502, not {failure:?} — a panic or a hang?\nproxy stderr:\n{}",
+            "with the upstream down, the client should get a 502, not {failure} — a panic or a hang?\nproxy stderr:\n{}",
             excerpt(&proxy.stderr())
         ))
     })?;

@@ -2,18 +2,18 @@
 //! HTTP/1.1 upstream; h2c upstream for gRPC; no `Upgrade: h2c` tunnel.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 use rustls::pki_types::{CertificateDer, ServerName};
+use sha2::Digest;
 use tokio::net::TcpStream;
 use workshop::body::boxed;
 use workshop::origin::pattern_body;
 
 use crate::ensure;
 use crate::harness::client::{
-    connect_h2, excerpt, fetch_h2, fetch_h2_with_trailers, h2_over, h2_request, raw_exchange,
+    connect_h2, excerpt, fetch_h2, fetch_h2_with_trailers, h2_over, h2_request,
 };
 use crate::harness::{Ctx, Failure, OrFail, Outcome, fail, within};
 
@@ -134,7 +134,7 @@ pub async fn h2_no_connection_headers(ctx: Ctx) -> Outcome {
     let reply = fetch_h2(&mut h2, h2_request(&proxy.addr.to_string(), path)).await.map_err(|failure| {
         fail(format!(
             "an HTTP/2 response with connection-specific headers is malformed and the client rejects it: \
-             strip them ({failure:?})"
+             strip them ({failure})"
         ))
     })?;
     let leaked: Vec<&str> = ["connection", "x-secret", "keep-alive", "upgrade"]
@@ -249,33 +249,72 @@ pub async fn tls_self_signed(ctx: Ctx) -> Outcome {
             Failure::Fail(why) => fail(format!(
                 "with --tls the first line must read `listening on https://ADDR` ({why})"
             )),
-            skip => skip,
+            other => other,
         })?;
-    let answer = raw_exchange(
-        proxy.addr,
-        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-        Duration::from_secs(5),
-    )
-    .await?;
-    ensure!(
-        !answer.status_line().starts_with("HTTP/"),
-        "with --tls, a plain-text HTTP request must not be answered in plain text"
-    );
-    let fingerprint = proxy
+    let printed = proxy
         .stdout_line("certificate sha256 fingerprint: ", 5)
         .await
-        .ok();
+        .map_err(|failure| {
+            fail(format!(
+                "with --tls and no --cert, the step should make a certificate and print \
+                 `certificate sha256 fingerprint: AA:BB:…` ({}); stdout was {:?}",
+                failure.message(),
+                proxy.stdout()
+            ))
+        })?;
+    let printed = printed
+        .trim_start_matches("certificate sha256 fingerprint: ")
+        .trim();
+
+    // A client that trusts anything, as `curl -k` does: the handshake must
+    // complete, and the certificate it shows must be the one printed.
+    let config = workshop::tls::client_config(&workshop::tls::Trust::Anything, &[b"http/1.1"])
+        .or_fail("a TLS client configuration")?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
+    let name = ServerName::try_from("localhost").or_fail("server name")?;
+    let tls = within(10, "the TLS handshake", async {
+        connector
+            .connect(name, tcp)
+            .await
+            .or_fail("the TLS handshake with --tls (is it serving TLS?)")
+    })
+    .await?;
+    let served = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|certificate| {
+            let digest: Vec<String> = sha2::Sha256::digest(certificate.as_ref())
+                .iter()
+                .map(|byte| format!("{byte:02X}"))
+                .collect();
+            digest.join(":")
+        })
+        .or_fail("the proxy sent no certificate")?;
     ensure!(
-        fingerprint.as_ref().is_some_and(|line| {
-            let hex = line.trim_start_matches("certificate sha256 fingerprint: ");
-            hex.split(':').count() == 32
-                && hex
-                    .split(':')
-                    .all(|byte| byte.len() == 2 && byte.chars().all(|c| c.is_ascii_hexdigit()))
-        }),
-        "with --tls and no --cert, the step should make a certificate and print \
-         `certificate sha256 fingerprint: AA:BB:…`; stdout was {:?}",
-        proxy.stdout()
+        served.eq_ignore_ascii_case(printed),
+        "the certificate the proxy serves has the sha256 fingerprint {served}, but it printed \
+         {printed:?}: print the fingerprint of the certificate you serve, so that a user can \
+         compare it with what the browser shows"
+    );
+    let (mut h1, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .or_fail("HTTP/1.1 handshake over TLS")?;
+    tokio::spawn(connection);
+    let response = within(10, "an answer over TLS", async {
+        h1.send_request(crate::harness::client::get_request(proxy.addr, "/echo"))
+            .await
+            .or_fail("GET /echo over TLS")
+    })
+    .await?;
+    let echo = crate::harness::client::read(response).await?.json()?;
+    ensure!(
+        echo["path"] == "/echo",
+        "GET /echo over TLS reached the origin as {}",
+        echo["path"]
     );
     Ok(())
 }
@@ -338,7 +377,7 @@ pub async fn h2c_upgrade_not_tunnelled(ctx: Ctx) -> Outcome {
     .await
     .map_err(|failure| {
         fail(format!(
-            "an HTTP/1.1 request asking for `Upgrade: h2c` should simply be answered over HTTP/1.1 ({failure:?})"
+            "an HTTP/1.1 request asking for `Upgrade: h2c` should simply be answered over HTTP/1.1 ({failure})"
         ))
     })?;
     let leaked: Vec<String> = echoed_headers(&echo)

@@ -33,6 +33,7 @@ checks![
     bad_input::malformed_request_line,
     bad_input::header_without_colon,
     bad_input::huge_headers,
+    bad_input::head_over_limit_431,
     bad_input::garbage_bytes,
     forwarding::forwards_to_upstream,
     forwarding::upstream_status,

@@ -17,6 +17,7 @@ pub mod client;
 pub mod outcome;
 pub mod proxy;
 pub mod raw;
+pub mod report;
 pub mod run;
 pub mod upstream;
 

@@ -4,6 +4,8 @@ use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
+pub use super::proxy::Panic;
+
 /// Why a check did not pass.
 #[derive(Debug, Clone)]
 pub enum Failure {
@@ -13,6 +15,40 @@ pub enum Failure {
     /// The check cannot run in this mode (e.g. it must start the proxy
     /// itself, but `PROXY_ADDR` points at a proxy someone else started).
     Skip(String),
+    /// The proxy panicked during the check: a failure whatever the check
+    /// saw (`symptom`: what it failed with, `None` if it saw nothing wrong).
+    Panicked {
+        panics: Vec<Panic>,
+        symptom: Option<String>,
+    },
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl Failure {
+    /// A failure to report (not a skip).
+    pub fn is_failure(&self) -> bool {
+        !matches!(self, Failure::Skip(_))
+    }
+
+    /// What went wrong, in one message.
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Fail(why) | Failure::Skip(why) => why.clone(),
+            Failure::Panicked { panics, symptom } => {
+                let panics: Vec<String> = panics.iter().map(Panic::to_string).collect();
+                let mut message = format!("the proxy panicked: {}", panics.join("; "));
+                if let Some(symptom) = symptom {
+                    message.push_str(&format!("\nwhich led to: {symptom}"));
+                }
+                message
+            }
+        }
+    }
 }
 
 pub type Outcome = Result<(), Failure>;

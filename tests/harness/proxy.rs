@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
 
 use super::outcome::{Failure, OrFail, fail, within};
 
@@ -16,8 +17,9 @@ pub enum Target {
     /// A step binary: each check starts its own process.
     Binary(PathBuf),
     /// A proxy someone already started (`PROXY_ADDR`), assumed to forward to
-    /// the demo origin (a step started without `--upstream` does).
-    Running(SocketAddr),
+    /// the demo origin (a step started without `--upstream` does); with its
+    /// PID (`PROXY_PID`), the memory checks can read its peak RSS too.
+    Running { addr: SocketAddr, pid: Option<u32> },
 }
 
 /// Everything a check gets.
@@ -26,9 +28,28 @@ pub struct Ctx {
     pub target: Target,
     /// The demo origin of this test process.
     pub origin: SocketAddr,
-    /// Panic messages the proxies of this check printed: an unfilled
-    /// `todo!` call says "not yet implemented: <hint>", the best clue there is.
-    panics: Arc<Mutex<Vec<String>>>,
+    /// The panics of the proxies this check started: an unfilled `todo!`
+    /// says where it is and "not yet implemented: <hint>", the best clue
+    /// there is.
+    panics: Arc<Mutex<Vec<Panic>>>,
+    /// One receiver per proxy started: it completes when that proxy's
+    /// stderr has been read to its end, so no panic line is missed.
+    stderr_read: Arc<Mutex<Vec<oneshot::Receiver<()>>>>,
+}
+
+/// A panic the proxy printed on stderr: `thread '…' panicked at
+/// FILE:LINE:COL:`, then the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Panic {
+    /// `exercises/05_hop_by_hop.rs:59` (the column dropped).
+    pub location: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Panic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at {}", self.message, self.location)
+    }
 }
 
 impl Ctx {
@@ -37,11 +58,21 @@ impl Ctx {
             target,
             origin,
             panics: Arc::default(),
+            stderr_read: Arc::default(),
         }
     }
 
-    /// The panic messages of the proxies this check started.
-    pub fn panics(&self) -> Vec<String> {
+    /// The panics of the proxies this check started, once their stderr has
+    /// been read to the end (at most `seconds` of waiting: a proxy the check
+    /// dropped is killed, which closes its stderr at once).
+    pub async fn panics(&self, seconds: u64) -> Vec<Panic> {
+        let readers: Vec<_> = lock(&self.stderr_read).drain(..).collect();
+        let wait = async {
+            for reader in readers {
+                let _ = reader.await;
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(seconds), wait).await;
         lock(&self.panics).clone()
     }
 
@@ -52,9 +83,10 @@ impl Ctx {
                 let upstream = format!("http://{}", self.origin);
                 self.spawn(&["--upstream", &upstream]).await
             }
-            Target::Running(addr) => Ok(Proxy {
+            Target::Running { addr, pid } => Ok(Proxy {
                 addr: *addr,
                 process: None,
+                pid: *pid,
             }),
         }
     }
@@ -65,7 +97,7 @@ impl Ctx {
         let binary = self.binary()?;
         let mut command = Command::new(binary);
         command.args(["--listen", "127.0.0.1:0"]).args(args);
-        let mut started = Started::start(command, binary, self.panics.clone())?;
+        let mut started = self.start(command, binary)?;
         let first_line = within(20, "the `listening on http://ADDR` line", async {
             started.stdout_line().await.ok_or_else(|| {
                 fail(format!(
@@ -88,6 +120,7 @@ impl Ctx {
         started.drain_stdout();
         Ok(Proxy {
             addr,
+            pid: started.child.id(),
             process: Some(started),
         })
     }
@@ -97,7 +130,7 @@ impl Ctx {
         let binary = self.binary()?;
         let mut command = Command::new(binary);
         command.args(args);
-        let mut started = Started::start(command, binary, self.panics.clone())?;
+        let mut started = self.start(command, binary)?;
         let status = within(20, "the process to exit", async {
             started
                 .child
@@ -116,10 +149,16 @@ impl Ctx {
         Ok((status.code(), started.stderr()))
     }
 
+    fn start(&self, command: Command, binary: &Path) -> Result<Started, Failure> {
+        let (done, read) = oneshot::channel();
+        lock(&self.stderr_read).push(read);
+        Started::start(command, binary, self.panics.clone(), done)
+    }
+
     fn binary(&self) -> Result<&Path, Failure> {
         match &self.target {
             Target::Binary(path) => Ok(path),
-            Target::Running(_) => Err(Failure::Skip(
+            Target::Running { .. } => Err(Failure::Skip(
                 "needs to start the proxy itself (PROXY_ADDR points at a running one)".into(),
             )),
         }
@@ -130,7 +169,7 @@ impl Ctx {
     pub async fn ask_origin(&self, proxy: &Proxy, path: &str) -> Result<String, Failure> {
         let addr = match self.target {
             Target::Binary(_) => self.origin,
-            Target::Running(_) => proxy.addr,
+            Target::Running { .. } => proxy.addr,
         };
         Ok(super::client::get(addr, path).await?.text())
     }
@@ -149,17 +188,18 @@ impl Ctx {
 pub struct Proxy {
     pub addr: SocketAddr,
     process: Option<Started>,
+    pid: Option<u32>,
 }
 
 impl Proxy {
     /// The peak resident memory of the proxy process so far (`VmHWM`), MiB.
     pub fn peak_rss_mib(&self) -> Result<f64, Failure> {
-        let Some(process) = &self.process else {
+        let Some(pid) = self.pid else {
             return Err(Failure::Skip(
-                "needs the proxy's PID to read its memory".into(),
+                "needs the proxy's PID to read its memory (`cargo xtask check NN --addr ADDR --pid PID`)"
+                    .into(),
             ));
         };
-        let pid = process.child.id().or_fail("the proxy has exited")?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
             .or_fail("reading /proc/PID/status")?;
         let kib: f64 = status
@@ -225,10 +265,13 @@ impl Started {
     fn start(
         mut command: Command,
         binary: &Path,
-        panics: Arc<Mutex<Vec<String>>>,
+        panics: Arc<Mutex<Vec<Panic>>>,
+        stderr_done: oneshot::Sender<()>,
     ) -> Result<Started, Failure> {
         command
             .env("RUST_LOG", "info")
+            // The panic message is the clue; a backtrace only buries it.
+            .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -238,10 +281,13 @@ impl Started {
             .or_fail(&format!("starting {}", binary.display()))?;
         let stdout = child.stdout.take().map(|out| BufReader::new(out).lines());
         let stderr = Arc::new(Mutex::new(String::new()));
-        let stderr_reader = child
-            .stderr
-            .take()
-            .map(|err| tokio::spawn(collect_stderr(err, stderr.clone(), panics)));
+        let stderr_reader = child.stderr.take().map(|err| {
+            let (stderr, panics) = (stderr.clone(), panics);
+            tokio::spawn(async move {
+                collect_stderr(err, stderr, panics).await;
+                let _ = stderr_done.send(());
+            })
+        });
         Ok(Started {
             child,
             stdout,
@@ -277,23 +323,26 @@ impl Started {
     }
 }
 
-/// Keeps the last 64 KiB of a process's stderr, and its panic messages.
+/// Keeps the last 64 KiB of a process's stderr, and its panics.
 async fn collect_stderr(
     err: impl AsyncRead + Unpin,
     into: Arc<Mutex<String>>,
-    panics: Arc<Mutex<Vec<String>>>,
+    panics: Arc<Mutex<Vec<Panic>>>,
 ) {
     let mut lines = BufReader::new(err).lines();
-    let mut after_panic = false;
+    let mut panicked_at: Option<String> = None;
     while let Ok(Some(line)) = lines.next_line().await {
         // Rust prints "thread '…' panicked at FILE:LINE:COL:" then the message.
-        if after_panic {
+        if let Some(location) = panicked_at.take() {
             let mut panics = lock(&panics);
             if panics.len() < 10 {
-                panics.push(line.clone());
+                panics.push(Panic {
+                    location,
+                    message: line.clone(),
+                });
             }
         }
-        after_panic = line.contains("panicked at");
+        panicked_at = panic_location(&line);
         let mut kept = lock(&into);
         kept.push_str(&line);
         kept.push('\n');
@@ -305,6 +354,21 @@ async fn collect_stderr(
             kept.drain(..cut);
         }
     }
+}
+
+/// `FILE:LINE` of a line `thread 'NAME' (ID) panicked at FILE:LINE:COL:`.
+fn panic_location(line: &str) -> Option<String> {
+    if !line.starts_with("thread '") {
+        return None;
+    }
+    let (_, at) = line.split_once(" panicked at ")?;
+    let at = at.trim_end().trim_end_matches(':');
+    // Drop the column: `FILE:LINE` is what an editor opens.
+    let location = match at.rsplit_once(':') {
+        Some((file_line, column)) if column.bytes().all(|b| b.is_ascii_digit()) => file_line,
+        _ => at,
+    };
+    Some(location.to_string())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

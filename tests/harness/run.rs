@@ -16,7 +16,8 @@ pub struct Check {
     pub run: fn(Ctx) -> Pin<Box<dyn Future<Output = Outcome> + Send>>,
 }
 
-/// Runs one check; a panic or an overrun is a failure, never a hang.
+/// Runs one check; an overrun is a failure, never a hang, and so is a check
+/// during which the proxy panicked, whatever the check saw.
 pub async fn run_check(check: &Check, ctx: Ctx) -> Outcome {
     let mut task = tokio::spawn((check.run)(ctx.clone()));
     let outcome = match tokio::time::timeout(CHECK_TIMEOUT, &mut task).await {
@@ -30,11 +31,17 @@ pub async fn run_check(check: &Check, ctx: Ctx) -> Outcome {
             )))
         }
     };
-    // The proxy's own panic says more than any symptom seen from outside.
-    match (outcome, ctx.panics().first()) {
-        (Err(Failure::Fail(why)), Some(panic)) => Err(fail(format!(
-            "the proxy panicked: {panic}\n      which led to: {why}"
-        ))),
-        (outcome, _) => outcome,
+    // The proxy's own panic says more than any symptom seen from outside,
+    // and a check cannot pass while the proxy panics: a `todo!()` hit on
+    // one connection must not hide behind a client that accepts a failure.
+    let panics = ctx.panics(2).await;
+    if panics.is_empty() {
+        return outcome;
     }
+    let symptom = match outcome {
+        Ok(()) => None,
+        Err(Failure::Panicked { symptom, .. }) => symptom,
+        Err(other) => Some(other.message()),
+    };
+    Err(Failure::Panicked { panics, symptom })
 }

@@ -10,6 +10,7 @@
 //! The text transformations live in `gen.rs`, which `tests/docs.rs` shares to
 //! fail CI when a generated file is stale; this file only does the I/O.
 
+mod check;
 // `gen` is a reserved word since edition 2024, hence the raw identifier.
 // `tests/docs.rs` uses the slide checks; this binary does not.
 #[allow(dead_code)]
@@ -20,7 +21,9 @@ use std::ffi::OsString;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
+
+use check::Running;
 
 use r#gen::{
     MATRIX_END, MATRIX_START, generate_exercise, parse_table, render_matrix,
@@ -31,10 +34,11 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  check NN [--addr HOST:PORT]
+  check NN [--addr HOST:PORT [--pid PID]]
       Run the behaviour checks of step NN (like 03) against your exercise,
-      exercises/NN_*.rs: `cargo test --features exNN --test matrix`.
-      With --addr, check a proxy you already started instead.
+      exercises/NN_*.rs, built as `cargo run --bin NN-name --features exNN`
+      builds it. With --addr, check a proxy you already started instead
+      (without --upstream); with its --pid too, the memory checks run.
   exercises [--check]
       Regenerate exercises/NN_name.rs from every solutions/NN_name.rs
       (this overwrites your work in exercises/: commit or copy it first).
@@ -69,9 +73,14 @@ fn main() -> ExitCode {
         ["exercises", "--check"] => exercises(&root, true),
         ["matrix"] => matrix(&root, false),
         ["matrix", "--check"] => matrix(&root, true),
-        ["check", step] => check(&root, step, None),
+        ["check", step] => check::run(&root, step, None),
         ["check", step, "--addr", addr] | ["check", "--addr", addr, step] => {
-            check(&root, step, Some(addr))
+            check::run(&root, step, Some(Running { addr, pid: None }))
+        }
+        ["check", step, "--addr", addr, "--pid", pid]
+        | ["check", step, "--pid", pid, "--addr", addr] => {
+            let pid = Some(*pid);
+            check::run(&root, step, Some(Running { addr, pid }))
         }
         _ => {
             eprint!("{USAGE}");
@@ -189,76 +198,7 @@ fn matrix(root: &Path, check_only: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `cargo xtask check NN [--addr HOST:PORT]`.
-fn check(root: &Path, step: &str, addr: Option<&str>) -> Result<ExitCode> {
-    let table = read_table(root)?;
-    // `check 3` means step 03.
-    let step = match step.parse::<u8>() {
-        Ok(number) if step.len() < 2 => format!("{number:02}"),
-        _ => step.to_string(),
-    };
-    if !table.steps.iter().any(|s| s.id == step) {
-        let ids: Vec<&str> = table.steps.iter().map(|s| s.id.as_str()).collect();
-        return Err(format!(
-            "there is no step {step:?}: the steps are {} (like `cargo xtask check {}`)",
-            ids.join(", "),
-            ids.first().unwrap_or(&"01")
-        ));
-    }
-    if let Some(addr) = addr {
-        let valid = addr
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !valid {
-            return Err(format!(
-                "--addr {addr:?}: expected HOST:PORT, like 127.0.0.1:8080"
-            ));
-        }
-    }
-
-    // cargo sets CARGO for the programs it runs: use the same toolchain.
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let feature = format!("ex{step}");
-    let mut command = Command::new(cargo);
-    command
-        .current_dir(root)
-        .args([
-            "test",
-            "--features",
-            &feature,
-            "--test",
-            "matrix",
-            "--",
-            "capability_matrix",
-            "--exact",
-            "--nocapture",
-        ])
-        .env("WORKSHOP_STEP", &step)
-        // The checks print why each behaviour failed; a backtrace of the
-        // test harness itself would only bury that.
-        .env("RUST_BACKTRACE", "0");
-    // Say which cargo line this is, so that it can be run without xtask.
-    let mut shown = format!("WORKSHOP_STEP={step}");
-    if let Some(addr) = addr {
-        command.env("PROXY_ADDR", addr);
-        shown.push_str(&format!(" PROXY_ADDR={addr}"));
-    }
-    eprintln!(
-        "running: {shown} cargo test --features {feature} --test matrix -- capability_matrix --exact --nocapture"
-    );
-    let status = command
-        .status()
-        .map_err(|err| format!("cannot run cargo: {err}"))?;
-    // A test killed by a signal has no code: report a failure.
-    Ok(ExitCode::from(
-        status
-            .code()
-            .and_then(|code| u8::try_from(code).ok())
-            .unwrap_or(1),
-    ))
-}
-
-fn read_table(root: &Path) -> Result<r#gen::Table> {
+pub(crate) fn read_table(root: &Path) -> Result<r#gen::Table> {
     let path = root.join("tests/steps.toml");
     parse_table(&read(&path)?).map_err(|err| format!("{}: {err}", path.display()))
 }
