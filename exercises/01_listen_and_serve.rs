@@ -59,6 +59,7 @@ pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
         }
     }
 }
+// ANCHOR_END: accept
 
 // ANCHOR: serve
 /// Accepts connections forever and serves each on its own task with

@@ -52,6 +52,7 @@ pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
         }
     }
 }
+// ANCHOR_END: accept
 
 // ANCHOR: serve
 /// Accepts connections forever and serves each on its own task with
@@ -66,7 +67,6 @@ where
         let (stream, peer) = accept(&listener).await;
         // One task per connection: a slow client never holds up the others.
         tokio::spawn(serve_connection(stream, peer, handler.clone()));
-        // ANCHOR_END: accept
         // END EXERCISE
     }
 }

@@ -23,6 +23,7 @@
 //! | `/upgrade-echo` | `Upgrade: echo`: after the 101, echoes bytes until the client half-closes, then says `bye` |
 //! | `/grpc` | gRPC-like: echoes the body, ends with `grpc-status` trailers and the names of the request's trailers |
 //! | `/stream-state?id=&wait_for=` | how `/stream?id=` ended: `running`, `finished` or `cancelled` (waits up to 5 s for `wait_for`) |
+//! | `/slides/` | the talk itself (see `deck`), to show it through the proxy at the end |
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -199,6 +200,11 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, state: &State) -> R
         "/chat" => chat_page(),
         "/chat/ws" => chat_room(request, state),
         "/upgrade-echo" => upgrade_echo(request),
+        // The talk itself, so the closing demo can show it through the proxy.
+        "/slides" => redirect("/slides/"),
+        _ if path.starts_with("/slides/") => {
+            crate::deck::respond(&crate::deck::default_root(), &path["/slides/".len()..])
+        }
         _ if path == "/echo" || path.starts_with("/echo/") => echo(request, peer).await,
         _ => match path
             .strip_prefix("/status/")
@@ -213,12 +219,20 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, state: &State) -> R
     }
 }
 
+fn redirect(to: &'static str) -> Response<Body> {
+    let mut response = text(StatusCode::MOVED_PERMANENTLY, format!("see {to}"));
+    response
+        .headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static(to));
+    response
+}
+
 fn hello() -> Response<Body> {
     text(
         StatusCode::OK,
         "hello from the workshop's demo origin\n\
          try: /echo /headers /stream?n=5&interval_ms=500 /sse /big?mb=10 \
-         /upload (POST) /slow?ms=2000 /status/418 /trailers",
+         /upload (POST) /slow?ms=2000 /status/418 /trailers /ws /chat /slides/",
     )
 }
 

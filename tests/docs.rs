@@ -1,9 +1,11 @@
 //! The generated and cross-referenced files stay true to their sources:
 //! exercises match solutions, the README's matrix matches `tests/steps.toml`,
-//! and every slide points at code and binaries that exist.
+//! and every slide points at code and binaries that exist (how the slides
+//! look is `tests/deck.rs`'s job, in a browser).
 //!
-//! These tests use the same code as `cargo xtask` (`xtask/src/gen.rs`), so
-//! when one fails, the xtask command it names fixes it.
+//! The generated files are checked with the same code as `cargo xtask`
+//! (`xtask/src/gen.rs`), so when one fails, the xtask command it names
+//! fixes it.
 
 // `gen` is a reserved word since edition 2024, hence the raw identifier.
 // The xtask commands use parts of gen.rs these tests do not (and back).
@@ -16,9 +18,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use r#gen::{
-    MATRIX_END, MATRIX_START, cargo_bins, check_slide_deck, generate_exercise, parse_table,
-    render_matrix, replace_between_markers,
+    MATRIX_END, MATRIX_START, generate_exercise, parse_table, render_matrix,
+    replace_between_markers,
 };
+use serde::Deserialize;
+use workshop::deck::{find_includes, resolve_include};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -125,4 +129,171 @@ fn table_is_valid() {
     if let Err(err) = parse_table(&read("tests/steps.toml")) {
         panic!("tests/steps.toml:\n{err}");
     }
+}
+
+// --- slides ------------------------------------------------------------------
+
+/// Checks one reveal.js markdown deck and returns its problems (none when it
+/// is fine), each as `deck_path:LINE: message`:
+///
+/// - slides are separated by lines `***` (next slide) and `**` (slide below);
+///   each slide has exactly one speaker-notes line (`Note:`);
+/// - every `{{#include PATH}}` and `{{#include PATH:ANCHOR}}` resolves, PATH
+///   relative to the deck's folder, read through `read_file`;
+/// - every `cargo run --bin NAME` names one of `bins`.
+fn check_slide_deck(
+    markdown: &str,
+    deck_path: &Path,
+    read_file: &dyn Fn(&Path) -> Option<String>,
+    bins: &[String],
+) -> Vec<String> {
+    let deck = deck_path.display();
+    let deck_dir = deck_path.parent().unwrap_or(Path::new(""));
+    let mut problems = Vec::new();
+
+    // Speaker notes, slide by slide. A trailing empty line closes the last
+    // slide, so the loop handles it like any separator.
+    let mut slide_start = 1;
+    let mut notes: Vec<usize> = Vec::new();
+    let lines: Vec<&str> = markdown.lines().collect();
+    for (index, line) in lines.iter().map(Some).chain([None]).enumerate() {
+        let number = index + 1;
+        let is_separator = line.is_none_or(|line| matches!(line.trim_end(), "***" | "**"));
+        if !is_separator {
+            if line.is_some_and(|line| is_notes_line(line)) {
+                notes.push(number);
+            }
+            continue;
+        }
+        match notes.as_slice() {
+            [] => problems.push(format!(
+                "{deck}:{slide_start}: this slide has no `Note:` line: every slide needs speaker notes"
+            )),
+            [_] => {}
+            [first, second, ..] => problems.push(format!(
+                "{deck}:{second}: a second notes line in this slide (the first is line {first}): reveal.js takes everything after the first as notes"
+            )),
+        }
+        slide_start = number + 1;
+        notes.clear();
+    }
+
+    for (index, line) in lines.iter().enumerate() {
+        let number = index + 1;
+        for include in find_includes(line) {
+            if let Err(err) = resolve_include(&include, deck_dir, read_file) {
+                problems.push(format!("{deck}:{number}: {err}"));
+            }
+        }
+        for bin in cargo_run_bins(line) {
+            if !bins.contains(&bin) {
+                problems.push(format!(
+                    "{deck}:{number}: `cargo run --bin {bin}`: there is no such [[bin]] in Cargo.toml (known: {})",
+                    bins.join(", ")
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// A line that reveal.js takes as the start of the speaker notes. Its default
+/// separator is `^\s*notes?:`, case-insensitive: a stray `notes:` line would
+/// swallow the end of the slide too, so it counts.
+fn is_notes_line(line: &str) -> bool {
+    let line = line.trim_start().to_ascii_lowercase();
+    line.starts_with("note:") || line.starts_with("notes:")
+}
+
+/// The NAME of every `cargo run ... --bin NAME` in a line (also
+/// `--bin=NAME`). A command ends at a backtick, `&&`, `|` or `;`, and
+/// what follows `--` belongs to the program, not to cargo.
+fn cargo_run_bins(line: &str) -> Vec<String> {
+    let mut bins = Vec::new();
+    for (at, _) in line.match_indices("cargo run") {
+        let command = &line[at + "cargo run".len()..];
+        let command = command
+            .find(['`', '|', ';', '&'])
+            .map_or(command, |end| &command[..end]);
+        let mut words = command.split_whitespace();
+        while let Some(word) = words.next() {
+            if word == "--" {
+                break;
+            }
+            let name = match word.strip_prefix("--bin") {
+                Some("") => words.next(),
+                Some(rest) => rest.strip_prefix('='),
+                None => None,
+            };
+            if let Some(name) = name {
+                bins.push(name.to_string());
+            }
+        }
+    }
+    bins
+}
+
+/// The `[[bin]]` names of a Cargo.toml (none if it does not parse).
+fn cargo_bins(cargo_toml_text: &str) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Manifest {
+        #[serde(default)]
+        bin: Vec<Bin>,
+    }
+    #[derive(Deserialize)]
+    struct Bin {
+        name: Option<String>,
+    }
+    toml::from_str::<Manifest>(cargo_toml_text)
+        .map(|manifest| {
+            manifest
+                .bin
+                .into_iter()
+                .filter_map(|bin| bin.name)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn decks_are_checked() {
+    const CODE: &str = "fn outside() {}\n// ANCHOR: inner\nfn f() {}\n// ANCHOR_END: inner\n";
+    let files =
+        |path: &Path| (path == Path::new("slides/../solutions/01_x.rs")).then(|| CODE.to_string());
+    let deck = "\
+# Title
+
+Note: say hello
+***
+## Code
+
+{{#include ../solutions/01_x.rs:inner}}
+`cargo run --bin 01-a` and `cargo run --release --bin=01-b -- --bin x`
+
+Note: explain
+**
+no notes, {{#include ../solutions/01_x.rs:missing}} {{#include ../nope.rs}}
+cargo run --bin nope && cargo run --bin 01-a
+***
+Note: one
+notes: two
+";
+    let bins = ["01-a".to_string(), "01-b".to_string()];
+    let problems = check_slide_deck(deck, Path::new("slides/01_x.md"), &files, &bins);
+    assert_eq!(problems.len(), 5, "{problems:#?}");
+    assert!(problems[0].starts_with("slides/01_x.md:12: this slide has no `Note:`"));
+    assert!(problems[1].starts_with("slides/01_x.md:16: a second notes line"));
+    assert!(
+        problems[2]
+            .starts_with("slides/01_x.md:12: {{#include ../solutions/01_x.rs:missing}}: no line")
+    );
+    assert!(problems[3].starts_with("slides/01_x.md:12: {{#include ../nope.rs}}: cannot read"));
+    assert!(problems[4].starts_with("slides/01_x.md:13: `cargo run --bin nope`"));
+}
+
+#[test]
+fn bins_come_from_cargo_toml() {
+    let manifest = "[package]\nname = \"p\"\n[[bin]]\nname = \"01-a\"\npath = \"a.rs\"\n[[bin]]\nname = \"origin\"\n";
+    assert_eq!(cargo_bins(manifest), ["01-a", "origin"]);
+    assert!(cargo_bins("not toml [").is_empty());
 }

@@ -1,9 +1,7 @@
 //! What `cargo xtask` generates and checks, as pure functions on text.
 //!
 //! - exercises: `solutions/NN_name.rs` → `exercises/NN_name.rs`;
-//! - the capability matrix: `tests/steps.toml` → the table in `README.md`;
-//! - the slides: every include and every `cargo run --bin` in `slides/*.md`
-//!   must point at something real.
+//! - the capability matrix: `tests/steps.toml` → the table in `README.md`.
 //!
 //! The xtask binary uses these functions to write the files, and
 //! `tests/docs.rs` uses the very same file (through `#[path]`) to fail CI when
@@ -12,7 +10,6 @@
 //! both crates have, and takes file contents instead of reading files.
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use serde::Deserialize;
 
@@ -85,9 +82,39 @@ pub fn generate_exercise(solution: &str, solution_path: &str) -> Result<String, 
 
     let mut open: Option<usize> = None; // line number of the open region's marker
     let mut regions = 0;
+    // Open anchors: name, line, and the region they opened in (if any).
+    // Anchors and regions must nest, or the exercise keeps half an anchor
+    // and the slide shows unbalanced code.
+    let mut anchors: Vec<(&str, usize, Option<usize>)> = Vec::new();
     for (index, (text, line_eol)) in lines.iter().enumerate().skip(docs) {
         let number = index + 1;
         let trimmed = text.trim();
+        if let Some(name) = marker_name(text, "ANCHOR_END:") {
+            if let Some(at) = anchors
+                .iter()
+                .rposition(|(open_name, ..)| *open_name == name)
+            {
+                let (_, opened_at, region) = anchors.remove(at);
+                if region != open {
+                    return Err(format!(
+                        "{solution_path}:{number}: `ANCHOR_END: {name}` {} the exercise region that \
+                         `ANCHOR: {name}` (line {opened_at}) {}: anchors and exercise regions must nest",
+                        if open.is_some() {
+                            "is inside"
+                        } else {
+                            "is outside"
+                        },
+                        if region.is_some() {
+                            "opened in"
+                        } else {
+                            "is outside of"
+                        },
+                    ));
+                }
+            }
+        } else if let Some(name) = marker_name(text, "ANCHOR:") {
+            anchors.push((name, number, open));
+        }
         if let Some(hint) = trimmed.strip_prefix(EXERCISE_OPEN) {
             if let Some(opened) = open {
                 return Err(format!(
@@ -123,6 +150,16 @@ pub fn generate_exercise(solution: &str, solution_path: &str) -> Result<String, 
             open = Some(number);
             regions += 1;
         } else if trimmed == EXERCISE_CLOSE {
+            if let Some((name, opened_at, _)) = anchors
+                .iter()
+                .find(|(.., region)| *region == open && open.is_some())
+            {
+                return Err(format!(
+                    "{solution_path}:{number}: this `{EXERCISE_CLOSE}` closes the region while \
+                     `ANCHOR: {name}` (line {opened_at}), opened inside it, is still open: anchors \
+                     and exercise regions must nest"
+                ));
+            }
             if open.take().is_none() {
                 return Err(format!(
                     "{solution_path}:{number}: `{EXERCISE_CLOSE}` without an open `{EXERCISE_OPEN}` region"
@@ -144,6 +181,12 @@ pub fn generate_exercise(solution: &str, solution_path: &str) -> Result<String, 
         ));
     }
     Ok(out)
+}
+
+/// The name after `marker` (`ANCHOR:` or `ANCHOR_END:`) in a line, if any.
+fn marker_name<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
+    let (_, rest) = line.split_once(marker)?;
+    rest.split_whitespace().next()
 }
 
 /// Splits text into (line without its ending, the ending: "\n", "\r\n" or ""
@@ -368,280 +411,9 @@ pub fn replace_between_markers(
     ))
 }
 
-// --- slides ------------------------------------------------------------------
-
-/// Checks one reveal.js markdown deck and returns its problems (none when it
-/// is fine), each as `deck_path:LINE: message`:
-///
-/// - slides are separated by lines `***` (next slide) and `**` (slide below);
-///   each slide has exactly one speaker-notes line (`Note:`);
-/// - every `{{#include PATH}}` and `{{#include PATH:ANCHOR}}` resolves, PATH
-///   relative to the deck's folder, read through `read_file`;
-/// - every `cargo run --bin NAME` names one of `bins`.
-pub fn check_slide_deck(
-    markdown: &str,
-    deck_path: &Path,
-    read_file: &dyn Fn(&Path) -> Option<String>,
-    bins: &[String],
-) -> Vec<String> {
-    let deck = deck_path.display();
-    let deck_dir = deck_path.parent().unwrap_or(Path::new(""));
-    let mut problems = Vec::new();
-
-    // Speaker notes, slide by slide. A trailing empty line closes the last
-    // slide, so the loop handles it like any separator.
-    let mut slide_start = 1;
-    let mut notes: Vec<usize> = Vec::new();
-    let lines: Vec<&str> = markdown.lines().collect();
-    for (index, line) in lines.iter().map(Some).chain([None]).enumerate() {
-        let number = index + 1;
-        let is_separator = line.is_none_or(|line| matches!(line.trim_end(), "***" | "**"));
-        if !is_separator {
-            if line.is_some_and(|line| is_notes_line(line)) {
-                notes.push(number);
-            }
-            continue;
-        }
-        match notes.as_slice() {
-            [] => problems.push(format!(
-                "{deck}:{slide_start}: this slide has no `Note:` line: every slide needs speaker notes"
-            )),
-            [_] => {}
-            [first, second, ..] => problems.push(format!(
-                "{deck}:{second}: a second notes line in this slide (the first is line {first}): reveal.js takes everything after the first as notes"
-            )),
-        }
-        slide_start = number + 1;
-        notes.clear();
-    }
-
-    for (index, line) in lines.iter().enumerate() {
-        let number = index + 1;
-        for include in find_includes(line) {
-            if let Err(err) = resolve_include(&include, deck_dir, read_file) {
-                problems.push(format!("{deck}:{number}: {err}"));
-            }
-        }
-        for bin in cargo_run_bins(line) {
-            if !bins.contains(&bin) {
-                problems.push(format!(
-                    "{deck}:{number}: `cargo run --bin {bin}`: there is no such [[bin]] in Cargo.toml (known: {})",
-                    bins.join(", ")
-                ));
-            }
-        }
-    }
-    problems
-}
-
-/// A line that reveal.js takes as the start of the speaker notes. Its default
-/// separator is `^\s*notes?:`, case-insensitive: a stray `notes:` line would
-/// swallow the end of the slide too, so it counts.
-fn is_notes_line(line: &str) -> bool {
-    let line = line.trim_start().to_ascii_lowercase();
-    line.starts_with("note:") || line.starts_with("notes:")
-}
-
-/// Replaces every `{{#include PATH[:ANCHOR]}}` of a deck with the code it
-/// names, ready to show: anchor and exercise marker lines removed, common
-/// indentation stripped.
-pub fn expand_includes(
-    markdown: &str,
-    deck_dir: &Path,
-    read_file: &dyn Fn(&Path) -> Option<String>,
-) -> Result<String, String> {
-    let mut out = String::with_capacity(markdown.len());
-    for (index, (line, eol)) in split_lines(markdown).into_iter().enumerate() {
-        let mut rest = line;
-        for include in find_includes(line) {
-            // Includes come in order, each after the previous one's end.
-            let offset = line.len() - rest.len();
-            out.push_str(&rest[..include.start - offset]);
-            let code = resolve_include(&include, deck_dir, read_file)
-                .map_err(|err| format!("line {}: {err}", index + 1))?;
-            out.push_str(&code);
-            rest = &line[include.end..];
-        }
-        out.push_str(rest);
-        out.push_str(eol);
-    }
-    Ok(out)
-}
-
-/// One `{{#include PATH[:ANCHOR]}}` in a line, with its byte range.
-struct Include<'a> {
-    start: usize,
-    end: usize,
-    path: &'a str,
-    anchor: Option<&'a str>,
-}
-
-fn find_includes(line: &str) -> Vec<Include<'_>> {
-    const OPEN: &str = "{{#include";
-    let mut includes = Vec::new();
-    let mut from = 0;
-    while let Some(found) = line[from..].find(OPEN) {
-        let start = from + found;
-        let Some(length) = line[start..].find("}}") else {
-            break;
-        };
-        let end = start + length + 2;
-        let target = line[start + OPEN.len()..end - 2].trim();
-        let (path, anchor) = match target.split_once(':') {
-            Some((path, anchor)) => (path.trim(), Some(anchor.trim())),
-            None => (target, None),
-        };
-        includes.push(Include {
-            start,
-            end,
-            path,
-            anchor,
-        });
-        from = end;
-    }
-    includes
-}
-
-/// The code an include shows, or why it cannot be found.
-fn resolve_include(
-    include: &Include,
-    deck_dir: &Path,
-    read_file: &dyn Fn(&Path) -> Option<String>,
-) -> Result<String, String> {
-    let directive = match include.anchor {
-        Some(anchor) => format!("{{{{#include {}:{anchor}}}}}", include.path),
-        None => format!("{{{{#include {}}}}}", include.path),
-    };
-    let path = deck_dir.join(include.path);
-    let text =
-        read_file(&path).ok_or_else(|| format!("{directive}: cannot read {}", path.display()))?;
-    let lines = match include.anchor {
-        Some(anchor) => {
-            anchored_lines(&text, anchor).map_err(|err| format!("{directive}: {err}"))?
-        }
-        None => text.lines().collect(),
-    };
-    Ok(clean_code(&lines))
-}
-
-/// The lines between `ANCHOR: name` and `ANCHOR_END: name` (exact name). As in
-/// mdBook, an anchor may open and close several times: the parts are joined.
-fn anchored_lines<'a>(text: &'a str, anchor: &str) -> Result<Vec<&'a str>, String> {
-    let mut lines = Vec::new();
-    let mut opened_at: Option<usize> = None;
-    let mut found = false;
-    for (index, line) in text.lines().enumerate() {
-        if marker_name(line, "ANCHOR_END:") == Some(anchor) {
-            if opened_at.take().is_none() {
-                return Err(format!(
-                    "line {}: ANCHOR_END: {anchor} before its ANCHOR",
-                    index + 1
-                ));
-            }
-        } else if marker_name(line, "ANCHOR:") == Some(anchor) {
-            if opened_at.is_some() {
-                return Err(format!("line {}: ANCHOR: {anchor} opened twice", index + 1));
-            }
-            opened_at = Some(index + 1);
-            found = true;
-        } else if opened_at.is_some() {
-            lines.push(line);
-        }
-    }
-    match opened_at {
-        Some(line) => Err(format!(
-            "line {line}: ANCHOR: {anchor} is never closed (ANCHOR_END: {anchor})"
-        )),
-        None if !found => Err(format!("no line with `ANCHOR: {anchor}`")),
-        None => Ok(lines),
-    }
-}
-
-/// The name after `marker` (`ANCHOR:` or `ANCHOR_END:`) in a line, if any.
-fn marker_name<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
-    let (_, rest) = line.split_once(marker)?;
-    rest.split_whitespace().next()
-}
-
-/// Code as a slide shows it: without anchor and exercise marker lines (they
-/// are plumbing), dedented so that a method's body starts at the margin.
-fn clean_code(lines: &[&str]) -> String {
-    let shown: Vec<&str> = lines
-        .iter()
-        .copied()
-        .filter(|line| {
-            !["ANCHOR:", "ANCHOR_END:", EXERCISE_OPEN, EXERCISE_CLOSE]
-                .iter()
-                .any(|marker| line.contains(marker))
-        })
-        .collect();
-    let indent = shown
-        .iter()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| line.len() - line.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    shown
-        .iter()
-        .map(|line| line.get(indent..).unwrap_or("").trim_end())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The NAME of every `cargo run ... --bin NAME` in a line (also
-/// `--bin=NAME`). A command ends at a backtick, `&&`, `|` or `;`, and
-/// what follows `--` belongs to the program, not to cargo.
-fn cargo_run_bins(line: &str) -> Vec<String> {
-    let mut bins = Vec::new();
-    for (at, _) in line.match_indices("cargo run") {
-        let command = &line[at + "cargo run".len()..];
-        let command = command
-            .find(['`', '|', ';', '&'])
-            .map_or(command, |end| &command[..end]);
-        let mut words = command.split_whitespace();
-        while let Some(word) = words.next() {
-            if word == "--" {
-                break;
-            }
-            let name = match word.strip_prefix("--bin") {
-                Some("") => words.next(),
-                Some(rest) => rest.strip_prefix('='),
-                None => None,
-            };
-            if let Some(name) = name {
-                bins.push(name.to_string());
-            }
-        }
-    }
-    bins
-}
-
-/// The `[[bin]]` names of a Cargo.toml (none if it does not parse).
-pub fn cargo_bins(cargo_toml_text: &str) -> Vec<String> {
-    #[derive(Deserialize)]
-    struct Manifest {
-        #[serde(default)]
-        bin: Vec<Bin>,
-    }
-    #[derive(Deserialize)]
-    struct Bin {
-        name: Option<String>,
-    }
-    toml::from_str::<Manifest>(cargo_toml_text)
-        .map(|manifest| {
-            manifest
-                .bin
-                .into_iter()
-                .filter_map(|bin| bin.name)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     const SOLUTION: &str = "\
 //! Step 07 — a step.
@@ -660,6 +432,23 @@ pub fn run(x: u32) -> u32 {
 }
 // ANCHOR_END: run
 ";
+
+    #[test]
+    fn anchors_and_regions_must_nest() {
+        let straddles = [
+            // Opened outside, closed inside (the old accept anchor of step 01).
+            "// ANCHOR: a\nfn f() {\n    // EXERCISE: h\n    x\n    // ANCHOR_END: a\n    // END EXERCISE\n}\n",
+            // Opened inside, closed outside.
+            "fn f() {\n    // EXERCISE: h\n    // ANCHOR: a\n    x\n    // END EXERCISE\n    // ANCHOR_END: a\n}\n",
+        ];
+        for solution in straddles {
+            let err = generate_exercise(solution, "s/01_x.rs").unwrap_err();
+            assert!(err.contains("must nest"), "{solution:?} gave {err}");
+        }
+        let nested = "// ANCHOR: a\nfn f() {\n    // EXERCISE: h\n    // ANCHOR: b\n    x\n    // ANCHOR_END: b\n    // END EXERCISE\n}\n// ANCHOR_END: a\n";
+        let exercise = generate_exercise(nested, "s/01_x.rs").unwrap();
+        assert!(!exercise.contains("ANCHOR: b") && exercise.contains("ANCHOR_END: a"));
+    }
 
     #[test]
     fn a_region_followed_by_code_becomes_a_statement() {
@@ -875,80 +664,5 @@ broken_in = ["01", "02", "07"]
         ] {
             assert!(replace_between_markers(&broken, MATRIX_START, MATRIX_END, "x").is_err());
         }
-    }
-
-    const CODE: &str = "\
-fn outside() {}
-// ANCHOR: body
-impl X {
-    // ANCHOR: inner
-    fn f() {
-        // EXERCISE: hint
-        work();
-        // END EXERCISE
-    }
-    // ANCHOR_END: inner
-}
-// ANCHOR_END: body
-";
-
-    fn files(path: &Path) -> Option<String> {
-        (path == Path::new("slides/../solutions/01_x.rs")).then(|| CODE.to_string())
-    }
-
-    #[test]
-    fn decks_are_checked() {
-        let deck = "\
-# Title
-
-Note: say hello
-***
-## Code
-
-{{#include ../solutions/01_x.rs:inner}}
-`cargo run --bin 01-a` and `cargo run --release --bin=01-b -- --bin x`
-
-Note: explain
-**
-no notes, {{#include ../solutions/01_x.rs:missing}} {{#include ../nope.rs}}
-cargo run --bin nope && cargo run --bin 01-a
-***
-Note: one
-notes: two
-";
-        let bins = ["01-a".to_string(), "01-b".to_string()];
-        let problems = check_slide_deck(deck, Path::new("slides/01_x.md"), &files, &bins);
-        assert_eq!(problems.len(), 5, "{problems:#?}");
-        assert!(problems[0].starts_with("slides/01_x.md:12: this slide has no `Note:`"));
-        assert!(problems[1].starts_with("slides/01_x.md:16: a second notes line"));
-        assert!(
-            problems[2].starts_with(
-                "slides/01_x.md:12: {{#include ../solutions/01_x.rs:missing}}: no line"
-            )
-        );
-        assert!(problems[3].starts_with("slides/01_x.md:12: {{#include ../nope.rs}}: cannot read"));
-        assert!(problems[4].starts_with("slides/01_x.md:13: `cargo run --bin nope`"));
-    }
-
-    #[test]
-    fn includes_expand_to_clean_code() {
-        let deck = "a\n  {{#include ../solutions/01_x.rs:inner}}\nb {{#include ../solutions/01_x.rs:body}} c\n";
-        let expanded = expand_includes(deck, &PathBuf::from("slides"), &files).unwrap();
-        assert_eq!(
-            expanded,
-            "a\n  fn f() {\n    work();\n}\nb impl X {\n    fn f() {\n        work();\n    }\n} c\n"
-        );
-        let err = expand_includes("{{#include x.rs}}", Path::new("slides"), &files).unwrap_err();
-        assert!(
-            err.starts_with("line 1: {{#include x.rs}}: cannot read"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn bins_come_from_cargo_toml() {
-        let manifest = "[package]\nname = \"p\"\n[[bin]]\nname = \"01-a\"\npath = \"a.rs\"\n[[bin]]\nname = \"origin\"\n";
-        assert_eq!(cargo_bins(manifest), ["01-a", "origin"]);
-        assert!(cargo_bins("not toml [").is_empty());
     }
 }
