@@ -109,11 +109,36 @@ pub async fn upstream(args: &Args) -> Uri {
 }
 
 /// Prints a few commands to try, with `{addr}` replaced by the real address.
-pub fn try_this(listener: &TcpListener, commands: &[&str]) {
+/// A line that starts with `# ` is a note about the command after it (a
+/// comment, if pasted); every other line is a command that pastes into a
+/// shell as it is: no trailing comments (zsh would pass them to the command).
+pub fn try_this(listener: &TcpListener, lines: &[&str]) {
+    try_this_over(listener, false, lines);
+}
+
+/// [`try_this`] for a step that may serve TLS: `{url}` is `http://ADDR` or
+/// `https://ADDR`, `{ws}` is `ws://ADDR` or `wss://ADDR`, `{curl}` is `curl`
+/// or `curl -k` (the dev certificate is self-signed: curl must be told to
+/// trust it), `{insecure}` is nothing or ` --insecure` (the same, for the
+/// demo clients).
+pub fn try_this_over(listener: &TcpListener, tls: bool, lines: &[&str]) {
     let addr = local_addr(listener).to_string();
-    for command in commands {
-        println!("try: {}", command.replace("{addr}", &addr));
+    let (http, ws, curl, insecure) = match tls {
+        false => ("http", "ws", "curl", ""),
+        true => ("https", "wss", "curl -k", " --insecure"),
+    };
+    println!("try, in another terminal:");
+    for line in lines {
+        let line = line
+            .replace("{url}", &format!("{http}://{addr}"))
+            .replace("{ws}", &format!("{ws}://{addr}"))
+            .replace("{curl}", curl)
+            .replace("{insecure}", insecure)
+            .replace("{addr}", &addr);
+        println!("  {line}");
     }
+    // The end of the list, for the eye and for scripts.
+    println!();
 }
 
 fn local_addr(listener: &TcpListener) -> SocketAddr {

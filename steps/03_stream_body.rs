@@ -20,7 +20,8 @@ async fn main() {
         &listener,
         &[
             "curl -N 'http://{addr}/stream?n=5&interval_ms=500'",
-            "curl -s http://{addr}/big?mb=1024 -o /dev/null -w '%{size_download} bytes\\n'",
+            "# 1 GiB through the proxy, counted:",
+            "curl -s 'http://{addr}/big?mb=1024' -o /dev/null -w '%{size_download} bytes\\n'",
         ],
     );
 

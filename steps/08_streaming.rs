@@ -31,11 +31,16 @@ async fn main() {
     let args = Args::parse();
     let listener = cli::listen(&args.common).await;
     let upstream = cli::upstream(&args.common).await;
+    let timeout_note = format!(
+        "# a 504 after --upstream-timeout ({} s):",
+        args.streaming.upstream_timeout.as_secs_f64()
+    );
     cli::try_this(
         &listener,
         &[
             "curl -N 'http://{addr}/sse?n=10&interval_ms=300'",
-            "curl -i 'http://{addr}/slow?ms=60000'   # 504 after --upstream-timeout (30 s)",
+            &timeout_note,
+            "curl -i 'http://{addr}/slow?ms=600000'",
         ],
     );
 

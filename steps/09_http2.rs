@@ -53,15 +53,15 @@ async fn main() {
         acceptor
     });
     let upstream = cli::upstream(&args.common).await;
-    let tries: &[&str] = if args.http2.uses_tls() {
-        &["curl -sk --http2 https://{addr}/echo -o /dev/null -w '%{http_version}\\n'"]
-    } else {
-        &[
-            "curl --http2-prior-knowledge -s http://{addr}/echo",
-            "cargo run --bin h2-client -- http://{addr}/grpc hello   (with --upstream-http2)",
-        ]
-    };
-    cli::try_this(&listener, tries);
+    let mut tries = vec![match args.http2.uses_tls() {
+        true => "{curl} -s --http2 {url}/echo -o /dev/null -w 'HTTP/%{http_version}\\n'",
+        false => "{curl} -s --http2-prior-knowledge {url}/echo",
+    }];
+    if args.http2.upstream_http2 {
+        tries.push("# gRPC over HTTP/2 end to end, request and response trailers:");
+        tries.push("cargo run --bin h2-client -- {url}/grpc hello{insecure}");
+    }
+    cli::try_this_over(&listener, args.http2.uses_tls(), &tries);
 
     // ANCHOR: main
     // ANCHOR: pipeline

@@ -56,11 +56,14 @@ async fn main() {
         acceptor
     });
     let upstream = cli::upstream(&args.common).await;
-    cli::try_this(
+    cli::try_this_over(
         &listener,
+        args.http2.uses_tls(),
         &[
-            "cargo run --bin ws-client -- ws://{addr}/ws",
-            "curl -i http://{addr}/ws -H 'Connection: upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='",
+            "# type lines, each comes back; Ctrl-D to close:",
+            "cargo run --bin ws-client -- {ws}/ws{insecure}",
+            "# the handshake, then the open connection (Ctrl-C to quit):",
+            "{curl} -iN --http1.1 {url}/ws -H 'Connection: upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='",
         ],
     );
 
@@ -70,10 +73,15 @@ async fn main() {
     // RFC 8441: tell HTTP/2 clients they may open WebSockets.
     builder.http2().enable_connect_protocol();
     // ANCHOR_END: connect_protocol
+    // ANCHOR: upgrades_client
+    // An upgrade exists only in HTTP/1.1: with --upstream-http2 too, the
+    // upgrades go upstream over HTTP/1.1, on a client of their own.
+    let upgrades = Arc::new(http2::upstream(upstream.clone(), false));
+    // ANCHOR_END: upgrades_client
     let upstream = Arc::new(http2::upstream(upstream, args.http2.upstream_http2));
     let (options, timeout) = (Arc::new(args.forwarding), args.streaming.upstream_timeout);
     serve(listener, tls, builder, move |mut request| {
-        let (upstream, options) = (upstream.clone(), options.clone());
+        let (upstream, upgrades, options) = (upstream.clone(), upgrades.clone(), options.clone());
         async move {
             h2_to_h1(&mut request);
             // ANCHOR: before_strip
@@ -95,12 +103,12 @@ async fn main() {
             if let Some(protocol) = upgrade {
                 restore_upgrade(request.headers_mut(), &protocol);
                 let (request, sent) = notice_when_sent(request);
-                let tunnel = tunnel(&upstream, request, protocol);
+                let tunnel = tunnel(&upgrades, request, protocol);
                 return with_deadline(timeout, sent, &upstream.uri, tunnel).await;
             }
             if let Some(protocol) = h2_websocket {
                 let (request, sent) = notice_when_sent(request);
-                let bridge = bridge_extended_connect(&upstream, request, protocol);
+                let bridge = bridge_extended_connect(&upgrades, request, protocol);
                 return with_deadline(timeout, sent, &upstream.uri, bridge).await;
             }
             // ANCHOR_END: upgrade_branch

@@ -1,25 +1,41 @@
 //! A small HTTP/2 client on the `h2` crate: `cargo run --bin h2-client --
 //! http://127.0.0.1:8080/grpc hello`.
 //!
-//! It speaks h2c (HTTP/2 without TLS, prior knowledge), sends a POST with
-//! `te: trailers` like a gRPC client, ends its body with a trailer, and
+//! It speaks h2c (HTTP/2 without TLS, prior knowledge) to an `http://`
+//! URL, or HTTP/2 over TLS (ALPN `h2`) to an `https://` one, sends a POST
+//! with `te: trailers` like a gRPC client, ends its body with a trailer, and
 //! prints the response: status, headers, body and trailers. (curl shows
 //! response trailers too, but cannot send request trailers.) The demo of
-//! step 09 needs nothing else.
+//! step 09 needs nothing else. Against a proxy started with `--tls`, add
+//! `--insecure` (its certificate is self-signed) or `--cacert FILE`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use clap::Parser;
 use http::{HeaderMap, HeaderValue, Request, Uri};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use workshop::tls::{self, Trust};
 
 #[derive(Parser)]
-#[command(about = "POST over h2c and print the response, trailers included")]
+#[command(about = "POST over HTTP/2 and print the response, trailers included")]
 struct Args {
-    /// Where to send it: http://host:port/path
+    /// Where to send it: http://host:port/path (h2c) or https://… (TLS)
     url: Uri,
     /// The request body.
     #[arg(default_value = "hello")]
     body: String,
+
+    /// With https://, accept any certificate (like curl -k): for the
+    /// self-signed one of `--tls`.
+    #[arg(long, short = 'k')]
+    insecure: bool,
+
+    /// With https://, trust the certificates in this PEM file.
+    #[arg(long, value_name = "PEM")]
+    cacert: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -31,13 +47,36 @@ async fn main() {
     }
 }
 
-async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let authority = args
-        .url
-        .authority()
-        .ok_or("the URL needs a host and port")?;
-    let tcp = TcpStream::connect(authority.as_str()).await?;
-    let (client, connection) = h2::client::handshake(tcp).await?;
+type Error = Box<dyn std::error::Error>;
+
+async fn run(args: Args) -> Result<(), Error> {
+    let host = args.url.host().ok_or("the URL needs a host")?;
+    let secure = args.url.scheme_str() == Some("https");
+    let port = args.url.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let tcp =
+        TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port)).await?;
+    if !secure {
+        return post(&args, tcp).await;
+    }
+    let trust = Trust::from_flags(args.insecure, args.cacert.clone()).ok_or(
+        "https:// needs --insecure (accept the proxy's self-signed certificate, like curl -k) \
+         or --cacert FILE",
+    )?;
+    let config = tls::client_config(&trust, &[b"h2"])?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let stream = connector.connect(tls::server_name(host)?, tcp).await?;
+    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err("the server did not agree to HTTP/2 (ALPN h2)".into());
+    }
+    post(&args, stream).await
+}
+
+/// The POST, its trailer, and the response printed, over `io`.
+async fn post<I>(args: &Args, io: I) -> Result<(), Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (client, connection) = h2::client::handshake(io).await?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             eprintln!("connection: {err}");
@@ -50,7 +89,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .header("te", "trailers")
         .body(())?;
     let (response, mut stream) = client.send_request(request, false)?;
-    stream.send_data(Bytes::from(args.body), false)?;
+    stream.send_data(Bytes::from(args.body.clone()), false)?;
     let mut trailers = HeaderMap::new();
     trailers.insert(
         "x-client-trailer",

@@ -2,42 +2,85 @@
 //! ws://127.0.0.1:8080/ws`, then type lines; each is sent as a text message
 //! and whatever comes back is printed. Ctrl-D closes the WebSocket properly
 //! (a close frame, then the close handshake).
+//!
+//! `wss://` works too: against a proxy started with `--tls`, add
+//! `--insecure` (its certificate is self-signed, as curl's `-k` says) or
+//! `--cacert FILE`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use workshop::tls::{self, Trust};
 
 #[derive(Parser)]
 #[command(about = "Send lines from stdin over a WebSocket, print what comes back")]
 struct Args {
-    /// ws://host:port/path
+    /// ws://host:port/path or wss://host:port/path
     url: String,
+
+    /// With wss://, accept any certificate (like curl -k): for the
+    /// self-signed one of `--tls`.
+    #[arg(long, short = 'k')]
+    insecure: bool,
+
+    /// With wss://, trust the certificates in this PEM file.
+    #[arg(long, value_name = "PEM")]
+    cacert: Option<PathBuf>,
 }
+
+type Error = Box<dyn std::error::Error>;
 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    if let Err(err) = run(&args.url).await {
+    if let Err(err) = run(args).await {
         eprintln!("error: {err}");
         std::process::exit(1);
     }
 }
 
-async fn run(url: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let request = url.into_client_request()?;
-    let authority = request
-        .uri()
-        .authority()
-        .ok_or("the URL needs a host and port")?;
-    let tcp = TcpStream::connect(authority.as_str()).await?;
-    let (socket, response) = tokio_tungstenite::client_async(request, tcp).await?;
+async fn run(args: Args) -> Result<(), Error> {
+    let request = args.url.as_str().into_client_request()?;
+    let uri = request.uri().clone();
+    let host = uri.host().ok_or("the URL needs a host")?;
+    let secure = uri.scheme_str() == Some("wss");
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let tcp =
+        TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port)).await?;
+    let _ = tcp.set_nodelay(true);
+    if !secure {
+        return talk(request, tcp, &args.url).await;
+    }
+    let trust = Trust::from_flags(args.insecure, args.cacert).ok_or(
+        "wss:// needs --insecure (accept the proxy's self-signed certificate, like curl -k) \
+         or --cacert FILE",
+    )?;
+    let config = tls::client_config(&trust, &[b"http/1.1"])?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let stream = connector.connect(tls::server_name(host)?, tcp).await?;
+    talk(request, stream, &args.url).await
+}
+
+/// The WebSocket handshake over `stream`, then lines out, messages in.
+async fn talk<S>(
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    stream: S,
+    url: &str,
+) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (socket, response) = tokio_tungstenite::client_async(request, stream).await?;
     eprintln!(
-        "connected: {} ({} to type, Ctrl-D to close)",
-        response.status(),
-        url
+        "connected to {url} ({}): type lines, Ctrl-D to close",
+        response.status()
     );
     let (mut sender, mut receiver) = socket.split();
 
@@ -68,7 +111,16 @@ fn print_message(message: Message) {
     match message {
         Message::Text(text) => println!("< {text}"),
         Message::Binary(bytes) => println!("< {} bytes of binary", bytes.len()),
-        Message::Close(frame) => println!("< close {frame:?}"),
-        other => println!("< {other:?}"),
+        Message::Ping(_) | Message::Pong(_) => {}
+        Message::Close(frame) => eprintln!("closed{}", describe_close(frame)),
+        Message::Frame(_) => {}
+    }
+}
+
+fn describe_close(frame: Option<CloseFrame>) -> String {
+    match frame {
+        None => String::new(),
+        Some(frame) if frame.reason.is_empty() => format!(" ({})", u16::from(frame.code)),
+        Some(frame) => format!(" ({}: {})", u16::from(frame.code), frame.reason),
     }
 }

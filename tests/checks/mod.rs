@@ -11,6 +11,7 @@ mod http2;
 mod server;
 mod streaming;
 mod trailers;
+mod try_lines;
 mod websocket;
 mod x_forwarded;
 
@@ -30,6 +31,7 @@ checks![
     server::keep_alive,
     server::one_task_per_connection,
     server::invalid_upstream_exits_2,
+    try_lines::try_lines_work,
     bad_input::malformed_request_line,
     bad_input::header_without_colon,
     bad_input::huge_headers,
@@ -83,6 +85,7 @@ checks![
     http2::upstream_http2_grpc,
     http2::h2c_upgrade_not_tunnelled,
     websocket::websocket_echo,
+    websocket::websocket_with_upstream_http2,
     websocket::websocket_1mib,
     websocket::websocket_fragmented,
     websocket::websocket_ping_close,

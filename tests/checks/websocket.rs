@@ -69,6 +69,29 @@ pub async fn websocket_echo(ctx: Ctx) -> Outcome {
     Ok(())
 }
 
+pub async fn websocket_with_upstream_http2(ctx: Ctx) -> Outcome {
+    let upstream = format!("http://{}", ctx.origin);
+    let proxy = ctx
+        .spawn(&["--upstream", &upstream, "--upstream-http2"])
+        .await?;
+    let (mut socket, _) = open(&proxy).await.map_err(|failure| {
+        fail(format!(
+            "with --upstream-http2 ({failure}): HTTP/2 has no Upgrade, so the upgrade must go \
+             upstream over HTTP/1.1 (or be refused with a 502 that says why)"
+        ))
+    })?;
+    socket
+        .send(Message::text("over h1"))
+        .await
+        .or_fail("sending text")?;
+    let reply = next(&mut socket).await?;
+    ensure!(
+        reply == Message::text("over h1"),
+        "sent text `over h1` with --upstream-http2, got {reply:?}"
+    );
+    Ok(())
+}
+
 pub async fn websocket_1mib(ctx: Ctx) -> Outcome {
     let proxy = ctx.proxy().await?;
     let (mut socket, _) = open(&proxy).await?;

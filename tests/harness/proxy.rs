@@ -155,7 +155,7 @@ impl Ctx {
         Started::start(command, binary, self.panics.clone(), done)
     }
 
-    fn binary(&self) -> Result<&Path, Failure> {
+    pub fn binary(&self) -> Result<&Path, Failure> {
         match &self.target {
             Target::Binary(path) => Ok(path),
             Target::Running { .. } => Err(Failure::Skip(
@@ -239,6 +239,27 @@ impl Proxy {
                     .unwrap_or_default())
             },
         )
+        .await
+    }
+
+    /// Waits (at most `seconds`) until the lines printed on stdout after
+    /// `listening on` satisfy `done`, and returns them.
+    pub async fn stdout_until(
+        &self,
+        done: impl Fn(&[String]) -> bool,
+        seconds: u64,
+    ) -> Result<Vec<String>, Failure> {
+        let Some(process) = &self.process else {
+            return Err(Failure::Skip("needs the proxy's own stdout".into()));
+        };
+        let mut lines = process.stdout_lines.subscribe();
+        within(seconds, "the proxy's start-up lines", async {
+            let lines = lines
+                .wait_for(|lines| done(lines))
+                .await
+                .or_fail("stdout closed")?;
+            Ok(lines.clone())
+        })
         .await
     }
 
