@@ -5,9 +5,10 @@
 # Usage: bash slides/update-reveal.sh [VERSION]
 #   VERSION defaults to the version recorded in slides/reveal.js/README.md.
 #
-# Needs: npm (registry access), tar, perl. Works for the reveal.js 6.x package
-# layout (dist/plugin/*.js, theme fonts inlined as data: URIs); 5.x and older
-# use a different layout and are rejected by the file checks below.
+# Needs: npm and node (registry access), tar, perl, GNU sed and du (Linux).
+# Works for the reveal.js 6.x package layout (dist/plugin/*.js, theme fonts
+# inlined as data: URIs); 5.x and older use a different layout and are
+# rejected by the file checks below.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -5,10 +5,12 @@
 //! notes) whose code comes from the sources by anchor,
 //! `{{#include ../solutions/03_stream_body.rs:stream}}`, never pasted. This
 //! module expands those includes from the current sources on every request
-//! (an edit to a solution shows on reload), inlines each deck into a page
-//! (so that a static export opens from `file://`, where a browser fetches
-//! nothing), and serves reveal.js from the repository's own copy in
-//! `slides/reveal.js/`: a talk must not depend on the conference Wi-Fi.
+//! (an edit to a solution shows on reload), inlines each deck into its page
+//! (from `file://`, a browser loads scripts and styles but lets no script
+//! fetch a file, so reveal.js could not fetch a separate `.md`: a static
+//! export works because nothing is fetched), and serves reveal.js from the
+//! repository's own copy in `slides/reveal.js/`: a talk must not depend on
+//! the conference Wi-Fi.
 //!
 //! Served by `cargo run --bin slides` and by the demo origin under
 //! `/slides/`, so the closing demo can show the talk through the proxy.
@@ -35,7 +37,7 @@ pub struct Deck {
     pub name: String,
     /// `03`.
     pub step: String,
-    /// Its first `# ` heading, like `Step 03 — Bodies as streams`.
+    /// Its first `# ` heading, like `Step 03 — Stream the body`.
     pub title: String,
     /// The markdown, includes not expanded.
     pub markdown: String,
@@ -53,8 +55,11 @@ pub fn decks(root: &Path) -> io::Result<Vec<Deck>> {
         else {
             continue;
         };
-        let step = name.get(..2).unwrap_or("");
-        if !step.bytes().all(|b| b.is_ascii_digit()) || !name[2..].starts_with('_') {
+        // `NN_name`: two digits, an underscore (other files are not decks).
+        let (Some(step), Some(rest)) = (name.get(..2), name.get(2..)) else {
+            continue;
+        };
+        if !step.bytes().all(|b| b.is_ascii_digit()) || !rest.starts_with('_') {
             continue;
         }
         let markdown = fs::read_to_string(&path)?;
@@ -436,7 +441,8 @@ pub fn respond(root: &Path, path: &str) -> Response<Body> {
 }
 
 /// Writes the talk as static files into `dir`: `index.html`, one page per
-/// deck, and the files they load. Returns how many files were written.
+/// deck, and the files they load (files already there are overwritten,
+/// others left alone). Returns how many files were written.
 pub fn export(root: &Path, dir: &Path) -> io::Result<usize> {
     let mut written = 0;
     let mut write = |relative: &Path, bytes: &[u8]| -> io::Result<()> {

@@ -10,6 +10,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use http::Uri;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
@@ -115,9 +120,47 @@ impl ServerCertVerifier for AcceptAnything {
     }
 }
 
-/// The name to ask the server for: the URL's host (an IP address works
-/// too: the dev certificate names 127.0.0.1 and ::1).
-pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(host.to_string()).map_err(|err| format!("{host}: {err}"))
+/// A TCP connection to `uri`'s host and port (80, or 443 for `https` and
+/// `wss`, when the URL names none).
+pub async fn connect_tcp(uri: &Uri) -> Result<TcpStream, String> {
+    let host = bare_host(uri)?;
+    let secure = matches!(uri.scheme_str(), Some("https" | "wss"));
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let tcp = TcpStream::connect((host, port))
+        .await
+        .map_err(|err| format!("connecting to {host}:{port}: {err}"))?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// TLS over `tcp` to `uri`'s host, offering `alpn`, trusting what the
+/// `--insecure` and `--cacert` flags said (`None`: neither, an error).
+pub async fn connect_tls(
+    tcp: TcpStream,
+    uri: &Uri,
+    trust: Option<Trust>,
+    alpn: &[&[u8]],
+) -> Result<TlsStream<TcpStream>, String> {
+    let scheme = uri.scheme_str().unwrap_or("https");
+    let trust = trust.ok_or_else(|| {
+        format!(
+            "{scheme}:// needs --insecure (accept the proxy's self-signed certificate, like \
+             curl -k) or --cacert FILE"
+        )
+    })?;
+    let config = client_config(&trust, alpn)?;
+    let host = bare_host(uri)?;
+    let name = ServerName::try_from(host.to_string()).map_err(|err| format!("{host}: {err}"))?;
+    TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|err| format!("TLS with {host}: {err}"))
+}
+
+/// The URL's host, without the brackets of an IPv6 address.
+fn bare_host(uri: &Uri) -> Result<&str, String> {
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("{uri}: the URL needs a host"))?;
+    Ok(host.trim_start_matches('[').trim_end_matches(']'))
 }

@@ -19,6 +19,7 @@ async fn main() {
         &listener,
         &[
             "curl -i http://{addr}/echo",
+            "# the upstream's status, as it came: a 418",
             "curl -i http://{addr}/status/418",
         ],
     );

@@ -15,7 +15,8 @@
 //!
 //! Needs Chromium: Debian's `chromium` (`.ci/run` installs it), or any
 //! Chrome/Chromium named by `CHROME`. Without one the test fails and says
-//! so; `cargo test -- --skip deck` leaves it out on such a machine.
+//! so; `cargo test -- --skip every_deck_in_chromium` leaves it out on such a
+//! machine.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -37,7 +38,7 @@ const WHOLE_TEST: Duration = Duration::from_secs(240);
 const ONE_STEP: Duration = Duration::from_secs(60);
 
 #[test]
-fn deck() {
+fn every_deck_in_chromium() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -271,7 +272,7 @@ impl Browser {
     async fn start() -> Result<Browser, String> {
         let binary = find_browser().ok_or(
             "no Chromium found: install it (Debian: `apt install chromium`) or name one with \
-             CHROME=/path/to/chrome; `cargo test -- --skip deck` leaves this test out",
+             CHROME=/path/to/chrome; `cargo test -- --skip every_deck_in_chromium` leaves this test out",
         )?;
         let profile = TempDir::new("deck-chromium")?;
         let mut command = Command::new(&binary);

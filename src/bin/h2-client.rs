@@ -10,13 +10,11 @@
 //! `--insecure` (its certificate is self-signed) or `--cacert FILE`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use clap::Parser;
 use http::{HeaderMap, HeaderValue, Request, Uri};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use workshop::tls::{self, Trust};
 
 #[derive(Parser)]
@@ -50,21 +48,12 @@ async fn main() {
 type Error = Box<dyn std::error::Error>;
 
 async fn run(args: Args) -> Result<(), Error> {
-    let host = args.url.host().ok_or("the URL needs a host")?;
-    let secure = args.url.scheme_str() == Some("https");
-    let port = args.url.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let tcp =
-        TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port)).await?;
-    if !secure {
+    let tcp = tls::connect_tcp(&args.url).await?;
+    if args.url.scheme_str() != Some("https") {
         return post(&args, tcp).await;
     }
-    let trust = Trust::from_flags(args.insecure, args.cacert.clone()).ok_or(
-        "https:// needs --insecure (accept the proxy's self-signed certificate, like curl -k) \
-         or --cacert FILE",
-    )?;
-    let config = tls::client_config(&trust, &[b"h2"])?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let stream = connector.connect(tls::server_name(host)?, tcp).await?;
+    let trust = Trust::from_flags(args.insecure, args.cacert.clone());
+    let stream = tls::connect_tls(tcp, &args.url, trust, &[b"h2"]).await?;
     if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
         return Err("the server did not agree to HTTP/2 (ALPN h2)".into());
     }
@@ -77,11 +66,9 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (client, connection) = h2::client::handshake(io).await?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            eprintln!("connection: {err}");
-        }
-    });
+    // The connection's own error, if any, reaches the request too: the
+    // request reports it, once.
+    tokio::spawn(connection);
     let mut client = client.ready().await?;
 
     let request = Request::post(args.url.clone())
@@ -98,7 +85,8 @@ where
     stream.send_trailers(trailers)?;
 
     let response = response.await?;
-    println!("{:?} {}", response.version(), response.status());
+    let status = response.status();
+    println!("{:?} {status}", response.version());
     for (name, value) in response.headers() {
         println!("{name}: {}", String::from_utf8_lossy(value.as_bytes()));
     }
@@ -120,5 +108,9 @@ where
         }
         None => println!("(no trailers)"),
     }
-    Ok(())
+    // Like `curl --fail`: a script can tell an error status from success.
+    match status.is_success() {
+        true => Ok(()),
+        false => Err(format!("the server answered {status}").into()),
+    }
 }

@@ -26,7 +26,9 @@ async fn main() {
         }
     };
     println!("listening on http://{}", origin.addr());
-    println!("try: curl -i http://{}/echo", origin.addr());
+    println!("try, in another terminal:");
+    println!("  curl -i http://{}/echo", origin.addr());
+    println!();
     // The origin serves on background tasks; wait for Ctrl-C.
     let _ = tokio::signal::ctrl_c().await;
 }

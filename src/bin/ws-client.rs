@@ -8,12 +8,10 @@
 //! `--cacert FILE`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -49,22 +47,12 @@ async fn main() {
 async fn run(args: Args) -> Result<(), Error> {
     let request = args.url.as_str().into_client_request()?;
     let uri = request.uri().clone();
-    let host = uri.host().ok_or("the URL needs a host")?;
-    let secure = uri.scheme_str() == Some("wss");
-    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let tcp =
-        TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port)).await?;
-    let _ = tcp.set_nodelay(true);
-    if !secure {
+    let tcp = tls::connect_tcp(&uri).await?;
+    if uri.scheme_str() != Some("wss") {
         return talk(request, tcp, &args.url).await;
     }
-    let trust = Trust::from_flags(args.insecure, args.cacert).ok_or(
-        "wss:// needs --insecure (accept the proxy's self-signed certificate, like curl -k) \
-         or --cacert FILE",
-    )?;
-    let config = tls::client_config(&trust, &[b"http/1.1"])?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let stream = connector.connect(tls::server_name(host)?, tcp).await?;
+    let trust = Trust::from_flags(args.insecure, args.cacert);
+    let stream = tls::connect_tls(tcp, &uri, trust, &[b"http/1.1"]).await?;
     talk(request, stream, &args.url).await
 }
 
@@ -77,7 +65,18 @@ async fn talk<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (socket, response) = tokio_tungstenite::client_async(request, stream).await?;
+    let (socket, response) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .map_err(|err| match err {
+            // Bytes that are not HTTP: most likely TLS, from a `--tls` proxy.
+            tokio_tungstenite::tungstenite::Error::Http(_)
+            | tokio_tungstenite::tungstenite::Error::HttpFormat(_)
+                if url.starts_with("ws://") =>
+            {
+                format!("{err} (a proxy started with --tls? use wss://… --insecure)")
+            }
+            err => err.to_string(),
+        })?;
     eprintln!(
         "connected to {url} ({}): type lines, Ctrl-D to close",
         response.status()

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use sha2::Digest;
 use tokio::net::TcpStream;
 use workshop::body::boxed;
 use workshop::origin::pattern_body;
+use workshop::tls::{Trust, client_config};
 
 use crate::ensure;
 use crate::harness::client::{
@@ -173,65 +174,75 @@ pub async fn tls_alpn(ctx: Ctx) -> Outcome {
             &key_path.to_string_lossy(),
         ])
         .await;
-    let _ = std::fs::remove_dir_all(&dir);
-    let proxy = spawned?;
+    let proxy = match spawned {
+        Ok(proxy) => proxy,
+        Err(failure) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(failure);
+        }
+    };
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(certified.cert.der().to_vec()))
-        .or_fail("trusting the cert")?;
-    for (alpn, expect_h2) in [(&b"h2"[..], true), (&b"http/1.1"[..], false)] {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .or_fail("TLS versions")?
-            .with_root_certificates(roots.clone())
-            .with_no_client_auth();
-        config.alpn_protocols = vec![alpn.to_vec()];
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
-        let name = ServerName::try_from("localhost").or_fail("server name")?;
-        let tls = within(10, "the TLS handshake", async {
-            connector
-                .connect(name, tcp)
-                .await
-                .or_fail("TLS handshake (is --tls serving TLS?)")
-        })
-        .await?;
-        let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
-        ensure!(
-            negotiated.as_deref() == Some(alpn),
-            "the client offered only {:?} by ALPN; the proxy chose {:?}",
-            String::from_utf8_lossy(alpn),
-            negotiated.map(|p| String::from_utf8_lossy(&p).into_owned())
-        );
-        let echo = if expect_h2 {
-            let mut h2 = h2_over(tls).await?;
-            let mut request = h2_request("localhost", "/echo");
-            *request.uri_mut() = format!("https://localhost:{}/echo", proxy.addr.port())
-                .parse()
-                .or_fail("uri")?;
-            fetch_h2(&mut h2, request).await?.json()?
-        } else {
-            let (mut h1, connection) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+    // The client trusts that one certificate, as `curl --cacert` would.
+    let trust = Trust::Pem(cert_path);
+    let outcome = async {
+        for (alpn, expect_h2) in [(&b"h2"[..], true), (&b"http/1.1"[..], false)] {
+            let config = client_config(&trust, &[alpn]).or_fail("a TLS client configuration")?;
+            let tls = tls_handshake(proxy.addr, config).await?;
+            let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+            ensure!(
+                negotiated.as_deref() == Some(alpn),
+                "the client offered only {:?} by ALPN; the proxy chose {:?}",
+                String::from_utf8_lossy(alpn),
+                negotiated.map(|p| String::from_utf8_lossy(&p).into_owned())
+            );
+            let echo = if expect_h2 {
+                let mut h2 = h2_over(tls).await?;
+                let mut request = h2_request("localhost", "/echo");
+                *request.uri_mut() = format!("https://localhost:{}/echo", proxy.addr.port())
+                    .parse()
+                    .or_fail("uri")?;
+                fetch_h2(&mut h2, request).await?.json()?
+            } else {
+                let (mut h1, connection) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                        .await
+                        .or_fail("handshake")?;
+                tokio::spawn(connection);
+                let request = crate::harness::client::get_request(proxy.addr, "/echo");
+                let response = h1
+                    .send_request(request)
                     .await
-                    .or_fail("handshake")?;
-            tokio::spawn(connection);
-            let request = crate::harness::client::get_request(proxy.addr, "/echo");
-            let response = h1
-                .send_request(request)
-                .await
-                .or_fail("HTTP/1.1 over TLS")?;
-            crate::harness::client::read(response).await?.json()?
-        };
-        ensure!(
-            echoed(&echo, "x-forwarded-proto") == ["https"],
-            "over TLS, X-Forwarded-Proto must be https; the origin saw {:?}",
-            echoed(&echo, "x-forwarded-proto")
-        );
+                    .or_fail("HTTP/1.1 over TLS")?;
+                crate::harness::client::read(response).await?.json()?
+            };
+            ensure!(
+                echoed(&echo, "x-forwarded-proto") == ["https"],
+                "over TLS, X-Forwarded-Proto must be https; the origin saw {:?}",
+                echoed(&echo, "x-forwarded-proto")
+            );
+        }
+        Ok(())
     }
-    Ok(())
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
+/// A TLS session with the proxy at `addr`, asking for `localhost`.
+async fn tls_handshake(
+    addr: std::net::SocketAddr,
+    config: rustls::ClientConfig,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.or_fail("connecting")?;
+    let name = ServerName::try_from("localhost").or_fail("server name")?;
+    within(10, "the TLS handshake", async {
+        connector
+            .connect(name, tcp)
+            .await
+            .or_fail("the TLS handshake (is --tls serving TLS?)")
+    })
+    .await
 }
 
 fn rand_suffix() -> u64 {
@@ -268,18 +279,9 @@ pub async fn tls_self_signed(ctx: Ctx) -> Outcome {
 
     // A client that trusts anything, as `curl -k` does: the handshake must
     // complete, and the certificate it shows must be the one printed.
-    let config = workshop::tls::client_config(&workshop::tls::Trust::Anything, &[b"http/1.1"])
-        .or_fail("a TLS client configuration")?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
-    let name = ServerName::try_from("localhost").or_fail("server name")?;
-    let tls = within(10, "the TLS handshake", async {
-        connector
-            .connect(name, tcp)
-            .await
-            .or_fail("the TLS handshake with --tls (is it serving TLS?)")
-    })
-    .await?;
+    let config =
+        client_config(&Trust::Anything, &[b"http/1.1"]).or_fail("a TLS client configuration")?;
+    let tls = tls_handshake(proxy.addr, config).await?;
     let served = tls
         .get_ref()
         .1

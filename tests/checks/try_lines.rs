@@ -18,12 +18,17 @@ const HEADER: &str = "try, in another terminal:";
 pub async fn try_lines_work(ctx: Ctx) -> Outcome {
     let help = help_text(&ctx).await?;
     let upstream = format!("http://{}", ctx.origin);
+    // Every line a step can print: plain, h2c upstream (step 09's gRPC
+    // line), and TLS with it (the same lines over https and wss).
     let mut variants: Vec<Vec<&str>> = vec![vec![]];
-    if help.contains("--tls") {
-        variants.push(vec!["--tls"]);
-    }
-    if help.contains("--upstream-http2") {
+    let (tls, h2) = (help.contains("--tls"), help.contains("--upstream-http2"));
+    if h2 {
         variants.push(vec!["--upstream-http2"]);
+    }
+    match (tls, h2) {
+        (true, true) => variants.push(vec!["--tls", "--upstream-http2"]),
+        (true, false) => variants.push(vec!["--tls"]),
+        _ => {}
     }
     for variant in variants {
         let mut args = vec!["--upstream", upstream.as_str()];
@@ -84,8 +89,8 @@ pub async fn try_lines_work(ctx: Ctx) -> Outcome {
                 "with {flags}: `{line}` ends with a comment: zsh (macOS's shell) passes it to \
                  the command; put the note on a `# ` line before it"
             );
-            let holds = note.contains("Ctrl-C");
-            run(line, holds)
+            let expect = Expect::from_note(note);
+            run(line, expect)
                 .await
                 .map_err(|why| fail(format!("with {flags}, `{line}` {why}")))?;
             note = "";
@@ -107,11 +112,36 @@ async fn help_text(ctx: &Ctx) -> Result<String, crate::harness::Failure> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// What a command should do, as its note (the `# ` line before it) says.
+enum Expect {
+    /// End within 30 s, exit 0, say something; curl fails on any 4xx or
+    /// 5xx (a proxy that answers 502 to everything does not pass).
+    Success,
+    /// The note names a status (`# a 504 after …`): show it, then end.
+    Status(String),
+    /// The note says Ctrl-C: show a `101`, then keep the connection.
+    Holds,
+}
+
+impl Expect {
+    fn from_note(note: &str) -> Expect {
+        if note.contains("Ctrl-C") {
+            return Expect::Holds;
+        }
+        let status = note
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|word| word.len() == 3 && matches!(word.as_bytes()[0], b'1'..=b'5'));
+        match status {
+            Some(status) => Expect::Status(status.to_string()),
+            None => Expect::Success,
+        }
+    }
+}
+
 /// Runs one printed command through `sh`, the demo clients' `cargo run`
-/// replaced by the binaries cargo built for this test. A command that holds
-/// (its note says Ctrl-C) must still be running after showing a `101`; any
-/// other must end within 30 s, exit 0 and print something.
-async fn run(line: &str, holds: bool) -> Result<(), String> {
+/// replaced by the binaries cargo built for this test, as [`Expect`] says.
+async fn run(line: &str, expect: Expect) -> Result<(), String> {
+    let holds = matches!(expect, Expect::Holds);
     let command = line
         .replace(
             "cargo run --bin ws-client --",
@@ -126,17 +156,41 @@ async fn run(line: &str, holds: bool) -> Result<(), String> {
     }
     // A command that holds prints its 101 to a terminal at once, but keeps
     // it in a buffer when its output is a pipe (curl does): give it a
-    // terminal, as a user's paste would (`script`, from util-linux).
-    let mut child = if holds {
-        let mut script = Command::new("script");
-        script.args(["-qfc", &command, "/dev/null"]);
-        script
-    } else {
+    // terminal, as a user's paste would, with `script` (util-linux's on
+    // Linux, BSD's on macOS: their arguments differ).
+    let mut child = if !holds {
         let mut sh = Command::new("sh");
         sh.args(["-c", &command]);
         sh
+    } else if cfg!(target_os = "macos") {
+        let mut script = Command::new("script");
+        script.args(["-q", "/dev/null", "sh", "-c", &command]);
+        script
+    } else {
+        let mut script = Command::new("script");
+        script.args(["-qfc", &command, "/dev/null"]);
+        script
     };
+    // curl reads $CURL_HOME/.curlrc: `fail` makes it exit 22 on a 4xx or
+    // 5xx, unless a status is what the note announces.
+    let curl_home = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "curlrc-{}",
+        if matches!(expect, Expect::Success) {
+            "fail"
+        } else {
+            "plain"
+        }
+    ));
+    let curlrc = if matches!(expect, Expect::Success) {
+        "fail\n"
+    } else {
+        ""
+    };
+    std::fs::create_dir_all(&curl_home)
+        .and_then(|()| std::fs::write(curl_home.join(".curlrc"), curlrc))
+        .map_err(|err| format!("could not write a .curlrc: {err}"))?;
     let mut child = child
+        .env("CURL_HOME", &curl_home)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -187,17 +241,21 @@ async fn run(line: &str, holds: bool) -> Result<(), String> {
         String::from_utf8_lossy(&out).into_owned(),
         String::from_utf8_lossy(&err).into_owned(),
     );
-    match status {
+    let said_something = !(out.trim().is_empty() && err.trim().is_empty());
+    match (status, expect) {
+        (Some(status), Expect::Status(code)) if status.success() && out.contains(&code) => Ok(()),
+        (Some(status), Expect::Status(code)) => Err(format!(
+            "should show a {code} (its note says so) and end; it ended with {status}, stdout: {:?}",
+            out.chars().take(300).collect::<String>()
+        )),
         // Something said, on either stream (ws-client talks on stderr).
-        Some(status) if status.success() && !(out.trim().is_empty() && err.trim().is_empty()) => {
-            Ok(())
-        }
-        Some(status) => Err(format!(
+        (Some(status), _) if status.success() && said_something => Ok(()),
+        (Some(status), _) => Err(format!(
             "ended with {status}; stdout: {:?}, stderr: {:?}",
             out.chars().take(300).collect::<String>(),
             err.chars().take(300).collect::<String>()
         )),
-        None => Err("did not end within 30 s".into()),
+        (None, _) => Err("did not end within 30 s".into()),
     }
 }
 

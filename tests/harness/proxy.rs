@@ -200,6 +200,11 @@ impl Proxy {
                     .into(),
             ));
         };
+        if !std::path::Path::new("/proc/self/status").exists() {
+            return Err(Failure::Skip(
+                "reading a process's peak memory needs Linux's /proc".into(),
+            ));
+        }
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
             .or_fail("reading /proc/PID/status")?;
         let kib: f64 = status

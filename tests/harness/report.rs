@@ -46,6 +46,7 @@ impl<'a> Report<'a> {
                     .iter()
                     .map(|panic| (tidy_path(&panic.location), panic.message.clone()))
                     .collect();
+                distinct.sort();
                 distinct.dedup();
                 for key in distinct {
                     *seen.entry(key).or_default() += 1;
@@ -240,7 +241,9 @@ pub async fn preflight(addr: SocketAddr, step: &Step) -> Result<(), String> {
     .await
     .map_err(|failure| {
         format!(
-            "{addr} accepts connections but GET /echo failed ({}): is it an HTTP server?",
+            "{addr} accepts connections but GET /echo got no answer ({}): if it is your \
+             exercise, look at its terminal: a todo!() it hit says where (in this mode the \
+             checks cannot see the proxy's panics)",
             failure.message()
         )
     })?;

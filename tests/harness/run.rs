@@ -1,4 +1,4 @@
-//! Running checks: each on its own task, under one overall timeout.
+//! Running checks: each on its own task, under a timeout of its own.
 
 use std::future::Future;
 use std::pin::Pin;
