@@ -4,9 +4,11 @@
 //! It fails when a slide shows a raw `{{#include` or an `ANCHOR` line, when
 //! a script error or a failed load happens, when a slide's content overflows
 //! the 1280×720 slide (or a code block needs a scroll bar), when a slide has
-//! no speaker notes or a code block is not highlighted, when a deck's page
-//! does not show that deck, or when `?print-pdf` does not lay out one page
-//! per slide. The way Comprehensive Rust checks its slides: measure them.
+//! no speaker notes or a code block is not highlighted, when a plugin
+//! (markdown, highlight, notes: the speaker view) is missing, when a deck's
+//! page does not show that deck, when `?print-pdf` does not lay out one page
+//! per slide, or when the talk does not load through step 10 (`/slides/`).
+//! The way Comprehensive Rust checks its slides: measure them.
 //!
 //! Chromium is driven over its DevTools protocol (a WebSocket, JSON
 //! messages) with the crates the workshop already has. Screenshots of the
@@ -104,6 +106,14 @@ async fn check_the_deck() -> Result<Vec<String>, String> {
     page.close().await?;
     if total < 2 + decks.len() as u64 {
         problems.push(format!("the talk has only {total} slides"));
+    }
+    for plugin in ["markdown", "highlight", "notes"] {
+        if report["plugins"][plugin] != json!(true) {
+            problems.push(format!(
+                "the talk: reveal.js's {plugin} plugin is not registered (the speaker view is \
+                 the notes plugin)"
+            ));
+        }
     }
 
     // Each deck alone, served and exported: its own slides, nothing else.
@@ -616,7 +626,8 @@ impl Page<'_> {
 }
 
 /// Walks every slide and measures it once laid out. Returns
-/// `{ total, slides: [{h, v}], decks: {NN: {h}}, problems: [{h, v, message}] }`.
+/// `{ total, slides: [{h, v}], decks: {NN: {h}}, problems: [{h, v, message}],
+/// plugins: {markdown, highlight, notes} }`.
 const MEASURE_EVERY_SLIDE: &str = r#"(async () => {
   Reveal.configure({ transition: 'none', backgroundTransition: 'none' });
   const { width, height } = Reveal.getConfig();
@@ -646,7 +657,8 @@ const MEASURE_EVERY_SLIDE: &str = r#"(async () => {
     }
     if (!Reveal.getSlideNotes(slide)) problem('has no speaker notes');
   }
-  return { total: Reveal.getTotalSlides(), slides, decks, problems };
+  const plugins = Object.fromEntries(['markdown', 'highlight', 'notes'].map(p => [p, Reveal.hasPlugin(p)]));
+  return { total: Reveal.getTotalSlides(), slides, decks, problems, plugins };
 
   function title(slide) {
     const heading = slide.querySelector('h1, h2, h3');
