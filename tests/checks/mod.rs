@@ -8,6 +8,7 @@ mod headers;
 mod hop_by_hop;
 mod http11;
 mod http2;
+mod routing;
 mod server;
 mod streaming;
 mod trailers;
@@ -105,6 +106,19 @@ checks![
     http11::many_keepalive_clients,
     http11::chunked_request_body,
     http11::absolute_form_target,
+    routing::routes_by_path,
+    routing::routes_methods_and_captures,
+    routing::routes_host_wildcard,
+    routing::routes_accept_order,
+    routing::routes_fallback_layer,
+    routing::routes_vary_accept,
+    routing::routes_header_changes,
+    routing::routes_websocket,
+    routing::routes_reload_on_change,
+    routing::routes_reload_on_sighup,
+    routing::routes_invalid_keeps_old,
+    routing::routes_check_flag,
+    routing::routes_reload_under_load,
 ];
 
 pub fn find(name: &str) -> Option<&'static Check> {

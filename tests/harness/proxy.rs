@@ -275,6 +275,33 @@ impl Proxy {
             .map(Started::stderr)
             .unwrap_or_default()
     }
+
+    /// Waits (at most `seconds`) until what the proxy wrote on stderr (its
+    /// last 32 to 64 KiB) satisfies `done`: a log line says what it did.
+    pub async fn stderr_until(
+        &self,
+        waiting_for: &str,
+        done: impl Fn(&str) -> bool,
+        seconds: u64,
+    ) -> Result<String, Failure> {
+        let Some(process) = &self.process else {
+            return Err(Failure::Skip("needs the proxy's own logs".into()));
+        };
+        let mut text = process.stderr.subscribe();
+        within(seconds, waiting_for, async {
+            let text = text
+                .wait_for(|text| done(text))
+                .await
+                .or_fail("stderr closed (the proxy exited?)")?;
+            Ok(text.clone())
+        })
+        .await
+    }
+
+    /// The proxy's process id, if this check started it.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
 }
 
 /// A started child process whose output is read in the background, so it
@@ -283,7 +310,8 @@ struct Started {
     child: Child,
     stdout: Option<tokio::io::Lines<BufReader<tokio::process::ChildStdout>>>,
     stdout_lines: tokio::sync::watch::Sender<Vec<String>>,
-    stderr: Arc<Mutex<String>>,
+    /// Its last 32 to 64 KiB of stderr; subscribers learn of each line.
+    stderr: tokio::sync::watch::Sender<String>,
     stderr_reader: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -306,7 +334,7 @@ impl Started {
             .spawn()
             .or_fail(&format!("starting {}", binary.display()))?;
         let stdout = child.stdout.take().map(|out| BufReader::new(out).lines());
-        let stderr = Arc::new(Mutex::new(String::new()));
+        let stderr = tokio::sync::watch::Sender::new(String::new());
         let stderr_reader = child.stderr.take().map(|err| {
             let (stderr, panics) = (stderr.clone(), panics);
             tokio::spawn(async move {
@@ -345,14 +373,14 @@ impl Started {
     }
 
     fn stderr(&self) -> String {
-        lock(&self.stderr).clone()
+        self.stderr.borrow().clone()
     }
 }
 
-/// Keeps the last 64 KiB of a process's stderr, and its panics.
+/// Keeps the last 32 to 64 KiB of a process's stderr, and its panics.
 async fn collect_stderr(
     err: impl AsyncRead + Unpin,
-    into: Arc<Mutex<String>>,
+    into: tokio::sync::watch::Sender<String>,
     panics: Arc<Mutex<Vec<Panic>>>,
 ) {
     let mut lines = BufReader::new(err).lines();
@@ -369,16 +397,17 @@ async fn collect_stderr(
             }
         }
         panicked_at = panic_location(&line);
-        let mut kept = lock(&into);
-        kept.push_str(&line);
-        kept.push('\n');
-        if kept.len() > 64 * 1024 {
-            let cut = kept.len() - 32 * 1024;
-            let cut = (cut..kept.len())
-                .find(|&i| kept.is_char_boundary(i))
-                .unwrap_or(0);
-            kept.drain(..cut);
-        }
+        into.send_modify(|kept| {
+            kept.push_str(&line);
+            kept.push('\n');
+            if kept.len() > 64 * 1024 {
+                let cut = kept.len() - 32 * 1024;
+                let cut = (cut..kept.len())
+                    .find(|&i| kept.is_char_boundary(i))
+                    .unwrap_or(0);
+                kept.drain(..cut);
+            }
+        });
     }
 }
 

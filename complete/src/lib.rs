@@ -1,0 +1,28 @@
+//! Steps 11 to 13 of the workshop, and their kit: what a proxy in front of
+//! many services needs beyond steps 01 to 10 (the `workshop` crate).
+//!
+//! As in the first package, each step's module is written in
+//! `solutions/NN_name.rs` and the attendee's version in `exercises/`; the
+//! feature `exNN` picks the exercise for step NN only.
+//!
+//! The kit: [`routes_file`] (reading a routes file, with errors that name
+//! line and column), [`patterns`] (path, host and media-type patterns) and
+//! [`watch`] (reloading on a change or `SIGHUP`).
+
+pub mod patterns;
+pub mod routes_file;
+pub mod watch;
+
+// Step 11: rules choose the upstream; they change while the proxy runs.
+#[cfg_attr(not(feature = "ex11"), path = "../../solutions/11_routing.rs")]
+#[cfg_attr(feature = "ex11", path = "../../exercises/11_routing.rs")]
+pub mod routing;
+
+/// The exercises this build runs instead of the reference solutions
+/// (`--features exNN`), so that every step can say so at start.
+pub fn exercises_in_use() -> Vec<&'static str> {
+    [(cfg!(feature = "ex11"), "11_routing.rs")]
+        .into_iter()
+        .filter_map(|(on, file)| on.then_some(file))
+        .collect()
+}

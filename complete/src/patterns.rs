@@ -1,0 +1,463 @@
+//! The three patterns a routing rule matches a request with: its path, its
+//! host and the media types it accepts. The kit of step 11, not its lesson
+//! (the lesson is the order in which rules are tried): small parsers and
+//! matchers, each with the semantics of mu.semte.ch's dispatcher.
+//!
+//! - path: `/widgets/:id` (one segment), `/files/*rest` (the rest, zero or
+//!   more segments), on the raw path: what is captured stays escaped;
+//! - host: `api.example.com`, `*.example.com` (the apex and any subdomain),
+//!   `{sub}.example.com` (exactly one label); port ignored, any case;
+//! - media ranges: `type/subtype`, either part `*`, and the request's
+//!   `Accept` grouped by quality, best group first.
+
+use std::fmt;
+
+/// What a request's host and path captured, by name: raw, as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captures(Vec<(String, String)>);
+
+impl Captures {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn push(&mut self, name: &str, value: &str) {
+        self.0.push((name.to_string(), value.to_string()));
+    }
+
+    /// Forgets what was captured after the first `len` captures (a rule
+    /// that did not match leaves nothing behind).
+    pub fn truncate(&mut self, len: usize) {
+        self.0.truncate(len);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A name for a capture: letters, digits, `_`.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+// --- paths -------------------------------------------------------------------
+
+/// `/widgets/:id/*rest`: literal segments, one-segment captures, and at the
+/// end an optional capture of the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    segments: Vec<Segment>,
+    rest: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Capture(String),
+}
+
+impl PathPattern {
+    pub fn parse(pattern: &str) -> Result<PathPattern, String> {
+        let Some(body) = pattern.strip_prefix('/') else {
+            return Err(format!("the path pattern {pattern:?} must start with `/`"));
+        };
+        let mut segments = Vec::new();
+        let mut rest = None;
+        let parts: Vec<&str> = if body.is_empty() {
+            Vec::new()
+        } else {
+            body.split('/').collect()
+        };
+        for (index, part) in parts.iter().enumerate() {
+            let last = index + 1 == parts.len();
+            if let Some(name) = part.strip_prefix('*') {
+                if !last {
+                    return Err(format!(
+                        "in {pattern:?}, `*{name}` takes the rest of the path: it must come last"
+                    ));
+                }
+                if !valid_name(name) {
+                    return Err(format!(
+                        "in {pattern:?}, `*{name}` needs a name of letters, digits and `_`"
+                    ));
+                }
+                rest = Some(name.to_string());
+            } else if let Some(name) = part.strip_prefix(':') {
+                if !valid_name(name) {
+                    return Err(format!(
+                        "in {pattern:?}, `:{name}` needs a name of letters, digits and `_`"
+                    ));
+                }
+                segments.push(Segment::Capture(name.to_string()));
+            } else if part.is_empty() && !last {
+                return Err(format!("{pattern:?} has an empty segment (`//`)"));
+            } else if !part.is_empty() {
+                segments.push(Segment::Literal(part.to_string()));
+            }
+        }
+        Ok(PathPattern { segments, rest })
+    }
+
+    /// Matches the raw `path` (it starts with `/`). On a match, returns the
+    /// rest the pattern's `*name` captured, with its leading slash (`/a/b`,
+    /// `/`, or `""` when nothing is left), and adds the captures; a pattern
+    /// without `*name` matches the whole path, one trailing slash allowed.
+    pub fn matches<'p>(&self, path: &'p str, captures: &mut Captures) -> Option<&'p str> {
+        let mut left = path;
+        for segment in &self.segments {
+            let after = left.strip_prefix('/')?;
+            let end = after.find('/').unwrap_or(after.len());
+            let (value, tail) = after.split_at(end);
+            match segment {
+                Segment::Literal(literal) if value == literal => {}
+                Segment::Capture(name) if !value.is_empty() => captures.push(name, value),
+                _ => return None,
+            }
+            left = tail;
+        }
+        match &self.rest {
+            Some(name) => {
+                captures.push(name, left);
+                Some(left)
+            }
+            None if left.is_empty() || left == "/" => Some(""),
+            None => None,
+        }
+    }
+
+    /// The names this pattern captures.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .segments
+            .iter()
+            .filter_map(|segment| match segment {
+                Segment::Capture(name) => Some(name.as_str()),
+                Segment::Literal(_) => None,
+            })
+            .collect();
+        names.extend(self.rest.as_deref());
+        names
+    }
+
+    /// Whether the pattern ends with `*name` (what it captures is forwarded).
+    pub fn has_rest(&self) -> bool {
+        self.rest.is_some()
+    }
+}
+
+// --- hosts -------------------------------------------------------------------
+
+/// `api.example.com`, `*.example.com`, `{sub}.example.com`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    /// `*.` in front: any number of labels (none included) before the rest.
+    any_subdomain: bool,
+    labels: Vec<Label>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Label {
+    Literal(String),
+    Capture(String),
+}
+
+impl HostPattern {
+    pub fn parse(pattern: &str) -> Result<HostPattern, String> {
+        let (any_subdomain, rest) = match pattern.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, pattern),
+        };
+        if rest.is_empty() {
+            return Err(format!("the host pattern {pattern:?} names no domain"));
+        }
+        let mut labels = Vec::new();
+        for label in rest.split('.') {
+            if let Some(name) = label.strip_prefix('{').and_then(|l| l.strip_suffix('}')) {
+                if !valid_name(name) {
+                    return Err(format!(
+                        "in {pattern:?}, `{{{name}}}` needs a name of letters, digits and `_`"
+                    ));
+                }
+                labels.push(Label::Capture(name.to_string()));
+            } else if label.is_empty()
+                || !label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(format!(
+                    "{pattern:?} is not a host pattern: labels of letters, digits and `-`, \
+                     `*.` in front, `{{name}}` to capture a label"
+                ));
+            } else {
+                labels.push(Label::Literal(label.to_ascii_lowercase()));
+            }
+        }
+        Ok(HostPattern {
+            any_subdomain,
+            labels,
+        })
+    }
+
+    /// Matches a `Host` value (port and case ignored), adding the captures.
+    pub fn matches(&self, host: &str, captures: &mut Captures) -> bool {
+        let host = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
+        let labels: Vec<&str> = host.split('.').collect();
+        let extra = match labels.len().checked_sub(self.labels.len()) {
+            Some(0) => 0,
+            Some(extra) if self.any_subdomain => extra,
+            _ => return false,
+        };
+        let before = captures.len();
+        for (label, pattern) in labels[extra..].iter().zip(&self.labels) {
+            let ok = match pattern {
+                Label::Literal(literal) => label == literal,
+                Label::Capture(name) => {
+                    captures.push(name, label);
+                    !label.is_empty()
+                }
+            };
+            if !ok {
+                captures.truncate(before);
+                return false;
+            }
+        }
+        true
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.labels
+            .iter()
+            .filter_map(|label| match label {
+                Label::Capture(name) => Some(name.as_str()),
+                Label::Literal(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// `example.com:8080` → `example.com`, `[::1]:8080` → `[::1]`.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+// --- media types -------------------------------------------------------------
+
+/// `type/subtype`, either of them `*`, lowercase, parameters dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaRange {
+    kind: String,
+    subtype: String,
+}
+
+impl MediaRange {
+    /// `text/html`, `image/*`, `*/*` (not `*/html`); parameters are ignored.
+    pub fn parse(text: &str) -> Option<MediaRange> {
+        let essence = text.split(';').next().unwrap_or("").trim();
+        let (kind, subtype) = essence.split_once('/')?;
+        let token = |part: &str| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+*".contains(&b))
+        };
+        if !token(kind) || !token(subtype) || (kind == "*" && subtype != "*") {
+            return None;
+        }
+        Some(MediaRange {
+            kind: kind.to_ascii_lowercase(),
+            subtype: subtype.to_ascii_lowercase(),
+        })
+    }
+
+    /// Equal types and subtypes, or `*` on either side, part by part.
+    pub fn matches(&self, other: &MediaRange) -> bool {
+        let part = |a: &str, b: &str| a == b || a == "*" || b == "*";
+        part(&self.kind, &other.kind) && part(&self.subtype, &other.subtype)
+    }
+}
+
+impl fmt::Display for MediaRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind, self.subtype)
+    }
+}
+
+/// A request's `Accept` values as groups of media ranges of equal quality,
+/// best first; `q=0` ("not acceptable") and malformed ranges are left out.
+/// No `Accept` at all is `*/*`. At least one group comes back (maybe
+/// empty), so that rules without `accept` are still tried.
+pub fn accept_groups<'a>(values: impl Iterator<Item = &'a str>) -> Vec<Vec<MediaRange>> {
+    let mut seen_header = false;
+    let mut ranges: Vec<(u16, MediaRange)> = Vec::new();
+    for value in values {
+        seen_header = true;
+        for item in value.split(',') {
+            let Some(range) = MediaRange::parse(item) else {
+                continue;
+            };
+            let Some(quality) = quality(item) else {
+                continue;
+            };
+            if quality > 0 {
+                ranges.push((quality, range));
+            }
+        }
+    }
+    if !seen_header {
+        return vec![vec![MediaRange {
+            kind: "*".into(),
+            subtype: "*".into(),
+        }]];
+    }
+    // Stable: equal qualities keep the order they were sent in.
+    ranges.sort_by_key(|(quality, _)| std::cmp::Reverse(*quality));
+    let mut groups: Vec<(u16, Vec<MediaRange>)> = Vec::new();
+    for (quality, range) in ranges {
+        match groups.last_mut() {
+            Some((last, group)) if *last == quality => group.push(range),
+            _ => groups.push((quality, vec![range])),
+        }
+    }
+    let mut groups: Vec<Vec<MediaRange>> = groups.into_iter().map(|(_, group)| group).collect();
+    if groups.is_empty() {
+        groups.push(Vec::new());
+    }
+    groups
+}
+
+/// The `q` of one `Accept` item, in thousandths (1000 without one); `None`
+/// when it is not a valid quality.
+fn quality(item: &str) -> Option<u16> {
+    let Some(q) = item
+        .split(';')
+        .skip(1)
+        .filter_map(|param| param.split_once('='))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+        .map(|(_, value)| value.trim())
+    else {
+        return Some(1000);
+    };
+    let (whole, fraction) = q.split_once('.').unwrap_or((q, ""));
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = format!("{fraction:0<3}").parse::<u16>().ok()?;
+    match whole {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(pattern: &str, path: &str) -> Option<(String, Captures)> {
+        let mut captures = Captures::default();
+        let pattern = PathPattern::parse(pattern).unwrap();
+        pattern
+            .matches(path, &mut captures)
+            .map(|rest| (rest.to_string(), captures))
+    }
+
+    #[test]
+    fn paths() {
+        for (request, rest) in [
+            ("/widgets", ""),
+            ("/widgets/", "/"),
+            ("/widgets/a/b", "/a/b"),
+            ("/widgets/a%2Fb/", "/a%2Fb/"),
+        ] {
+            let (got, captures) = path("/widgets/*rest", request).unwrap();
+            assert_eq!(got, rest, "{request}");
+            assert_eq!(captures.get("rest"), Some(rest));
+        }
+        assert!(path("/widgets/*rest", "/widgetsx").is_none());
+        assert!(path("/widgets/*rest", "/other").is_none());
+        let (_, captures) = path("/items/:id", "/items/42/").unwrap();
+        assert_eq!(captures.get("id"), Some("42"));
+        assert!(path("/items/:id", "/items/").is_none());
+        assert!(path("/items/:id", "/items/42/more").is_none());
+        assert_eq!(path("/", "/").unwrap().0, "");
+        assert!(path("/", "/a").is_none());
+        assert_eq!(
+            path("/*_", "/anything/at/all").unwrap().0,
+            "/anything/at/all"
+        );
+        for bad in ["widgets", "/a/*rest/b", "/a//b", "/:", "/*", "/:a-b"] {
+            assert!(PathPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn host(pattern: &str, host: &str) -> Option<Captures> {
+        let mut captures = Captures::default();
+        HostPattern::parse(pattern)
+            .unwrap()
+            .matches(host, &mut captures)
+            .then_some(captures)
+    }
+
+    #[test]
+    fn hosts() {
+        assert!(host("api.example.com", "API.Example.com:8080").is_some());
+        assert!(host("api.example.com", "example.com").is_none());
+        assert!(host("*.example.com", "example.com").is_some());
+        assert!(host("*.example.com", "a.b.example.com").is_some());
+        assert!(host("*.example.com", "badexample.com").is_none());
+        let captures = host("{sub}.example.com", "Shop.example.com").unwrap();
+        assert_eq!(captures.get("sub"), Some("shop"));
+        assert!(host("{sub}.example.com", "a.b.example.com").is_none());
+        assert!(host("{sub}.example.com", "example.com").is_none());
+        assert!(host("localhost", "[::1]:8080").is_none());
+        assert!(host("{app}.localhost", "demo.localhost:8080").is_some());
+        for bad in ["", "*.", "a..b", "{x-y}.a", "a b"] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn groups(accept: Option<&str>) -> Vec<Vec<String>> {
+        accept_groups(accept.into_iter())
+            .iter()
+            .map(|group| group.iter().map(ToString::to_string).collect())
+            .collect()
+    }
+
+    #[test]
+    fn accept() {
+        assert_eq!(groups(None), [["*/*"]]);
+        assert_eq!(
+            groups(Some("image/png;q=0.5, application/json")),
+            [["application/json"], ["image/png"]]
+        );
+        assert_eq!(
+            groups(Some("text/html, application/xhtml+xml, */*;q=0.8")),
+            [vec!["text/html", "application/xhtml+xml"], vec!["*/*"]]
+        );
+        assert_eq!(groups(Some("text/html;q=0")), [Vec::<String>::new()]);
+        assert_eq!(
+            groups(Some("text/html;q=2, a/b;q=0.1234")),
+            [Vec::<String>::new()]
+        );
+        let range = |text| MediaRange::parse(text).unwrap();
+        assert!(range("image/*").matches(&range("image/png")));
+        assert!(range("image/png").matches(&range("*/*")));
+        assert!(!range("image/png").matches(&range("text/*")));
+        assert!(range("Application/JSON; charset=utf-8").matches(&range("application/json")));
+        assert!(MediaRange::parse("*/html").is_none());
+    }
+}

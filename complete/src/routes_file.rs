@@ -1,0 +1,592 @@
+//! Reading a routes file (TOML) into rules ready to match: the kit of step
+//! 11. Every mistake is one error that names the file, the line and the
+//! column, so that an operator can fix it at 3 a.m.
+//!
+//! ```toml
+//! [accept]                          # named groups of media types
+//! json = ["application/json", "application/vnd.api+json"]
+//!
+//! [[rules]]
+//! methods = ["GET", "HEAD"]         # optional: any method
+//! host = "*.example.com"            # optional: any host
+//! path = "/widgets/*rest"           # required
+//! accept = ["json"]                 # optional: names from [accept]
+//! layer = "main"                    # or "fallback", tried after every main rule
+//! forward = "http://127.0.0.1:9000/widgets"   # or respond = { status, body, headers }
+//! request_headers = { set = { "x-api" = "1" }, remove = ["cookie"] }
+//! response_headers = { set = { "cache-control" = "no-store" } }
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
+use std::path::Path;
+
+use bytes::Bytes;
+use http::uri::Authority;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::patterns::{Captures, HostPattern, MediaRange, PathPattern};
+
+/// The rules of one routes file, in file order.
+#[derive(Debug)]
+pub struct Routes {
+    pub rules: Vec<Rule>,
+    /// Where they come from, for logs: a file name, or a description.
+    pub source: String,
+}
+
+impl std::fmt::Display for Routes {
+    /// `8 rules from routes/example.toml`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.rules.len();
+        let plural = if count == 1 { "" } else { "s" };
+        write!(f, "{count} rule{plural} from {}", self.source)
+    }
+}
+
+/// Main rules are tried first; fallback rules answer what no main rule did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    Main,
+    Fallback,
+}
+
+/// One `[[rules]]` entry, checked and compiled.
+#[derive(Debug)]
+pub struct Rule {
+    /// The line of its `[[rules]]`, to name it in logs.
+    pub line: usize,
+    pub layer: Layer,
+    /// `None`: any method.
+    pub methods: Option<Vec<Method>>,
+    /// `None`: any host.
+    pub host: Option<HostPattern>,
+    pub path: PathPattern,
+    /// The media types of its `accept` groups; `None`: any request.
+    pub accept: Option<Vec<MediaRange>>,
+    pub action: Action,
+    pub request_headers: HeaderChanges,
+    pub response_headers: HeaderChanges,
+}
+
+/// What a rule does with a request it matched.
+#[derive(Debug)]
+pub enum Action {
+    /// Forward it to this URL (captures filled in, the rest joined).
+    Forward(UrlTemplate),
+    /// Answer it directly.
+    Respond(Canned),
+}
+
+/// A response the proxy answers itself.
+#[derive(Debug, Clone)]
+pub struct Canned {
+    pub status: StatusCode,
+    pub body: Bytes,
+    pub headers: HeaderMap,
+}
+
+/// Headers a rule sets (replacing any) and removes.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderChanges {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderChanges {
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// `http://{sub}.internal:8080/items/{id}`: a URL with captures to fill in.
+#[derive(Debug, Clone)]
+pub struct UrlTemplate(String);
+
+impl UrlTemplate {
+    /// The URL for one request. A capture that makes it invalid (a host
+    /// label with odd bytes, say) is an error to answer, not a panic.
+    pub fn render(&self, captures: &Captures) -> Result<Uri, String> {
+        let mut url = String::with_capacity(self.0.len());
+        let mut rest = self.0.as_str();
+        while let Some(open) = rest.find('{') {
+            url.push_str(&rest[..open]);
+            let close = rest[open..].find('}').map_or(rest.len(), |at| open + at);
+            let name = &rest[open + 1..close];
+            url.push_str(captures.get(name).unwrap_or(""));
+            rest = rest.get(close + 1..).unwrap_or("");
+        }
+        url.push_str(rest);
+        url.parse::<Uri>()
+            .map_err(|err| format!("{url:?} is not a URL ({err})"))
+    }
+
+    /// The names it uses, `{name}`.
+    fn names(&self) -> Vec<&str> {
+        self.0
+            .split('{')
+            .skip(1)
+            .filter_map(|part| part.split_once('}').map(|(name, _)| name))
+            .collect()
+    }
+}
+
+/// One rule that forwards every request to `upstream`, its path joined with
+/// the request's and its query merged: what steps 02 to 10 do, for a step
+/// 11 started with `--upstream` and no routes file.
+pub fn forward_everything(upstream: &Uri) -> Routes {
+    let rule = Rule {
+        line: 0,
+        layer: Layer::Main,
+        methods: None,
+        host: None,
+        path: PathPattern::parse("/*rest").expect("a valid pattern"),
+        accept: None,
+        action: Action::Forward(UrlTemplate(upstream.to_string())),
+        request_headers: HeaderChanges::default(),
+        response_headers: HeaderChanges::default(),
+    };
+    Routes {
+        rules: vec![rule],
+        source: format!("--upstream {upstream}"),
+    }
+}
+
+/// Reads and checks a routes file. `origin`, when given, takes the place of
+/// `127.0.0.1:9000` in every `forward` (the example file names the demo
+/// origin's usual address; the step that runs it in-process knows its
+/// real one).
+pub fn load(path: &Path, origin: Option<&Authority>) -> Result<Routes, String> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|err| format!("{name}: {err}"))?;
+    let text = match origin {
+        Some(origin) => text.replace("127.0.0.1:9000", origin.as_str()),
+        None => text,
+    };
+    parse(&text, &name)
+}
+
+/// Parses the text of a routes file called `name`.
+pub fn parse(text: &str, name: &str) -> Result<Routes, String> {
+    let at = |span: Range<usize>, message: &str| {
+        let (line, column) = line_column(text, span.start);
+        format!("{name}:{line}:{column}: {message}")
+    };
+    // toml's messages may span lines: one line, for logs.
+    let file: File = toml::from_str(text).map_err(|err| {
+        let message = err.message().trim().replace('\n', ": ");
+        match err.span() {
+            Some(span) => at(span, &message),
+            None => format!("{name}: {message}"),
+        }
+    })?;
+
+    let mut groups: BTreeMap<String, Vec<MediaRange>> = BTreeMap::new();
+    for (group, types) in &file.accept {
+        let mut ranges = Vec::new();
+        for media in types {
+            let range = MediaRange::parse(media.get_ref()).ok_or_else(|| {
+                at(
+                    media.span(),
+                    &format!(
+                        "{:?} is not a media type (like `application/json` or `image/*`)",
+                        media.get_ref()
+                    ),
+                )
+            })?;
+            ranges.push(range);
+        }
+        groups.insert(group.clone(), ranges);
+    }
+
+    let mut rules = Vec::new();
+    for spanned in &file.rules {
+        let rule = spanned.get_ref();
+        let line = line_column(text, spanned.span().start).0;
+        let fail = |span: Range<usize>, message: String| at(span, &message);
+        let path =
+            PathPattern::parse(rule.path.get_ref()).map_err(|e| fail(rule.path.span(), e))?;
+        let host = match &rule.host {
+            Some(host) => {
+                Some(HostPattern::parse(host.get_ref()).map_err(|e| fail(host.span(), e))?)
+            }
+            None => None,
+        };
+        let methods = match &rule.methods {
+            Some(methods) => Some(
+                methods
+                    .iter()
+                    .map(|method| {
+                        let upper = method.get_ref().to_ascii_uppercase();
+                        Method::from_bytes(upper.as_bytes()).map_err(|_| {
+                            fail(
+                                method.span(),
+                                format!("{:?} is not an HTTP method", method.get_ref()),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
+        let accept = match &rule.accept {
+            Some(names) => {
+                let mut ranges = Vec::new();
+                for group in names {
+                    let members = groups.get(group.get_ref()).ok_or_else(|| {
+                        let known: Vec<&str> = groups.keys().map(String::as_str).collect();
+                        fail(
+                            group.span(),
+                            format!(
+                                "no accept group {:?} (the [accept] table has: {})",
+                                group.get_ref(),
+                                if known.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    known.join(", ")
+                                }
+                            ),
+                        )
+                    })?;
+                    ranges.extend(members.iter().cloned());
+                }
+                Some(ranges)
+            }
+            None => None,
+        };
+        let layer = match rule
+            .layer
+            .as_ref()
+            .map(|layer| (layer.get_ref().as_str(), layer.span()))
+        {
+            None | Some(("main", _)) => Layer::Main,
+            Some(("fallback", _)) => Layer::Fallback,
+            Some((other, span)) => {
+                return Err(fail(
+                    span,
+                    format!("layer {other:?}: use \"main\" or \"fallback\""),
+                ));
+            }
+        };
+        let mut captured: HashSet<&str> = path.names().into_iter().collect();
+        captured.extend(host.iter().flat_map(HostPattern::names));
+        let action = match (&rule.forward, &rule.respond) {
+            (Some(forward), None) => Action::Forward(
+                check_forward(forward, &captured).map_err(|e| fail(forward.span(), e))?,
+            ),
+            (None, Some(respond)) => Action::Respond(canned(respond.get_ref(), &fail)?),
+            (Some(_), Some(respond)) => {
+                return Err(fail(
+                    respond.span(),
+                    "a rule either forwards or responds, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(fail(
+                    spanned.span(),
+                    "this rule has neither `forward` nor `respond`: say what it does".into(),
+                ));
+            }
+        };
+        rules.push(Rule {
+            line,
+            layer,
+            methods,
+            host,
+            path,
+            accept,
+            action,
+            request_headers: header_changes(rule.request_headers.as_ref(), &fail)?,
+            response_headers: header_changes(rule.response_headers.as_ref(), &fail)?,
+        });
+    }
+    Ok(Routes {
+        rules,
+        source: name.to_string(),
+    })
+}
+
+/// A `forward` URL: `http://`, a host, and only captures the rule has.
+fn check_forward(
+    forward: &Spanned<String>,
+    captured: &HashSet<&str>,
+) -> Result<UrlTemplate, String> {
+    let template = UrlTemplate(forward.get_ref().clone());
+    for name in template.names() {
+        if !captured.contains(name) {
+            return Err(format!(
+                "`{{{name}}}` in forward: the rule's host and path capture no {name:?}"
+            ));
+        }
+    }
+    // Check the URL with every capture as a plain word.
+    let mut sample = Captures::default();
+    for name in captured {
+        sample.push(name, "x");
+    }
+    let uri = template.render(&sample)?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => {
+            return Err(format!(
+                "forward to {other}:// is not supported; use http://"
+            ));
+        }
+        None => return Err(format!("{:?} needs http://host:port", forward.get_ref())),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{:?} names no host", forward.get_ref()));
+    }
+    Ok(template)
+}
+
+fn canned(
+    respond: &RespondFile,
+    fail: &dyn Fn(Range<usize>, String) -> String,
+) -> Result<Canned, String> {
+    let status = StatusCode::from_u16(*respond.status.get_ref())
+        .ok()
+        .filter(|status| !status.is_informational())
+        .ok_or_else(|| fail(respond.status.span(), "a status from 200 to 599".into()))?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in &respond.headers {
+        let (name, value) = header(name, value, fail)?;
+        headers.append(name, value);
+    }
+    Ok(Canned {
+        status,
+        body: Bytes::from(respond.body.clone().unwrap_or_default()),
+        headers,
+    })
+}
+
+fn header_changes(
+    changes: Option<&Spanned<HeadersFile>>,
+    fail: &dyn Fn(Range<usize>, String) -> String,
+) -> Result<HeaderChanges, String> {
+    let Some(changes) = changes else {
+        return Ok(HeaderChanges::default());
+    };
+    let mut out = HeaderChanges::default();
+    for (name, value) in &changes.get_ref().set {
+        out.set.push(header(name, value, fail)?);
+    }
+    for name in &changes.get_ref().remove {
+        out.remove.push(header_name(name, fail)?);
+    }
+    Ok(out)
+}
+
+fn header(
+    name: &Spanned<String>,
+    value: &Spanned<String>,
+    fail: &dyn Fn(Range<usize>, String) -> String,
+) -> Result<(HeaderName, HeaderValue), String> {
+    let value = HeaderValue::from_str(value.get_ref()).map_err(|_| {
+        fail(
+            value.span(),
+            format!("{:?} is not a header value", value.get_ref()),
+        )
+    })?;
+    Ok((header_name(name, fail)?, value))
+}
+
+/// A header name a rule may touch: not a connection-specific one (step
+/// 05 strips those whatever a rule says).
+fn header_name(
+    name: &Spanned<String>,
+    fail: &dyn Fn(Range<usize>, String) -> String,
+) -> Result<HeaderName, String> {
+    let parsed = HeaderName::from_bytes(name.get_ref().as_bytes()).map_err(|_| {
+        fail(
+            name.span(),
+            format!("{:?} is not a header name", name.get_ref()),
+        )
+    })?;
+    const HOP_BY_HOP: [&str; 9] = [
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    if HOP_BY_HOP.contains(&parsed.as_str()) {
+        return Err(fail(
+            name.span(),
+            format!("{parsed} is connection-specific: the proxy handles it, a rule cannot"),
+        ));
+    }
+    Ok(parsed)
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
+// --- the file as written -----------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    accept: BTreeMap<String, Vec<Spanned<String>>>,
+    #[serde(default)]
+    rules: Vec<Spanned<RuleFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    methods: Option<Vec<Spanned<String>>>,
+    host: Option<Spanned<String>>,
+    path: Spanned<String>,
+    accept: Option<Vec<Spanned<String>>>,
+    layer: Option<Spanned<String>>,
+    forward: Option<Spanned<String>>,
+    respond: Option<Spanned<RespondFile>>,
+    request_headers: Option<Spanned<HeadersFile>>,
+    response_headers: Option<Spanned<HeadersFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RespondFile {
+    status: Spanned<u16>,
+    body: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeadersFile {
+    #[serde(default)]
+    set: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    remove: Vec<Spanned<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[accept]
+json = ["application/json"]
+html = ["text/html"]
+
+[[rules]]
+methods = ["get"]
+host = "{sub}.example.com"
+path = "/widgets/:id/*rest"
+accept = ["json"]
+forward = "http://{sub}.internal:8080/items/{id}"
+request_headers = { set = { "x-a" = "1" }, remove = ["cookie"] }
+
+[[rules]]
+path = "/*_"
+layer = "fallback"
+respond = { status = 404, body = "none", headers = { "content-type" = "text/plain" } }
+"#;
+
+    #[test]
+    fn a_good_file() {
+        let routes = parse(GOOD, "r.toml").unwrap();
+        assert_eq!(routes.rules.len(), 2);
+        let rule = &routes.rules[0];
+        assert_eq!(rule.line, 6);
+        assert_eq!(rule.methods.as_deref(), Some(&[Method::GET][..]));
+        assert_eq!(rule.layer, Layer::Main);
+        assert_eq!(rule.request_headers.set.len(), 1);
+        assert!(matches!(routes.rules[1].action, Action::Respond(ref c) if c.status == 404));
+        let Action::Forward(template) = &rule.action else {
+            panic!("forward");
+        };
+        let mut captures = Captures::default();
+        HostPattern::parse("{sub}.example.com")
+            .unwrap()
+            .matches("shop.example.com", &mut captures);
+        PathPattern::parse("/w/:id")
+            .unwrap()
+            .matches("/w/42", &mut captures);
+        assert_eq!(
+            template.render(&captures).unwrap(),
+            "http://shop.internal:8080/items/42"
+        );
+    }
+
+    #[test]
+    fn every_mistake_names_line_and_column() {
+        let cases = [
+            ("[[rules]]\npath = \"/a\"\n", "r.toml:1:1:", "neither"),
+            (
+                "[[rules]]\npath = \"/a\"\nforward = \"http://x\"\nrespond = { status = 200 }\n",
+                "r.toml:4:11:",
+                "not both",
+            ),
+            (
+                "[[rules]]\npath = \"a\"\nforward = \"http://x\"\n",
+                "r.toml:2:8:",
+                "start with",
+            ),
+            (
+                "[[rules]]\npath = \"/a\"\naccept = [\"json\"]\nforward = \"http://x\"\n",
+                "r.toml:3:11:",
+                "no accept group",
+            ),
+            (
+                "[[rules]]\npath = \"/a\"\nforward = \"https://x\"\n",
+                "r.toml:3:11:",
+                "https",
+            ),
+            (
+                "[[rules]]\npath = \"/a\"\nforward = \"http://x/{id}\"\n",
+                "r.toml:3:11:",
+                "capture no",
+            ),
+            (
+                "[[rules]]\npath = \"/a\"\nforwrd = \"http://x\"\n",
+                "r.toml:3:1:",
+                "unknown field",
+            ),
+            ("[[rules]\n", "r.toml:1:", ""),
+            (
+                "[accept]\nx = [\"nope\"]\n",
+                "r.toml:2:6:",
+                "not a media type",
+            ),
+            (
+                "[[rules]]\npath = \"/a\"\nforward = \"http://x\"\nlayer = \"last\"\n",
+                "r.toml:4:9:",
+                "fallback",
+            ),
+            (
+                "[[rules]]\npath = \"/a\"\nforward = \"http://x\"\nrequest_headers = { set = { \"Connection\" = \"x\" } }\n",
+                "r.toml:4:29:",
+                "connection-specific",
+            ),
+        ];
+        for (text, place, words) in cases {
+            let err = parse(text, "r.toml").unwrap_err();
+            assert!(
+                err.starts_with(place) && err.contains(words),
+                "{text:?} gave {err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Knowing when to reload a file: when it changes on disk, or when the
+//! process gets `SIGHUP` (what operators send daemons to reread their
+//! configuration). The kit of step 11; what a reload does is its lesson.
+//!
+//! The directory is watched, not the file: editors often save by writing a
+//! new file and renaming it over the old one, and a watch on the old file
+//! would see nothing after the first save. Events come in bursts (create,
+//! write, rename…): they are gathered for a moment, then one reload runs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tracing::warn;
+
+/// How long a burst of events is gathered before one reload.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// Calls `reload` on a task of its own each time `path` changes or the
+/// process gets `SIGHUP`, for as long as the process lives.
+pub fn on_change(path: &Path, reload: impl Fn() + Send + 'static) -> Result<(), String> {
+    let file = path.to_path_buf();
+    let name = file
+        .file_name()
+        .map(|name| name.to_os_string())
+        .ok_or_else(|| format!("{}: not a file name", file.display()))?;
+    let directory = match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let (changed, mut changes) = mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let ours = event.is_ok_and(|event| {
+            !event.kind.is_access()
+                && event
+                    .paths
+                    .iter()
+                    .any(|path| path.file_name() == Some(name.as_os_str()))
+        });
+        if ours {
+            let _ = changed.send(());
+        }
+    })
+    .map_err(|err| format!("cannot watch {}: {err}", directory.display()))?;
+    watcher
+        .watch(&directory, RecursiveMode::NonRecursive)
+        .map_err(|err| format!("cannot watch {}: {err}", directory.display()))?;
+
+    let mut hangups = hangups();
+    tokio::spawn(async move {
+        // The watcher lives as long as this task.
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                change = changes.recv() => {
+                    if change.is_none() {
+                        return;
+                    }
+                    tokio::time::sleep(SETTLE).await;
+                    while changes.try_recv().is_ok() {}
+                }
+                _ = next_hangup(&mut hangups) => {}
+            }
+            reload();
+        }
+    });
+    Ok(())
+}
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = ();
+
+#[cfg(unix)]
+fn hangups() -> Hangups {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::hangup())
+        .inspect_err(|err| warn!("SIGHUP will not reload: {err}"))
+        .ok()
+}
+
+#[cfg(not(unix))]
+fn hangups() -> Hangups {}
+
+/// The next `SIGHUP`; never, where there are none.
+async fn next_hangup(hangups: &mut Hangups) {
+    #[cfg(unix)]
+    if let Some(hangups) = hangups
+        && hangups.recv().await.is_some()
+    {
+        return;
+    }
+    let _ = hangups;
+    std::future::pending::<()>().await
+}

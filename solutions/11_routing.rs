@@ -1,0 +1,332 @@
+//! Step 11 — routing: one proxy in front of many services, choosing per
+//! request by rules read from a file, and changing them while it runs.
+//!
+//! The rules follow mu.semte.ch's dispatcher: match on method, host, path
+//! and `Accept`; main rules first, fallback rules after; within a layer,
+//! the media ranges the client prefers most first, and within those, rules
+//! in file order: the first match wins. mu-dispatcher compiles its rules
+//! (Elixir macros) into the router; here they are data, read from a TOML
+//! file (`routes_file`, the kit, does the reading and the patterns) and
+//! swapped atomically when the file changes.
+//!
+//! Three ideas, in order:
+//! - once there are several upstreams, the pipeline of steps 02–10 becomes
+//!   a value, [`Forward`], pointed at one upstream or another;
+//! - [`find_rule`] tries the rules in mu-dispatcher's order, and
+//!   [`dispatch`] does what the winner says;
+//! - the rules live behind an `ArcSwap`: a request takes the rules in
+//!   force when it starts ([`dispatch`]), a reload swaps in new ones for
+//!   the next requests ([`reload`]), and nothing waits for anything.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tracing::{info, warn};
+use workshop::body::{Body, full, text};
+use workshop::copy_headers::round_trip;
+use workshop::hop_by_hop::{strip_request, strip_response};
+use workshop::http2::{h2_to_h1, scheme_of};
+use workshop::round_trip::Upstream;
+use workshop::streaming::{notice_when_sent, with_deadline};
+use workshop::trailers::{announce_trailers, announced_trailers, client_takes_trailers};
+use workshop::websocket::{
+    bridge_extended_connect, extended_connect, refuse_unasked_switch, requested_upgrade,
+    restore_upgrade, tunnel,
+};
+use workshop::x_forwarded::{self, add_forwarded_headers, join_paths, merge_queries};
+use workshop::x_forwarded::{join_upstream_path, use_upstream_host};
+
+use crate::patterns::{Captures, MediaRange, accept_groups};
+use crate::routes_file::{Action, Layer, Routes, Rule};
+
+// ANCHOR: forward
+/// Everything steps 02 to 10 do to a request on its way to one upstream,
+/// as a value: a rule points it at its upstream with [`Forward::to`].
+#[derive(Clone)]
+pub struct Forward {
+    /// Where requests go, and the client that takes them there (HTTP/1.1,
+    /// or h2c with `--upstream-http2`: step 09).
+    pub upstream: Upstream,
+    /// The same upstream over HTTP/1.1, for upgrades (step 10).
+    pub upgrades: Upstream,
+    pub options: Arc<x_forwarded::Options>,
+    /// No response head within this long: 504 (step 08).
+    pub timeout: Duration,
+}
+
+impl Forward {
+    /// The same pipeline towards another upstream. The clients are shared:
+    /// each keeps a pool of connections per upstream it has talked to.
+    pub fn to(&self, uri: Uri) -> Forward {
+        let mut forward = self.clone();
+        forward.upstream.uri = uri.clone();
+        forward.upgrades.uri = uri;
+        forward
+    }
+
+    /// Step 10's pipeline, once: read what stripping removes, strip, add
+    /// who asked and where, then send (a round trip, a tunnel or an RFC
+    /// 8441 bridge) under one deadline, and clean the response.
+    pub async fn forward(&self, mut request: Request<Incoming>) -> Response<Body> {
+        h2_to_h1(&mut request);
+        // What the hop-by-hop stripping would erase.
+        let upgrade = requested_upgrade(request.headers());
+        let h2_websocket = extended_connect(&request);
+        let request_trailers = announced_trailers(request.headers());
+        let takes_trailers = client_takes_trailers(request.headers());
+        strip_request(request.headers_mut());
+        announce_trailers(request.headers_mut(), request_trailers);
+        let scheme = scheme_of(&request);
+        add_forwarded_headers(&mut request, scheme, &self.options);
+        if self.options.rewrite_host {
+            use_upstream_host(&mut request, &self.upstream.uri);
+        }
+        join_upstream_path(&mut request, &self.upstream.uri);
+        if let Some(protocol) = &upgrade {
+            restore_upgrade(request.headers_mut(), protocol);
+        }
+
+        let switching = upgrade.is_some() || h2_websocket.is_some();
+        let (request, sent) = notice_when_sent(request);
+        let exchange = async move {
+            match (upgrade, h2_websocket) {
+                (Some(protocol), _) => tunnel(&self.upgrades, request, protocol).await,
+                (None, Some(protocol)) => {
+                    bridge_extended_connect(&self.upgrades, request, protocol).await
+                }
+                (None, None) => round_trip(&self.upstream, request).await,
+            }
+        };
+        let response = with_deadline(self.timeout, sent, &self.upstream.uri, exchange).await;
+        if switching {
+            return response;
+        }
+        let mut response = refuse_unasked_switch(response, &self.upstream.uri);
+        let response_trailers = announced_trailers(response.headers());
+        strip_response(response.headers_mut());
+        if takes_trailers {
+            announce_trailers(response.headers_mut(), response_trailers);
+        }
+        response
+    }
+}
+// ANCHOR_END: forward
+
+/// The rule a request matched, and what it captured on the way.
+pub struct Matched<'r> {
+    pub rule: &'r Rule,
+    pub captures: Captures,
+    /// What the path's `*name` captured (`/a/b`, `/`), or `""`.
+    pub rest: String,
+}
+
+// ANCHOR: find_rule
+/// mu-dispatcher's order: each layer (main, then fallback); within it,
+/// each group of media ranges the client accepts, best quality first;
+/// within that, each rule in file order. The first rule that matches wins.
+pub fn find_rule<'r, B>(routes: &'r Routes, request: &Request<B>) -> Option<Matched<'r>> {
+    let accepted = request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok());
+    let groups = accept_groups(accepted);
+    // EXERCISE: try every layer, then every accept group (best first), then every rule of that layer in file order; return the first that rule_matches
+    for layer in [Layer::Main, Layer::Fallback] {
+        for group in &groups {
+            for rule in routes.rules.iter().filter(|rule| rule.layer == layer) {
+                let mut captures = Captures::default();
+                if let Some(rest) = rule_matches(rule, request, group, &mut captures) {
+                    let rest = rest.to_string();
+                    return Some(Matched {
+                        rule,
+                        captures,
+                        rest,
+                    });
+                }
+            }
+        }
+    }
+    None
+    // END EXERCISE
+}
+// ANCHOR_END: find_rule
+
+// ANCHOR: rule_matches
+/// Whether one rule matches, every condition it has: its methods, its
+/// host, one of the media ranges of this group, its path. Returns the rest
+/// its path captured.
+fn rule_matches<'a, B>(
+    rule: &Rule,
+    request: &'a Request<B>,
+    group: &[MediaRange],
+    captures: &mut Captures,
+) -> Option<&'a str> {
+    // An HTTP/2 WebSocket is a CONNECT; rules see the GET it stands for.
+    let method = match extended_connect(request) {
+        Some(_) => &Method::GET,
+        None => request.method(),
+    };
+    if rule
+        .methods
+        .as_ref()
+        .is_some_and(|methods| !methods.contains(method))
+    {
+        return None;
+    }
+    if let Some(pattern) = &rule.host
+        && !host_of(request).is_some_and(|host| pattern.matches(host, captures))
+    {
+        return None;
+    }
+    if let Some(offered) = &rule.accept
+        && !group
+            .iter()
+            .any(|asked| offered.iter().any(|o| o.matches(asked)))
+    {
+        return None;
+    }
+    rule.path.matches(request.uri().path(), captures)
+}
+// ANCHOR_END: rule_matches
+
+/// The host the client asked for: `Host`, or the URI's authority (HTTP/2's
+/// `:authority`, an absolute-form request).
+fn host_of<B>(request: &Request<B>) -> Option<&str> {
+    match request.headers().get(header::HOST) {
+        Some(host) => host.to_str().ok(),
+        None => request
+            .uri()
+            .authority()
+            .map(|authority| authority.as_str()),
+    }
+}
+
+// ANCHOR: dispatch
+/// Answers one request by the rules in force when it arrived.
+pub async fn dispatch(
+    routes: &ArcSwap<Routes>,
+    forward: &Forward,
+    mut request: Request<Incoming>,
+) -> Response<Body> {
+    // This request keeps these rules to its end, whatever a reload swaps in.
+    let routes = routes.load_full();
+    // HTTP/2's `:authority` becomes `Host` before the rules read the host
+    // (and before the target is rewritten below).
+    h2_to_h1(&mut request);
+    let Some(matched) = find_rule(&routes, &request) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "404 Not Found: no route for {} {}",
+                request.method(),
+                request.uri().path()
+            ),
+        );
+    };
+    let rule = matched.rule;
+    let mut response = match &rule.action {
+        Action::Respond(canned) => {
+            let mut response = Response::new(full(canned.body.clone()));
+            *response.status_mut() = canned.status;
+            *response.headers_mut() = canned.headers.clone();
+            response
+        }
+        Action::Forward(template) => {
+            let upstream = match template.render(&matched.captures) {
+                Ok(upstream) => upstream,
+                Err(err) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        format!("400 Bad Request: cannot forward this request: {err}"),
+                    );
+                }
+            };
+            // EXERCISE: apply the rule's request headers, add X-Rewrite-URL (the target as received), send the request to upstream's path + the captured rest (query merged) with forward.to
+            rule.request_headers.apply(request.headers_mut());
+            let target = request.uri().to_string();
+            if let Ok(target) = HeaderValue::from_str(&target) {
+                request.headers_mut().insert("x-rewrite-url", target);
+            }
+            let (authority, path_and_query) = upstream_target(&upstream, &matched.rest, &request);
+            *request.uri_mut() = path_and_query;
+            forward.to(authority).forward(request).await
+            // END EXERCISE
+        }
+    };
+    rule.response_headers.apply(response.headers_mut());
+    // The answer depends on the request's Accept: caches must know.
+    if rule.accept.is_some() {
+        vary_on_accept(response.headers_mut());
+    }
+    response
+}
+// ANCHOR_END: dispatch
+
+// ANCHOR: upstream_target
+/// Where a forwarded request goes: the upstream's scheme and authority, and
+/// an origin-form target made of the upstream's path with the captured
+/// rest joined by one slash (step 06's `join_paths`; no rest, no join), the
+/// upstream's query and then the request's.
+fn upstream_target<B>(upstream: &Uri, rest: &str, request: &Request<B>) -> (Uri, Uri) {
+    let path = match rest {
+        "" => upstream.path().to_string(),
+        rest => join_paths(upstream.path(), rest),
+    };
+    let path_and_query = match merge_queries(upstream.query(), request.uri().query()) {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    let target = PathAndQuery::try_from(path_and_query)
+        .map(Uri::from)
+        .unwrap_or_else(|_| Uri::from_static("/"));
+    let mut authority = Uri::builder();
+    if let Some(scheme) = upstream.scheme() {
+        authority = authority.scheme(scheme.clone());
+    }
+    if let Some(host) = upstream.authority() {
+        authority = authority.authority(host.clone());
+    }
+    let authority = authority
+        .path_and_query("/")
+        .build()
+        .unwrap_or_else(|_| upstream.clone());
+    (authority, target)
+}
+// ANCHOR_END: upstream_target
+
+/// Adds `Accept` to `Vary`, unless the upstream already said it (or `*`).
+fn vary_on_accept(headers: &mut http::HeaderMap) {
+    let said = headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim() == "*" || token.trim().eq_ignore_ascii_case("accept"));
+    if !said {
+        headers.append(header::VARY, HeaderValue::from_static("Accept"));
+    }
+}
+
+// ANCHOR: reload
+/// Loads the rules again and swaps them in, or keeps the ones in force and
+/// says why. Requests in flight keep the rules they started with; the
+/// next ones take the new rules.
+pub fn reload(routes: &ArcSwap<Routes>, load: impl Fn() -> Result<Routes, String>) {
+    match load() {
+        Ok(fresh) => {
+            info!("routes reloaded: {fresh}");
+            routes.store(Arc::new(fresh));
+        }
+        Err(err) => warn!(
+            "routes not reloaded (the {} in force stay): {err}",
+            routes.load()
+        ),
+    }
+}
+// ANCHOR_END: reload

@@ -1,0 +1,203 @@
+//! Step 11 — routing: rules from a TOML file choose where each request goes
+//! (method, host, path, `Accept`, as mu.semte.ch's dispatcher), and the
+//! file is reloaded while the proxy runs.
+//!
+//! `cargo run --bin 11-routing` serves `routes/example.toml` (edit it: the
+//! next request uses the new rules), then
+//! `curl -s 'http://127.0.0.1:8080/api/items?x=1' -H 'Accept: application/json'`.
+//! `--routes FILE` serves another file, `--routes FILE --check` only checks
+//! it; `--upstream URL` alone forwards everything there, as step 10 did.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use clap::Parser;
+use complete::routes_file::{self, Routes};
+use complete::routing::{Forward, dispatch, reload};
+use complete::watch;
+use http::uri::Authority;
+use workshop::http2::{self, serve, tls_acceptor};
+use workshop::{cli, streaming, x_forwarded};
+
+#[derive(Parser)]
+#[command(about = "Step 11 of the reverse-proxy workshop: routing rules, reloaded while running")]
+struct Args {
+    #[command(flatten)]
+    common: cli::Args,
+    #[command(flatten)]
+    forwarding: x_forwarded::Options,
+    #[command(flatten)]
+    streaming: streaming::Options,
+    #[command(flatten)]
+    http2: http2::Options,
+
+    /// The routes file (TOML). Without it: routes/example.toml in front of
+    /// the demo origin, or everything to --upstream.
+    #[arg(long, value_name = "FILE", conflicts_with = "upstream")]
+    routes: Option<PathBuf>,
+
+    /// Only check the routes file: exit 0 if it is valid, 2 with the error.
+    #[arg(long, requires = "routes")]
+    check: bool,
+}
+
+/// Where the rules come from, and how to read them again.
+struct Source {
+    /// The file to watch; `None` for rules made from `--upstream`.
+    file: Option<PathBuf>,
+    /// Put in the place of the example's 127.0.0.1:9000.
+    origin: Option<Authority>,
+}
+
+impl Source {
+    fn load(&self, upstream: Option<&http::Uri>) -> Result<Routes, String> {
+        match (&self.file, upstream) {
+            (Some(file), _) => routes_file::load(file, self.origin.as_ref()),
+            (None, Some(upstream)) => Ok(routes_file::forward_everything(upstream)),
+            (None, None) => Err("no routes".into()),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if args.check {
+        let file = args.routes.clone().unwrap_or_default();
+        match routes_file::load(&file, None) {
+            Ok(routes) => {
+                println!("{}: {} rules, valid", file.display(), routes.rules.len());
+                return;
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                std::process::exit(2);
+            }
+        }
+    }
+    // Every problem with the rules or the certificate before listening.
+    // The repository's example (this binary's package is complete/).
+    let repository = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = repository
+        .parent()
+        .unwrap_or(repository)
+        .join("routes/example.toml");
+    let mut source = match (&args.routes, &args.common.upstream) {
+        (Some(file), _) => Source {
+            file: Some(file.clone()),
+            origin: None,
+        },
+        (None, Some(_)) => Source {
+            file: None,
+            origin: None,
+        },
+        (None, None) => Source {
+            file: Some(example.clone()),
+            origin: None,
+        },
+    };
+    if source.file.is_some()
+        && let Err(err) = source.load(None)
+    {
+        eprintln!("error: {err}");
+        std::process::exit(2);
+    }
+    let tls = match tls_acceptor(&args.http2) {
+        Ok(tls) => tls,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::exit(2);
+        }
+    };
+    let scheme = if args.http2.uses_tls() {
+        "https"
+    } else {
+        "http"
+    };
+    let listener = cli::listen_as(&args.common, scheme).await;
+    for file in complete::exercises_in_use() {
+        println!("running your exercises/{file} (--features ex11) instead of solutions/{file}");
+    }
+    let tls = tls.map(|(acceptor, fingerprint)| {
+        println!("certificate sha256 fingerprint: {fingerprint}");
+        acceptor
+    });
+    // No --routes and no --upstream: the example, in front of our own origin.
+    let upstream = cli::upstream(&args.common).await;
+    if args.routes.is_none() && args.common.upstream.is_none() {
+        source.origin = upstream.authority().cloned();
+    }
+    let routes = match source.load(Some(&upstream)) {
+        Ok(routes) => routes,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::exit(2);
+        }
+    };
+    let example_in_use = source.file.as_ref() == Some(&example);
+
+    // ANCHOR: main
+    let routes = Arc::new(ArcSwap::from_pointee(routes));
+    let watched = source.file.clone();
+    if let Some(file) = &watched {
+        let (routes, upstream) = (routes.clone(), upstream.clone());
+        let watching = watch::on_change(file, move || {
+            reload(&routes, || source.load(Some(&upstream)));
+        });
+        if let Err(err) = watching {
+            eprintln!("warning: {err}: edit the file, then send SIGHUP to reload");
+        }
+    }
+    // ANCHOR_END: main
+    // Said once the file is watched: a script may change it from now on.
+    let loaded = routes.load();
+    match &watched {
+        Some(file) => println!("routes: {loaded}, reloaded when {} changes", file.display()),
+        None => println!("routes: {loaded}"),
+    }
+    try_lines(&listener, &args, example_in_use);
+
+    // ANCHOR: serve
+    let forward = Arc::new(Forward {
+        upstream: http2::upstream(upstream.clone(), args.http2.upstream_http2),
+        upgrades: http2::upstream(upstream, false),
+        options: Arc::new(args.forwarding),
+        timeout: args.streaming.upstream_timeout,
+    });
+    let mut builder = http2::builder();
+    builder.http2().enable_connect_protocol();
+    serve(listener, tls, builder, move |request| {
+        let (routes, forward) = (routes.clone(), forward.clone());
+        async move { dispatch(&routes, &forward, request).await }
+    })
+    .await;
+    // ANCHOR_END: serve
+}
+
+/// The commands to try: one kind of match each, with the example routes.
+fn try_lines(listener: &tokio::net::TcpListener, args: &Args, example: bool) {
+    let tls = args.http2.uses_tls();
+    if !example {
+        cli::try_this_over(listener, tls, &["{curl} -i {url}/echo"]);
+        return;
+    }
+    cli::try_this_over(
+        listener,
+        tls,
+        &[
+            "# by path and Accept: JSON clients of /api get the API",
+            "{curl} -s '{url}/api/items?x=1' -H 'Accept: application/json'",
+            "# the same path, asked by a browser",
+            "{curl} -s {url}/api/items -H 'Accept: text/html'",
+            "# a segment captured by the path, and the response headers the rule sets",
+            "{curl} -si {url}/widgets/42",
+            "# by host: the label captured ({app}.localhost)",
+            "{curl} -s {url}/ -H 'Host: shop.localhost'",
+            "# no main rule for that host: the fallback layer, a 404 in JSON",
+            "{curl} -si {url}/ -H 'Host: nowhere.example' -H 'Accept: application/json'",
+            "# edit routes/example.toml and save: the next request uses the new rules",
+            "{curl} -s {url}/echo -o /dev/null -w '%{http_code}\\n'",
+        ],
+    );
+}
