@@ -41,10 +41,11 @@ use workshop::websocket::{
 use workshop::x_forwarded::{self, add_forwarded_headers, join_paths, merge_queries};
 use workshop::x_forwarded::{join_upstream_path, use_upstream_host};
 
-use crate::patterns::{Captures, MediaRange, accept_groups};
+use crate::patterns::{Captures, MediaRange, accept_groups, normalize_host};
 use crate::routes_file::{Action, Layer, Routes, Rule};
 
 // ANCHOR: forward
+// ANCHOR: forward_struct
 /// Everything steps 02 to 10 do to a request on its way to one upstream,
 /// as a value: a rule points it at its upstream with [`Forward::to`].
 #[derive(Clone)]
@@ -58,6 +59,7 @@ pub struct Forward {
     /// No response head within this long: 504 (step 08).
     pub timeout: Duration,
 }
+// ANCHOR_END: forward_struct
 
 impl Forward {
     /// The same pipeline towards another upstream. The clients are shared:
@@ -91,6 +93,7 @@ impl Forward {
             restore_upgrade(request.headers_mut(), protocol);
         }
 
+        // ANCHOR: one_deadline
         let switching = upgrade.is_some() || h2_websocket.is_some();
         let (request, sent) = notice_when_sent(request);
         let exchange = async move {
@@ -103,6 +106,7 @@ impl Forward {
             }
         };
         let response = with_deadline(self.timeout, sent, &self.upstream.uri, exchange).await;
+        // ANCHOR_END: one_deadline
         if switching {
             return response;
         }
@@ -128,7 +132,8 @@ pub struct Matched<'r> {
 // ANCHOR: find_rule
 /// mu-dispatcher's order: each layer (main, then fallback); within it,
 /// each group of media ranges the client accepts, best quality first;
-/// within that, each rule in file order. The first rule that matches wins.
+/// within that, each rule in file order (the ones that may match this path:
+/// the kit indexes them by first segment). The first rule that matches wins.
 pub fn find_rule<'r, B>(routes: &'r Routes, request: &Request<B>) -> Option<Matched<'r>> {
     let accepted = request
         .headers()
@@ -136,12 +141,14 @@ pub fn find_rule<'r, B>(routes: &'r Routes, request: &Request<B>) -> Option<Matc
         .iter()
         .filter_map(|value| value.to_str().ok());
     let groups = accept_groups(accepted);
+    let asked = Asked::from(request);
     // EXERCISE: try every layer, then every accept group (best first), then every rule of that layer in file order; return the first that rule_matches
+    // ANCHOR: order
     for layer in [Layer::Main, Layer::Fallback] {
         for group in &groups {
-            for rule in routes.rules.iter().filter(|rule| rule.layer == layer) {
+            for rule in routes.candidates(layer, asked.path) {
                 let mut captures = Captures::default();
-                if let Some(rest) = rule_matches(rule, request, group, &mut captures) {
+                if let Some(rest) = rule_matches(rule, &asked, group, &mut captures) {
                     let rest = rest.to_string();
                     return Some(Matched {
                         rule,
@@ -153,59 +160,71 @@ pub fn find_rule<'r, B>(routes: &'r Routes, request: &Request<B>) -> Option<Matc
         }
     }
     None
+    // ANCHOR_END: order
     // END EXERCISE
 }
 // ANCHOR_END: find_rule
 
+/// What the rules look at in a request, read once for all of them.
+struct Asked<'a> {
+    method: &'a Method,
+    /// Lowercase, without its port (`None`: no host at all).
+    host: Option<String>,
+    path: &'a str,
+}
+
+impl<'a, B> From<&'a Request<B>> for Asked<'a> {
+    fn from(request: &'a Request<B>) -> Asked<'a> {
+        // An HTTP/2 WebSocket is a CONNECT; rules see the GET it stands for.
+        let method = match extended_connect(request) {
+            Some(_) => &Method::GET,
+            None => request.method(),
+        };
+        // `Host`, or the URI's authority (an absolute-form request).
+        let host = match request.headers().get(header::HOST) {
+            Some(host) => host.to_str().ok(),
+            None => request
+                .uri()
+                .authority()
+                .map(|authority| authority.as_str()),
+        };
+        Asked {
+            method,
+            host: host.map(normalize_host),
+            path: request.uri().path(),
+        }
+    }
+}
+
 // ANCHOR: rule_matches
-/// Whether one rule matches, every condition it has: its methods, its
-/// host, one of the media ranges of this group, its path. Returns the rest
-/// its path captured.
-fn rule_matches<'a, B>(
+/// Whether a rule matches: every condition it states (the cheap ones
+/// first). Returns the rest its path captured.
+fn rule_matches<'a>(
     rule: &Rule,
-    request: &'a Request<B>,
+    asked: &Asked<'a>,
     group: &[MediaRange],
     captures: &mut Captures,
 ) -> Option<&'a str> {
-    // An HTTP/2 WebSocket is a CONNECT; rules see the GET it stands for.
-    let method = match extended_connect(request) {
-        Some(_) => &Method::GET,
-        None => request.method(),
-    };
-    if rule
+    let method = rule
         .methods
         .as_ref()
-        .is_some_and(|methods| !methods.contains(method))
-    {
-        return None;
-    }
-    if let Some(pattern) = &rule.host
-        && !host_of(request).is_some_and(|host| pattern.matches(host, captures))
-    {
-        return None;
-    }
-    if let Some(offered) = &rule.accept
-        && !group
+        .is_none_or(|m| m.contains(asked.method));
+    let accept = rule.accept.as_ref().is_none_or(|offered| {
+        group
             .iter()
-            .any(|asked| offered.iter().any(|o| o.matches(asked)))
-    {
+            .any(|range| offered.iter().any(|o| o.matches(range)))
+    });
+    let mut host = || match (&rule.host, &asked.host) {
+        (None, _) => true,
+        (Some(pattern), Some(host)) => pattern.matches(host, captures),
+        (Some(_), None) => false,
+    };
+    if !(method && accept && host()) {
         return None;
     }
-    rule.path.matches(request.uri().path(), captures)
+    rule.path.matches(asked.path, captures)
 }
 // ANCHOR_END: rule_matches
-
-/// The host the client asked for: `Host`, or the URI's authority (HTTP/2's
-/// `:authority`, an absolute-form request).
-fn host_of<B>(request: &Request<B>) -> Option<&str> {
-    match request.headers().get(header::HOST) {
-        Some(host) => host.to_str().ok(),
-        None => request
-            .uri()
-            .authority()
-            .map(|authority| authority.as_str()),
-    }
-}
 
 // ANCHOR: dispatch
 /// Answers one request by the rules in force when it arrived.
@@ -248,6 +267,7 @@ pub async fn dispatch(
                 }
             };
             // EXERCISE: apply the rule's request headers, add X-Rewrite-URL (the target as received), send the request to upstream's path + the captured rest (query merged) with forward.to
+            // ANCHOR: dispatch_forward
             rule.request_headers.apply(request.headers_mut());
             let target = request.uri().to_string();
             if let Ok(target) = HeaderValue::from_str(&target) {
@@ -256,6 +276,7 @@ pub async fn dispatch(
             let (authority, path_and_query) = upstream_target(&upstream, &matched.rest, &request);
             *request.uri_mut() = path_and_query;
             forward.to(authority).forward(request).await
+            // ANCHOR_END: dispatch_forward
             // END EXERCISE
         }
     };

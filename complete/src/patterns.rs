@@ -147,6 +147,15 @@ impl PathPattern {
         names
     }
 
+    /// The literal first segment every path it matches starts with
+    /// (`widgets` for `/widgets/:id`), if it has one.
+    pub fn first_literal(&self) -> Option<&str> {
+        match self.segments.first() {
+            Some(Segment::Literal(literal)) => Some(literal),
+            _ => None,
+        }
+    }
+
     /// Whether the pattern ends with `*name` (what it captures is forwarded).
     pub fn has_rest(&self) -> bool {
         self.rest.is_some()
@@ -206,30 +215,27 @@ impl HostPattern {
         })
     }
 
-    /// Matches a `Host` value (port and case ignored), adding the captures.
+    /// Matches a host as [`normalize_host`] leaves it, adding the captures.
+    /// Labels are compared from the right, where hosts differ most, and
+    /// nothing is captured (nor allocated) unless every label matches.
     pub fn matches(&self, host: &str, captures: &mut Captures) -> bool {
-        let host = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
-        let labels: Vec<&str> = host.split('.').collect();
-        let extra = match labels.len().checked_sub(self.labels.len()) {
-            Some(0) => 0,
-            Some(extra) if self.any_subdomain => extra,
-            _ => return false,
-        };
-        let before = captures.len();
-        for (label, pattern) in labels[extra..].iter().zip(&self.labels) {
-            let ok = match pattern {
-                Label::Literal(literal) => label == literal,
-                Label::Capture(name) => {
+        let count = host.split('.').count();
+        if count < self.labels.len() || (count > self.labels.len() && !self.any_subdomain) {
+            return false;
+        }
+        let pairs = || host.rsplit('.').zip(self.labels.iter().rev());
+        let all = pairs().all(|(label, pattern)| match pattern {
+            Label::Literal(literal) => label == literal,
+            Label::Capture(_) => !label.is_empty(),
+        });
+        if all {
+            for (label, pattern) in pairs() {
+                if let Label::Capture(name) = pattern {
                     captures.push(name, label);
-                    !label.is_empty()
                 }
-            };
-            if !ok {
-                captures.truncate(before);
-                return false;
             }
         }
-        true
+        all
     }
 
     pub fn names(&self) -> Vec<&str> {
@@ -241,6 +247,12 @@ impl HostPattern {
             })
             .collect()
     }
+}
+
+/// A `Host` value as host patterns compare it: without its port or a final
+/// dot, lowercase (`Shop.Example.com:8080` → `shop.example.com`).
+pub fn normalize_host(host: &str) -> String {
+    strip_port(host).trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// `example.com:8080` → `example.com`, `[::1]:8080` → `[::1]`.
@@ -408,7 +420,7 @@ mod tests {
         let mut captures = Captures::default();
         HostPattern::parse(pattern)
             .unwrap()
-            .matches(host, &mut captures)
+            .matches(&normalize_host(host), &mut captures)
             .then_some(captures)
     }
 

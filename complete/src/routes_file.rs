@@ -17,7 +17,7 @@
 //! response_headers = { set = { "cache-control" = "no-store" } }
 //! ```
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
 
@@ -35,6 +35,48 @@ pub struct Routes {
     pub rules: Vec<Rule>,
     /// Where they come from, for logs: a file name, or a description.
     pub source: String,
+    /// For each literal first path segment, the rules that may match a
+    /// path starting with it (those with that segment, and those whose
+    /// first segment captures anything), in file order: most rules never
+    /// need trying. The other paths try `any_first`.
+    by_first: HashMap<String, Vec<usize>>,
+    any_first: Vec<usize>,
+}
+
+impl Routes {
+    pub fn new(rules: Vec<Rule>, source: String) -> Routes {
+        let any_first: Vec<usize> = (0..rules.len())
+            .filter(|&i| rules[i].path.first_literal().is_none())
+            .collect();
+        let mut by_first: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, rule) in rules.iter().enumerate() {
+            if let Some(first) = rule.path.first_literal() {
+                by_first.entry(first.to_string()).or_default().push(i);
+            }
+        }
+        for indices in by_first.values_mut() {
+            indices.extend(&any_first);
+            indices.sort_unstable();
+        }
+        Routes {
+            rules,
+            source,
+            by_first,
+            any_first,
+        }
+    }
+
+    /// The rules of `layer` that may match `path`, in file order: the
+    /// others cannot (their first segment is another word).
+    pub fn candidates<'r>(&'r self, layer: Layer, path: &str) -> impl Iterator<Item = &'r Rule> {
+        let first = path.trim_start_matches('/');
+        let first = &first[..first.find('/').unwrap_or(first.len())];
+        let indices = self.by_first.get(first).unwrap_or(&self.any_first);
+        indices
+            .iter()
+            .map(|&i| &self.rules[i])
+            .filter(move |rule| rule.layer == layer)
+    }
 }
 
 impl std::fmt::Display for Routes {
@@ -153,10 +195,7 @@ pub fn forward_everything(upstream: &Uri) -> Routes {
         request_headers: HeaderChanges::default(),
         response_headers: HeaderChanges::default(),
     };
-    Routes {
-        rules: vec![rule],
-        source: format!("--upstream {upstream}"),
-    }
+    Routes::new(vec![rule], format!("--upstream {upstream}"))
 }
 
 /// Reads and checks a routes file. `origin`, when given, takes the place of
@@ -307,10 +346,7 @@ pub fn parse(text: &str, name: &str) -> Result<Routes, String> {
             response_headers: header_changes(rule.response_headers.as_ref(), &fail)?,
         });
     }
-    Ok(Routes {
-        rules,
-        source: name.to_string(),
-    })
+    Ok(Routes::new(rules, name.to_string()))
 }
 
 /// A `forward` URL: `http://`, a host, and only captures the rule has.

@@ -509,10 +509,13 @@ response_headers = { set = { "cache-control" = "no-store" }, remove = ["x-order"
 }
 
 pub async fn routes_websocket(ctx: Ctx) -> Outcome {
+    // GET only: an HTTP/2 WebSocket (a CONNECT) must count as the GET it
+    // stands for.
     let (proxy, _file) = routed(
         &ctx,
         r#"
 [[rules]]
+methods = ["GET"]
 path = "/live/*rest"
 forward = "http://{origin}/"
 "#,
@@ -543,6 +546,57 @@ forward = "http://{origin}/"
     ensure!(
         reply == Message::text("routed"),
         "a WebSocket through a routed rule should echo `routed`, got {reply:?}"
+    );
+
+    // RFC 8441 over h2c, through the same GET-only rule.
+    let mut h2 = crate::harness::client::connect_h2(proxy.addr).await?;
+    let mut request = crate::harness::client::h2_request(&proxy.addr.to_string(), "/live/ws");
+    *request.method_mut() = Method::CONNECT;
+    request
+        .extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    request
+        .headers_mut()
+        .insert("sec-websocket-version", HeaderValue::from_static("13"));
+    let mut response = within(10, "the answer to the extended CONNECT", async {
+        h2.send_request(request)
+            .await
+            .or_fail("an HTTP/2 WebSocket to /live/ws")
+    })
+    .await?;
+    ensure!(
+        response.status() == 200,
+        "an HTTP/2 WebSocket (extended CONNECT) to /live/ws, under a GET-only rule: expected 200 \
+         (rules see the GET it stands for), got {}",
+        response.status()
+    );
+    let upgraded = within(10, "the tunnel", async {
+        hyper::upgrade::on(&mut response)
+            .await
+            .or_fail("the stream as a tunnel")
+    })
+    .await?;
+    let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        hyper_util::rt::TokioIo::new(upgraded),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    socket
+        .send(Message::text("routed over h2"))
+        .await
+        .or_fail("sending")?;
+    let reply = within(10, "the echo", async {
+        socket
+            .next()
+            .await
+            .or_fail("the WebSocket ended")?
+            .or_fail("reading")
+    })
+    .await?;
+    ensure!(
+        reply == Message::text("routed over h2"),
+        "an HTTP/2 WebSocket through a routed rule should echo, got {reply:?}"
     );
     Ok(())
 }
