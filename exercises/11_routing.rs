@@ -25,13 +25,14 @@
 //! shows exactly the work.
 #![allow(unused, unreachable_code)]
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tracing::{info, warn};
 use workshop::body::{Body, full, text};
@@ -48,7 +49,7 @@ use workshop::websocket::{
 use workshop::x_forwarded::{self, add_forwarded_headers, join_paths, merge_queries};
 use workshop::x_forwarded::{join_upstream_path, use_upstream_host};
 
-use crate::patterns::{Captures, MediaRange, accept_groups, normalize_host};
+use crate::patterns::{AcceptGroup, Captures, accept_groups, normalize_host, without_dot_segments};
 use crate::routes_file::{Action, Layer, Routes, Rule};
 
 // ANCHOR: forward
@@ -69,6 +70,17 @@ pub struct Forward {
 // ANCHOR_END: forward_struct
 
 impl Forward {
+    /// The pipeline with its clients, not pointed anywhere yet: every rule
+    /// points it at its own upstream with [`Forward::to`].
+    pub fn new(options: x_forwarded::Options, timeout: Duration, upstream_http2: bool) -> Forward {
+        Forward {
+            upstream: workshop::http2::upstream(Uri::default(), upstream_http2),
+            upgrades: workshop::http2::upstream(Uri::default(), false),
+            options: Arc::new(options),
+            timeout,
+        }
+    }
+
     /// The same pipeline towards another upstream. The clients are shared:
     /// each keeps a pool of connections per upstream it has talked to.
     pub fn to(&self, uri: Uri) -> Forward {
@@ -78,10 +90,16 @@ impl Forward {
         forward
     }
 
-    /// Step 10's pipeline, once: read what stripping removes, strip, add
-    /// who asked and where, then send (a round trip, a tunnel or an RFC
-    /// 8441 bridge) under one deadline, and clean the response.
-    pub async fn forward(&self, mut request: Request<Incoming>) -> Response<Body> {
+    /// Step 10's pipeline, once: read what stripping removes, strip, let
+    /// the caller change headers (`after_stripping`: a rule's changes, which
+    /// a client's `Connection` can then no longer remove), add who asked and
+    /// where, then send (a round trip, a tunnel or an RFC 8441 bridge) under
+    /// one deadline, and clean the response.
+    pub async fn forward(
+        &self,
+        mut request: Request<Incoming>,
+        after_stripping: impl FnOnce(&mut HeaderMap),
+    ) -> Response<Body> {
         h2_to_h1(&mut request);
         // What the hop-by-hop stripping would erase.
         let upgrade = requested_upgrade(request.headers());
@@ -90,6 +108,7 @@ impl Forward {
         let takes_trailers = client_takes_trailers(request.headers());
         strip_request(request.headers_mut());
         announce_trailers(request.headers_mut(), request_trailers);
+        after_stripping(request.headers_mut());
         let scheme = scheme_of(&request);
         add_forwarded_headers(&mut request, scheme, &self.options);
         if self.options.rewrite_host {
@@ -188,30 +207,29 @@ impl<'a, B> From<&'a Request<B>> for Asked<'a> {
 }
 
 // ANCHOR: rule_matches
-/// Whether a rule matches: every condition it states (the cheap ones
-/// first). Returns the rest its path captured.
+/// Whether a rule matches: every condition it states, the cheap ones
+/// first. Returns the rest its path captured.
 fn rule_matches<'a>(
     rule: &Rule,
     asked: &Asked<'a>,
-    group: &[MediaRange],
+    group: &AcceptGroup,
     captures: &mut Captures,
 ) -> Option<&'a str> {
-    let method = rule
-        .methods
-        .as_ref()
-        .is_none_or(|m| m.contains(asked.method));
-    let accept = rule.accept.as_ref().is_none_or(|offered| {
-        group
-            .iter()
-            .any(|range| offered.iter().any(|o| o.matches(range)))
-    });
-    let mut host = || match (&rule.host, &asked.host) {
-        (None, _) => true,
-        (Some(pattern), Some(host)) => pattern.matches(host, captures),
-        (Some(_), None) => false,
-    };
-    if !(method && accept && host()) {
+    if let Some(methods) = &rule.methods
+        && !methods.contains(asked.method)
+    {
         return None;
+    }
+    if let Some(offered) = &rule.accept
+        && !group.takes_any(offered)
+    {
+        return None;
+    }
+    if let Some(pattern) = &rule.host {
+        let host = asked.host.as_ref()?;
+        if !pattern.matches(host, captures) {
+            return None;
+        }
     }
     rule.path.matches(asked.path, captures)
 }
@@ -229,8 +247,26 @@ pub async fn dispatch(
     // HTTP/2's `:authority` becomes `Host` before the rules read the host
     // (and before the target is rewritten below).
     h2_to_h1(&mut request);
+    // The target as the client sent it, for X-Rewrite-URL.
+    let sent_target = request
+        .uri()
+        .path_and_query()
+        .map(|target| target.to_string());
+    // Rules see, and upstreams get, the path with `..` resolved: nothing
+    // slips under a rule by way of `/public/../admin`.
+    if let Cow::Owned(path) = without_dot_segments(request.uri().path()) {
+        let query = request
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        if let Ok(target) = format!("{path}{query}").parse() {
+            *request.uri_mut() = target;
+        }
+    }
+    let varies = routes.depends_on_accept(request.uri().path());
     let Some(matched) = find_rule(&routes, &request) else {
-        return text(
+        let mut response = text(
             StatusCode::NOT_FOUND,
             format!(
                 "404 Not Found: no route for {} {}",
@@ -238,6 +274,10 @@ pub async fn dispatch(
                 request.uri().path()
             ),
         );
+        if varies {
+            vary_on_accept(response.headers_mut());
+        }
+        return response;
     };
     let rule = matched.rule;
     let mut response = match &rule.action {
@@ -257,15 +297,15 @@ pub async fn dispatch(
                     );
                 }
             };
-            // TODO: apply the rule's request headers, add X-Rewrite-URL (the target as received), send the request to upstream's path + the captured rest (query merged) with forward.to
+            // TODO: send the request to upstream's path + the captured rest (query merged) with forward.to; after stripping, apply the rule's request headers and add X-Rewrite-URL (the target as sent)
             todo!(
-                "apply the rule's request headers, add X-Rewrite-URL (the target as received), send the request to upstream's path + the captured rest (query merged) with forward.to"
+                "send the request to upstream's path + the captured rest (query merged) with forward.to; after stripping, apply the rule's request headers and add X-Rewrite-URL (the target as sent)"
             )
         }
     };
     rule.response_headers.apply(response.headers_mut());
-    // The answer depends on the request's Accept: caches must know.
-    if rule.accept.is_some() {
+    // Another Accept could have chosen another rule: caches must know.
+    if varies {
         vary_on_accept(response.headers_mut());
     }
     response

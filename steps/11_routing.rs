@@ -8,7 +8,7 @@
 //! `--routes FILE` serves another file, `--routes FILE --check` only checks
 //! it; `--upstream URL` alone forwards everything there, as step 10 did.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -16,6 +16,7 @@ use clap::Parser;
 use complete::routes_file::{self, Routes};
 use complete::routing::{Forward, dispatch, reload};
 use complete::watch;
+use http::Uri;
 use http::uri::Authority;
 use workshop::http2::{self, serve, tls_acceptor};
 use workshop::{cli, streaming, x_forwarded};
@@ -43,19 +44,22 @@ struct Args {
 }
 
 /// Where the rules come from, and how to read them again.
-struct Source {
-    /// The file to watch; `None` for rules made from `--upstream`.
-    file: Option<PathBuf>,
-    /// Put in the place of the example's 127.0.0.1:9000.
-    origin: Option<Authority>,
+enum Source {
+    /// A routes file, watched; `origin` takes the place of the example's
+    /// 127.0.0.1:9000.
+    File {
+        path: PathBuf,
+        origin: Option<Authority>,
+    },
+    /// `--upstream` without a file: everything goes there, as in step 10.
+    Upstream(Uri),
 }
 
 impl Source {
-    fn load(&self, upstream: Option<&http::Uri>) -> Result<Routes, String> {
-        match (&self.file, upstream) {
-            (Some(file), _) => routes_file::load(file, self.origin.as_ref()),
-            (None, Some(upstream)) => Ok(routes_file::forward_everything(upstream)),
-            (None, None) => Err("no routes".into()),
+    fn load(&self) -> Result<Routes, String> {
+        match self {
+            Source::File { path, origin } => routes_file::load(path, origin.as_ref()),
+            Source::Upstream(upstream) => Ok(routes_file::forward_everything(upstream)),
         }
     }
 }
@@ -67,7 +71,7 @@ async fn main() {
         let file = args.routes.clone().unwrap_or_default();
         match routes_file::load(&file, None) {
             Ok(routes) => {
-                println!("{}: {} rules, valid", file.display(), routes.rules.len());
+                println!("{}: {routes}: valid", file.display());
                 return;
             }
             Err(err) => {
@@ -76,30 +80,25 @@ async fn main() {
             }
         }
     }
-    // Every problem with the rules or the certificate before listening.
     // The repository's example (this binary's package is complete/).
-    let repository = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR"));
     let example = repository
         .parent()
         .unwrap_or(repository)
         .join("routes/example.toml");
     let mut source = match (&args.routes, &args.common.upstream) {
-        (Some(file), _) => Source {
-            file: Some(file.clone()),
+        (Some(path), _) => Source::File {
+            path: path.clone(),
             origin: None,
         },
-        (None, Some(_)) => Source {
-            file: None,
-            origin: None,
-        },
-        (None, None) => Source {
-            file: Some(example.clone()),
+        (None, Some(upstream)) => Source::Upstream(upstream.clone()),
+        (None, None) => Source::File {
+            path: example.clone(),
             origin: None,
         },
     };
-    if source.file.is_some()
-        && let Err(err) = source.load(None)
-    {
+    // Every problem with the rules or the certificate before listening.
+    if let Err(err) = source.load() {
         eprintln!("error: {err}");
         std::process::exit(2);
     }
@@ -123,48 +122,48 @@ async fn main() {
         println!("certificate sha256 fingerprint: {fingerprint}");
         acceptor
     });
-    // No --routes and no --upstream: the example, in front of our own origin.
-    let upstream = cli::upstream(&args.common).await;
-    if args.routes.is_none() && args.common.upstream.is_none() {
-        source.origin = upstream.authority().cloned();
+    // The example runs in front of a demo origin of its own.
+    let example_in_use = matches!(&source, Source::File { path, .. } if *path == example);
+    if example_in_use && let Source::File { origin, .. } = &mut source {
+        let upstream = cli::upstream(&args.common).await;
+        *origin = upstream.authority().cloned();
     }
-    let routes = match source.load(Some(&upstream)) {
+    let routes = match source.load() {
         Ok(routes) => routes,
         Err(err) => {
             eprintln!("error: {err}");
             std::process::exit(2);
         }
     };
-    let example_in_use = source.file.as_ref() == Some(&example);
 
     // ANCHOR: main
     let routes = Arc::new(ArcSwap::from_pointee(routes));
-    let watched = source.file.clone();
-    if let Some(file) = &watched {
-        let (routes, upstream) = (routes.clone(), upstream.clone());
-        let watching = watch::on_change(file, move || {
-            reload(&routes, || source.load(Some(&upstream)));
-        });
+    let watched = match &source {
+        Source::File { path, .. } => Some(path.clone()),
+        Source::Upstream(_) => None,
+    };
+    if let Some(path) = &watched {
+        let routes = routes.clone();
+        let watching = watch::on_change(path, move || reload(&routes, || source.load()));
         if let Err(err) = watching {
-            eprintln!("warning: {err}: edit the file, then send SIGHUP to reload");
+            eprintln!("warning: {err}: the file is not watched, send SIGHUP to reload");
         }
     }
     // ANCHOR_END: main
     // Said once the file is watched: a script may change it from now on.
     let loaded = routes.load();
     match &watched {
-        Some(file) => println!("routes: {loaded}, reloaded when {} changes", file.display()),
+        Some(path) => println!("routes: {loaded}, reloaded when {} changes", path.display()),
         None => println!("routes: {loaded}"),
     }
     try_lines(&listener, &args, example_in_use);
 
     // ANCHOR: serve
-    let forward = Arc::new(Forward {
-        upstream: http2::upstream(upstream.clone(), args.http2.upstream_http2),
-        upgrades: http2::upstream(upstream, false),
-        options: Arc::new(args.forwarding),
-        timeout: args.streaming.upstream_timeout,
-    });
+    let forward = Arc::new(Forward::new(
+        args.forwarding,
+        args.streaming.upstream_timeout,
+        args.http2.upstream_http2,
+    ));
     let mut builder = http2::builder();
     builder.http2().enable_connect_protocol();
     serve(listener, tls, builder, move |request| {
@@ -175,9 +174,17 @@ async fn main() {
     // ANCHOR_END: serve
 }
 
-/// The commands to try: one kind of match each, with the example routes.
+/// The commands to try: with the example routes, one kind of match each.
 fn try_lines(listener: &tokio::net::TcpListener, args: &Args, example: bool) {
     let tls = args.http2.uses_tls();
+    if args.routes.is_some() && !example {
+        cli::try_this_over(
+            listener,
+            tls,
+            &["# whatever your rules say:", "{curl} -si {url}/"],
+        );
+        return;
+    }
     if !example {
         cli::try_this_over(listener, tls, &["{curl} -i {url}/echo"]);
         return;
@@ -192,10 +199,16 @@ fn try_lines(listener: &tokio::net::TcpListener, args: &Args, example: bool) {
             "{curl} -s {url}/api/items -H 'Accept: text/html'",
             "# a segment captured by the path, and the response headers the rule sets",
             "{curl} -si {url}/widgets/42",
+            "# by method: a POST to /widgets is answered by a rule (a GET goes on to the origin)",
+            "{curl} -si -X POST {url}/widgets",
             "# by host: the label captured ({app}.localhost)",
             "{curl} -s {url}/ -H 'Host: shop.localhost'",
-            "# no main rule for that host: the fallback layer, a 404 in JSON",
+            "# by host: *.example.com, the apex too",
+            "{curl} -s {url}/ -H 'Host: example.com'",
+            "# no main rule for that host: the fallback layer answers a 404 in JSON",
             "{curl} -si {url}/ -H 'Host: nowhere.example' -H 'Accept: application/json'",
+            "# nor a fallback for text/plain: the proxy's own 404",
+            "{curl} -si {url}/ -H 'Host: nowhere.example' -H 'Accept: text/plain'",
             "# edit routes/example.toml and save: the next request uses the new rules",
             "{curl} -s {url}/echo -o /dev/null -w '%{http_code}\\n'",
         ],

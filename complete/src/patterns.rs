@@ -27,20 +27,6 @@ impl Captures {
     pub fn push(&mut self, name: &str, value: &str) {
         self.0.push((name.to_string(), value.to_string()));
     }
-
-    /// Forgets what was captured after the first `len` captures (a rule
-    /// that did not match leaves nothing behind).
-    pub fn truncate(&mut self, len: usize) {
-        self.0.truncate(len);
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// A name for a capture: letters, digits, `_`.
@@ -103,7 +89,16 @@ impl PathPattern {
                 segments.push(Segment::Literal(part.to_string()));
             }
         }
-        Ok(PathPattern { segments, rest })
+        let parsed = PathPattern { segments, rest };
+        let names = parsed.names();
+        if let Some((_, twice)) = names
+            .iter()
+            .enumerate()
+            .find(|(i, name)| names[..*i].contains(name))
+        {
+            return Err(format!("{pattern:?} captures {twice:?} twice"));
+        }
+        Ok(parsed)
     }
 
     /// Matches the raw `path` (it starts with `/`). On a match, returns the
@@ -156,10 +151,44 @@ impl PathPattern {
         }
     }
 
-    /// Whether the pattern ends with `*name` (what it captures is forwarded).
-    pub fn has_rest(&self) -> bool {
-        self.rest.is_some()
+    /// The name of its `*name` capture, if it has one.
+    pub fn rest_name(&self) -> Option<&str> {
+        self.rest.as_deref()
     }
+}
+
+/// `path` with its `.` and `..` segments resolved (RFC 3986 §5.2.4), also
+/// written `%2e`: `/public/../admin` is `/admin`. Rules match, and the
+/// upstream gets, the path an upstream that resolves them would serve;
+/// otherwise `/public/../admin/x` would slip past a rule on `/admin`.
+/// Above the root, `..` stays at the root.
+pub fn without_dot_segments(path: &str) -> std::borrow::Cow<'_, str> {
+    let is_dot = |segment: &str| segment == "." || segment.eq_ignore_ascii_case("%2e");
+    let is_dot_dot = |segment: &str| {
+        segment.len() >= 2
+            && segment.len() <= 6
+            && segment.to_ascii_lowercase().replace("%2e", ".").eq("..")
+    };
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    if !segments.iter().any(|s| is_dot(s) || is_dot_dot(s)) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    let last = segments.len().saturating_sub(1);
+    for (index, segment) in segments.iter().enumerate() {
+        if is_dot(segment) || is_dot_dot(segment) {
+            if is_dot_dot(segment) {
+                kept.pop();
+            }
+            // `/a/..` and `/a/.` end with a slash: `/`, `/a/`.
+            if index == last {
+                kept.push("");
+            }
+        } else {
+            kept.push(segment);
+        }
+    }
+    std::borrow::Cow::Owned(format!("/{}", kept.join("/")))
 }
 
 // --- hosts -------------------------------------------------------------------
@@ -224,9 +253,18 @@ impl HostPattern {
             return false;
         }
         let pairs = || host.rsplit('.').zip(self.labels.iter().rev());
+        // A captured label goes into a `forward` URL: letters, digits and
+        // `-` only, or a client could write `/`, `?` or `@` into the URL
+        // through its Host header and choose the upstream.
+        let label_like = |label: &str| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
         let all = pairs().all(|(label, pattern)| match pattern {
             Label::Literal(literal) => label == literal,
-            Label::Capture(_) => !label.is_empty(),
+            Label::Capture(_) => label_like(label),
         });
         if all {
             for (label, pattern) in pairs() {
@@ -308,32 +346,70 @@ impl fmt::Display for MediaRange {
     }
 }
 
+impl MediaRange {
+    /// How precise a range is: `*/*` 0, `image/*` 1, `image/png` 2.
+    fn precision(&self) -> u8 {
+        u8::from(self.kind != "*") + u8::from(self.subtype != "*")
+    }
+}
+
+/// The media ranges a client sent with one quality, and the ones it said
+/// it does not accept at all (`q=0`).
+#[derive(Debug, Clone)]
+pub struct AcceptGroup {
+    ranges: Vec<MediaRange>,
+    refused: Vec<MediaRange>,
+}
+
+impl AcceptGroup {
+    /// Whether this group takes one of `offered` (a rule's media types): a
+    /// range matches it, and no `q=0` range at least as precise refuses it
+    /// (`*/*, image/png;q=0` does not take `image/png`).
+    pub fn takes_any(&self, offered: &[MediaRange]) -> bool {
+        offered.iter().any(|offer| {
+            self.ranges.iter().any(|range| {
+                range.matches(offer)
+                    && !self
+                        .refused
+                        .iter()
+                        .any(|no| no.matches(offer) && no.precision() >= range.precision())
+            })
+        })
+    }
+
+    /// The ranges, for display.
+    pub fn ranges(&self) -> &[MediaRange] {
+        &self.ranges
+    }
+}
+
 /// A request's `Accept` values as groups of media ranges of equal quality,
-/// best first; `q=0` ("not acceptable") and malformed ranges are left out.
-/// No `Accept` at all is `*/*`. At least one group comes back (maybe
-/// empty), so that rules without `accept` are still tried.
-pub fn accept_groups<'a>(values: impl Iterator<Item = &'a str>) -> Vec<Vec<MediaRange>> {
+/// best first; malformed ranges are left out, `q=0` ranges refuse what
+/// they name in every group. No `Accept` at all is `*/*`. At least one
+/// group comes back (maybe empty), so that rules without `accept` are
+/// still tried.
+pub fn accept_groups<'a>(values: impl Iterator<Item = &'a str>) -> Vec<AcceptGroup> {
     let mut seen_header = false;
     let mut ranges: Vec<(u16, MediaRange)> = Vec::new();
+    let mut refused = Vec::new();
     for value in values {
         seen_header = true;
         for item in value.split(',') {
-            let Some(range) = MediaRange::parse(item) else {
+            let (Some(range), Some(quality)) = (MediaRange::parse(item), quality(item)) else {
                 continue;
             };
-            let Some(quality) = quality(item) else {
-                continue;
-            };
-            if quality > 0 {
-                ranges.push((quality, range));
+            match quality {
+                0 => refused.push(range),
+                quality => ranges.push((quality, range)),
             }
         }
     }
     if !seen_header {
-        return vec![vec![MediaRange {
+        let any = MediaRange {
             kind: "*".into(),
             subtype: "*".into(),
-        }]];
+        };
+        ranges.push((1000, any));
     }
     // Stable: equal qualities keep the order they were sent in.
     ranges.sort_by_key(|(quality, _)| std::cmp::Reverse(*quality));
@@ -344,9 +420,18 @@ pub fn accept_groups<'a>(values: impl Iterator<Item = &'a str>) -> Vec<Vec<Media
             _ => groups.push((quality, vec![range])),
         }
     }
-    let mut groups: Vec<Vec<MediaRange>> = groups.into_iter().map(|(_, group)| group).collect();
+    let mut groups: Vec<AcceptGroup> = groups
+        .into_iter()
+        .map(|(_, ranges)| AcceptGroup {
+            ranges,
+            refused: refused.clone(),
+        })
+        .collect();
     if groups.is_empty() {
-        groups.push(Vec::new());
+        groups.push(AcceptGroup {
+            ranges: Vec::new(),
+            refused,
+        });
     }
     groups
 }
@@ -411,8 +496,32 @@ mod tests {
             path("/*_", "/anything/at/all").unwrap().0,
             "/anything/at/all"
         );
-        for bad in ["widgets", "/a/*rest/b", "/a//b", "/:", "/*", "/:a-b"] {
+        for bad in [
+            "widgets",
+            "/a/*rest/b",
+            "/a//b",
+            "/:",
+            "/*",
+            "/:a-b",
+            "/:a/:a",
+        ] {
             assert!(PathPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dot_segments() {
+        for (path, resolved) in [
+            ("/a/b", "/a/b"),
+            ("/public/../admin/x", "/admin/x"),
+            ("/a/./b/", "/a/b/"),
+            ("/a/%2e%2E/b", "/b"),
+            ("/../../x", "/x"),
+            ("/a/..", "/"),
+            ("/a/b/.", "/a/b/"),
+            ("/a%2Fb/..c", "/a%2Fb/..c"),
+        ] {
+            assert_eq!(without_dot_segments(path), resolved, "{path}");
         }
     }
 
@@ -435,6 +544,8 @@ mod tests {
         assert_eq!(captures.get("sub"), Some("shop"));
         assert!(host("{sub}.example.com", "a.b.example.com").is_none());
         assert!(host("{sub}.example.com", "example.com").is_none());
+        assert!(host("{sub}.example.com", "a?b=1&.example.com").is_none());
+        assert!(host("{sub}.example.com", "x:1@evil/.example.com").is_none());
         assert!(host("localhost", "[::1]:8080").is_none());
         assert!(host("{app}.localhost", "demo.localhost:8080").is_some());
         for bad in ["", "*.", "a..b", "{x-y}.a", "a b"] {
@@ -445,7 +556,7 @@ mod tests {
     fn groups(accept: Option<&str>) -> Vec<Vec<String>> {
         accept_groups(accept.into_iter())
             .iter()
-            .map(|group| group.iter().map(ToString::to_string).collect())
+            .map(|group| group.ranges().iter().map(ToString::to_string).collect())
             .collect()
     }
 
@@ -465,11 +576,20 @@ mod tests {
             groups(Some("text/html;q=2, a/b;q=0.1234")),
             [Vec::<String>::new()]
         );
-        let range = |text| MediaRange::parse(text).unwrap();
+        let range = |text: &str| MediaRange::parse(text).unwrap();
         assert!(range("image/*").matches(&range("image/png")));
         assert!(range("image/png").matches(&range("*/*")));
         assert!(!range("image/png").matches(&range("text/*")));
         assert!(range("Application/JSON; charset=utf-8").matches(&range("application/json")));
         assert!(MediaRange::parse("*/html").is_none());
+        let takes = |accept: &str, offered: &str| {
+            accept_groups([accept].into_iter())
+                .iter()
+                .any(|group| group.takes_any(&[range(offered)]))
+        };
+        assert!(!takes("*/*, image/png;q=0", "image/png"));
+        assert!(takes("*/*, image/png;q=0", "image/gif"));
+        assert!(takes("image/png, image/*;q=0", "image/png"));
+        assert!(!takes("text/html;q=0", "text/html"));
     }
 }

@@ -66,6 +66,16 @@ impl Routes {
         }
     }
 
+    /// Whether a rule that may match `path` chooses by `Accept`: then the
+    /// answer to that path depends on the request's `Accept` (whichever
+    /// rule wins, or none), and caches must be told (`Vary: Accept`).
+    pub fn depends_on_accept(&self, path: &str) -> bool {
+        [Layer::Main, Layer::Fallback]
+            .into_iter()
+            .flat_map(|layer| self.candidates(layer, path))
+            .any(|rule| rule.accept.is_some())
+    }
+
     /// The rules of `layer` that may match `path`, in file order: the
     /// others cannot (their first segment is another word).
     pub fn candidates<'r>(&'r self, layer: Layer, path: &str) -> impl Iterator<Item = &'r Rule> {
@@ -205,15 +215,15 @@ pub fn forward_everything(upstream: &Uri) -> Routes {
 pub fn load(path: &Path, origin: Option<&Authority>) -> Result<Routes, String> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|err| format!("{name}: {err}"))?;
-    let text = match origin {
-        Some(origin) => text.replace("127.0.0.1:9000", origin.as_str()),
-        None => text,
-    };
-    parse(&text, &name)
+    parse_with_origin(&text, &name, origin)
 }
 
 /// Parses the text of a routes file called `name`.
 pub fn parse(text: &str, name: &str) -> Result<Routes, String> {
+    parse_with_origin(text, name, None)
+}
+
+fn parse_with_origin(text: &str, name: &str, origin: Option<&Authority>) -> Result<Routes, String> {
     let at = |span: Range<usize>, message: &str| {
         let (line, column) = line_column(text, span.start);
         format!("{name}:{line}:{column}: {message}")
@@ -242,6 +252,11 @@ pub fn parse(text: &str, name: &str) -> Result<Routes, String> {
             })?;
             ranges.push(range);
         }
+        if ranges.is_empty() {
+            return Err(format!(
+                "{name}: the accept group {group:?} is empty: list its media types"
+            ));
+        }
         groups.insert(group.clone(), ranges);
     }
 
@@ -259,8 +274,15 @@ pub fn parse(text: &str, name: &str) -> Result<Routes, String> {
             None => None,
         };
         let methods = match &rule.methods {
+            Some(methods) if methods.get_ref().is_empty() => {
+                return Err(fail(
+                    methods.span(),
+                    "`methods = []` matches nothing: list methods, or leave it out for any".into(),
+                ));
+            }
             Some(methods) => Some(
                 methods
+                    .get_ref()
                     .iter()
                     .map(|method| {
                         let upper = method.get_ref().to_ascii_uppercase();
@@ -314,11 +336,24 @@ pub fn parse(text: &str, name: &str) -> Result<Routes, String> {
                 ));
             }
         };
-        let mut captured: HashSet<&str> = path.names().into_iter().collect();
-        captured.extend(host.iter().flat_map(HostPattern::names));
+        let captures = Captured {
+            host: host.iter().flat_map(HostPattern::names).collect(),
+            path: path.names().into_iter().collect(),
+            rest: path.rest_name(),
+        };
+        if let Some(both) = captures
+            .host
+            .iter()
+            .find(|name| captures.path.contains(*name))
+        {
+            return Err(fail(
+                rule.path.span(),
+                format!("{both:?} is captured by both the host and the path"),
+            ));
+        }
         let action = match (&rule.forward, &rule.respond) {
             (Some(forward), None) => Action::Forward(
-                check_forward(forward, &captured).map_err(|e| fail(forward.span(), e))?,
+                check_forward(forward, &captures, origin).map_err(|e| fail(forward.span(), e))?,
             ),
             (None, Some(respond)) => Action::Respond(canned(respond.get_ref(), &fail)?),
             (Some(_), Some(respond)) => {
@@ -346,17 +381,65 @@ pub fn parse(text: &str, name: &str) -> Result<Routes, String> {
             response_headers: header_changes(rule.response_headers.as_ref(), &fail)?,
         });
     }
+    if rules.is_empty() {
+        // An empty file (or one cut short while an editor writes it) would
+        // answer 404 to everything: refused, the rules in force stay.
+        return Err(format!(
+            "{name}: no [[rules]]: a proxy without rules would answer 404 to everything"
+        ));
+    }
     Ok(Routes::new(rules, name.to_string()))
 }
 
-/// A `forward` URL: `http://`, a host, and only captures the rule has.
+/// What a rule's patterns capture, by where.
+struct Captured<'a> {
+    host: HashSet<&'a str>,
+    path: HashSet<&'a str>,
+    /// The path's `*name`: joined to the upstream's path by itself.
+    rest: Option<&'a str>,
+}
+
+/// A `forward` URL: `http://`, a host, a valid port, and only captures the
+/// rule has, each where it belongs: host captures (letters, digits, `-`)
+/// may name the upstream, path captures only go in its path. `origin`,
+/// when given, replaces `127.0.0.1:9000`.
 fn check_forward(
     forward: &Spanned<String>,
-    captured: &HashSet<&str>,
+    captured: &Captured,
+    origin: Option<&Authority>,
 ) -> Result<UrlTemplate, String> {
-    let template = UrlTemplate(forward.get_ref().clone());
+    let text = forward.get_ref();
+    if text.matches('{').count() != text.matches('}').count() {
+        return Err(format!("{text:?}: a `{{` without its `}}`, or the reverse"));
+    }
+    let template = UrlTemplate(match origin {
+        Some(origin) => text.replace("127.0.0.1:9000", origin.as_str()),
+        None => text.clone(),
+    });
+    let authority_end = text
+        .find("://")
+        .map(|at| {
+            at + 3
+                + text[at + 3..]
+                    .find(['/', '?'])
+                    .unwrap_or(text.len() - at - 3)
+        })
+        .unwrap_or(0);
     for name in template.names() {
-        if !captured.contains(name) {
+        if Some(name) == captured.rest {
+            return Err(format!(
+                "`{{{name}}}` in forward: the rest `*{name}` captures is joined to the \
+                 upstream's path already"
+            ));
+        }
+        let in_host = text[..authority_end].contains(&format!("{{{name}}}"));
+        if in_host && captured.path.contains(name) {
+            return Err(format!(
+                "`{{{name}}}` in forward's host: a path capture may only go in the path (host \
+                 captures may name the upstream)"
+            ));
+        }
+        if !captured.host.contains(name) && !captured.path.contains(name) {
             return Err(format!(
                 "`{{{name}}}` in forward: the rule's host and path capture no {name:?}"
             ));
@@ -364,10 +447,22 @@ fn check_forward(
     }
     // Check the URL with every capture as a plain word.
     let mut sample = Captures::default();
-    for name in captured {
+    for name in captured.host.iter().chain(&captured.path) {
         sample.push(name, "x");
     }
     let uri = template.render(&sample)?;
+    let bad_port = uri.authority().is_some_and(|authority| {
+        let after_host = authority
+            .as_str()
+            .rsplit_once(']')
+            .map_or(authority.as_str(), |(_, rest)| rest);
+        after_host
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| port.parse::<u16>().is_err())
+    });
+    if bad_port {
+        return Err(format!("{text:?}: the port must be a number up to 65535"));
+    }
     match uri.scheme_str() {
         Some("http") => {}
         Some(other) => {
@@ -387,9 +482,9 @@ fn canned(
     respond: &RespondFile,
     fail: &dyn Fn(Range<usize>, String) -> String,
 ) -> Result<Canned, String> {
-    let status = StatusCode::from_u16(*respond.status.get_ref())
-        .ok()
-        .filter(|status| !status.is_informational())
+    let status = Some(*respond.status.get_ref())
+        .filter(|code| (200..=599).contains(code))
+        .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or_else(|| fail(respond.status.span(), "a status from 200 to 599".into()))?;
     let mut headers = HeaderMap::new();
     for (name, value) in &respond.headers {
@@ -463,6 +558,14 @@ fn header_name(
             format!("{parsed} is connection-specific: the proxy handles it, a rule cannot"),
         ));
     }
+    // The body's length is hyper's to say: a wrong one would desync the
+    // connection.
+    if parsed == http::header::CONTENT_LENGTH {
+        return Err(fail(
+            name.span(),
+            "content-length is the body's own: the proxy sets it, a rule cannot".into(),
+        ));
+    }
     Ok(parsed)
 }
 
@@ -488,7 +591,7 @@ struct File {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleFile {
-    methods: Option<Vec<Spanned<String>>>,
+    methods: Option<Spanned<Vec<Spanned<String>>>>,
     host: Option<Spanned<String>>,
     path: Spanned<String>,
     accept: Option<Vec<Spanned<String>>>,
@@ -616,6 +719,42 @@ respond = { status = 404, body = "none", headers = { "content-type" = "text/plai
                 "r.toml:4:29:",
                 "connection-specific",
             ),
+            (
+                "[[rules]]\npath = \"/a\"\nrespond = { status = 200, headers = { \"content-length\" = \"2\" } }\n",
+                "r.toml:3:39:",
+                "content-length",
+            ),
+            (
+                "[[rules]]\npath = \"/a/*rest\"\nforward = \"http://x/{rest}\"\n",
+                "r.toml:3:11:",
+                "joined",
+            ),
+            (
+                "[[rules]]\npath = \"/a/:id\"\nforward = \"http://{id}.svc/\"\n",
+                "r.toml:3:11:",
+                "host",
+            ),
+            (
+                "[[rules]]\npath = \"/a/:id\"\nforward = \"http://x/{id\"\n",
+                "r.toml:3:11:",
+                "without",
+            ),
+            (
+                "[[rules]]\npath = \"/a\"\nforward = \"http://x:99999/\"\n",
+                "r.toml:3:11:",
+                "65535",
+            ),
+            (
+                "[[rules]]\npath = \"/a\"\nrespond = { status = 700 }\n",
+                "r.toml:3:22:",
+                "200 to 599",
+            ),
+            (
+                "[[rules]]\npath = \"/a\"\nmethods = []\nforward = \"http://x\"\n",
+                "r.toml:3:11:",
+                "matches nothing",
+            ),
+            ("", "r.toml:", "no [[rules]]"),
         ];
         for (text, place, words) in cases {
             let err = parse(text, "r.toml").unwrap_err();

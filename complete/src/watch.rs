@@ -10,7 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tracing::warn;
 
@@ -18,21 +19,55 @@ use tracing::warn;
 const SETTLE: Duration = Duration::from_millis(50);
 
 /// Calls `reload` on a task of its own each time `path` changes or the
-/// process gets `SIGHUP`, for as long as the process lives.
+/// process gets `SIGHUP`, for as long as the process lives. If the file
+/// cannot be watched (no such folder, no inotify watches left), `SIGHUP`
+/// still reloads, and the error says why the file is not watched.
 pub fn on_change(path: &Path, reload: impl Fn() + Send + 'static) -> Result<(), String> {
-    let file = path.to_path_buf();
-    let name = file
+    let (changed, mut changes) = mpsc::unbounded_channel::<()>();
+    let (watcher, unwatched) = match watch_folder(path, changed) {
+        Ok(watcher) => (Some(watcher), Ok(())),
+        Err(err) => (None, Err(err)),
+    };
+    let mut hangups = hangups();
+    tokio::spawn(async move {
+        // The watcher lives as long as this task.
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                Some(()) = changes.recv() => {
+                    tokio::time::sleep(SETTLE).await;
+                    while changes.try_recv().is_ok() {}
+                }
+                _ = next_hangup(&mut hangups) => {}
+            }
+            reload();
+        }
+    });
+    unwatched
+}
+
+/// Watches the folder of `path`, sending on `changed` when `path` changes.
+fn watch_folder(
+    path: &Path,
+    changed: mpsc::UnboundedSender<()>,
+) -> Result<notify::RecommendedWatcher, String> {
+    let name = path
         .file_name()
         .map(|name| name.to_os_string())
-        .ok_or_else(|| format!("{}: not a file name", file.display()))?;
-    let directory = match file.parent() {
+        .ok_or_else(|| format!("{}: not a file name", path.display()))?;
+    let directory = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let (changed, mut changes) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Created, written, renamed over, removed, or closed after writing
+        // (the last event of a slow writer: its whole file, at last).
         let ours = event.is_ok_and(|event| {
-            !event.kind.is_access()
+            let closed_after_writing = matches!(
+                event.kind,
+                EventKind::Access(AccessKind::Close(AccessMode::Write))
+            );
+            (!event.kind.is_access() || closed_after_writing)
                 && event
                     .paths
                     .iter()
@@ -46,26 +81,7 @@ pub fn on_change(path: &Path, reload: impl Fn() + Send + 'static) -> Result<(), 
     watcher
         .watch(&directory, RecursiveMode::NonRecursive)
         .map_err(|err| format!("cannot watch {}: {err}", directory.display()))?;
-
-    let mut hangups = hangups();
-    tokio::spawn(async move {
-        // The watcher lives as long as this task.
-        let _watcher = watcher;
-        loop {
-            tokio::select! {
-                change = changes.recv() => {
-                    if change.is_none() {
-                        return;
-                    }
-                    tokio::time::sleep(SETTLE).await;
-                    while changes.try_recv().is_ok() {}
-                }
-                _ = next_hangup(&mut hangups) => {}
-            }
-            reload();
-        }
-    });
-    Ok(())
+    Ok(watcher)
 }
 
 #[cfg(unix)]

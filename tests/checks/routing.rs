@@ -156,6 +156,7 @@ forward = "http://{origin}/echo/exact-target"
         ("/widgets/a%2Fb/c?x=1", "/echo/w/a%2Fb/c?x=1"),
         ("/q/x?us=er", "/echo/q/x?sta=tic&us=er"),
         ("/exact", "/echo/exact-target"),
+        ("/widgets/../exact", "/echo/exact-target"),
     ] {
         expect_forward(
             &proxy,
@@ -163,7 +164,8 @@ forward = "http://{origin}/echo/exact-target"
             path,
             &[],
             expected,
-            "the rest `*rest` captured joined to the upstream's path with one slash, escapes kept, queries merged",
+            "the rest `*rest` captured joined to the upstream's path with one slash, escapes kept, \
+             queries merged, `..` resolved before matching",
         )
         .await?;
     }
@@ -172,6 +174,17 @@ forward = "http://{origin}/echo/exact-target"
     ensure!(
         echoed(&echo, "x-rewrite-url") == ["/widgets/a?x=1"],
         "the upstream should get X-Rewrite-URL: /widgets/a?x=1 (the target as the client sent it), got {:?}",
+        echoed(&echo, "x-rewrite-url")
+    );
+    // Over HTTP/2 the target is `:path`: the same X-Rewrite-URL.
+    let mut h2 = crate::harness::client::connect_h2(proxy.addr).await?;
+    let request = crate::harness::client::h2_request(&proxy.addr.to_string(), "/widgets/a?x=1");
+    let echo = crate::harness::client::fetch_h2(&mut h2, request)
+        .await?
+        .json()?;
+    ensure!(
+        echoed(&echo, "x-rewrite-url") == ["/widgets/a?x=1"],
+        "over HTTP/2 too, X-Rewrite-URL is the target as sent (/widgets/a?x=1), got {:?}",
         echoed(&echo, "x-rewrite-url")
     );
     let reply = ask(proxy.addr, "DELETE", "/widgetsx/1", &[]).await?;
@@ -239,7 +252,16 @@ forward = "http://{origin}/echo/sub-{sub}"
         "/echo/sub-shop/x/y",
         "`{sub}.example.com` captures one label, case and port ignored",
     )
-    .await
+    .await?;
+    let reply = ask(proxy.addr, "GET", "/x", &[("host", "a?b=c&.example.com")]).await?;
+    ensure!(
+        reply.status == 404,
+        "Host: a?b=c&.example.com: a captured label is letters, digits and `-`, or a client \
+         writes into the forward URL; expected 404, got {} {:?}",
+        reply.status,
+        seen(&reply)
+    );
+    Ok(())
 }
 
 pub async fn routes_host_wildcard(ctx: Ctx) -> Outcome {
@@ -334,6 +356,11 @@ forward = "http://{origin}/echo/html"
             Some("image/*"),
             "/echo/image/a",
             "`image/*` from the client matches a group of images",
+        ),
+        (
+            Some("*/*, image/*;q=0"),
+            "/echo/json/a",
+            "`*/*` takes everything but what q=0 refuses: not the image rule",
         ),
     ] {
         let headers: Vec<(&str, &str)> = accept.map(|a| ("accept", a)).into_iter().collect();
@@ -454,6 +481,14 @@ forward = "http://{origin}"
         "the upstream's Vary already names accept: it stays as it is, got {:?}",
         reply.header_values("vary")
     );
+    let reply = ask(proxy.addr, "GET", "/json/echo", &[("accept", "text/plain")]).await?;
+    ensure!(
+        reply.status == 404 && reply.header_values("vary") == ["Accept"],
+        "no rule for text/plain, but JSON would have found one: the 404 needs Vary: Accept, got \
+         {} {:?}",
+        reply.status,
+        reply.header_values("vary")
+    );
     let reply = ask(proxy.addr, "GET", "/plain/echo", &json).await?;
     ensure!(
         reply.header_values("vary").is_empty(),
@@ -479,10 +514,20 @@ response_headers = { set = { "cache-control" = "no-store" }, remove = ["x-order"
         proxy.addr,
         "GET",
         "/echo",
-        &[("cookie", "secret=1"), ("host", "app.test")],
+        &[
+            ("cookie", "secret=1"),
+            ("host", "app.test"),
+            ("connection", "x-from-rule, x-rewrite-url"),
+        ],
     )
     .await?;
     let echo = reply.json()?;
+    ensure!(
+        echoed(&echo, "x-rewrite-url") == ["/echo"],
+        "a client named X-Rewrite-URL in Connection: the proxy adds it after stripping, so it \
+         stays; got {:?}",
+        echoed(&echo, "x-rewrite-url")
+    );
     ensure!(
         echoed(&echo, "x-from-rule") == ["yes"] && echoed(&echo, "cookie").is_empty(),
         "the rule sets X-From-Rule and removes Cookie on the way up; the origin saw X-From-Rule \
@@ -713,6 +758,28 @@ pub async fn routes_invalid_keeps_old(ctx: Ctx) -> Outcome {
     ensure!(
         reply.status == 200 && reply.text() == "old",
         "after an invalid file, the old rules stay in force (`old`), got {} {:?}",
+        reply.status,
+        excerpt(&reply.text())
+    );
+    // An empty file (an editor halfway through a save) is refused too.
+    file.rewrite("")?;
+    proxy
+        .stderr_until(
+            "a log line refusing the empty file",
+            |text| text.contains("no [[rules]]"),
+            5,
+        )
+        .await
+        .map_err(|failure| {
+            fail(format!(
+                "an empty routes file should be refused (a proxy with no rules answers 404 to \
+                 everything), with a log line saying `no [[rules]]` ({failure})"
+            ))
+        })?;
+    let reply = ask(proxy.addr, "GET", "/", &[]).await?;
+    ensure!(
+        reply.text() == "old",
+        "after an empty file, the old rules stay in force (`old`), got {} {:?}",
         reply.status,
         excerpt(&reply.text())
     );
