@@ -26,6 +26,7 @@ use http::uri::Authority;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use serde::Deserialize;
 use toml::Spanned;
+use workshop::hop_by_hop::HOP_BY_HOP;
 
 use crate::patterns::{Captures, HostPattern, MediaRange, PathPattern};
 
@@ -541,18 +542,8 @@ fn header_name(
             format!("{:?} is not a header name", name.get_ref()),
         )
     })?;
-    const HOP_BY_HOP: [&str; 9] = [
-        "connection",
-        "proxy-connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ];
-    if HOP_BY_HOP.contains(&parsed.as_str()) {
+    // Step 05's list: what it strips whatever a rule says.
+    if HOP_BY_HOP.contains(&parsed) {
         return Err(fail(
             name.span(),
             format!("{parsed} is connection-specific: the proxy handles it, a rule cannot"),

@@ -7,9 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures_util::{SinkExt, StreamExt};
 use http::{HeaderName, HeaderValue, Method, Request};
-use tokio_tungstenite::tungstenite::Message;
 use workshop::body::empty;
 
 use crate::ensure;
@@ -17,6 +15,7 @@ use crate::harness::client::{Reply, excerpt, fetch};
 use crate::harness::{Ctx, Failure, OrFail, Outcome, Proxy, fail, within};
 
 use super::forwarding::echoed;
+use super::websocket::{echo, open_at, open_h2};
 
 /// A routes file in a folder of its own, removed when dropped.
 struct RoutesFile {
@@ -566,83 +565,21 @@ forward = "http://{origin}/"
 "#,
     )
     .await?;
-    let tcp = tokio::net::TcpStream::connect(proxy.addr)
-        .await
-        .or_fail("connecting")?;
-    let url = format!("ws://{}/live/ws", proxy.addr);
-    let (mut socket, _) = within(10, "the WebSocket handshake", async {
-        tokio_tungstenite::client_async(url, tcp)
-            .await
-            .or_fail("a WebSocket to /live/ws, routed to the origin's /ws")
-    })
-    .await?;
-    socket
-        .send(Message::text("routed"))
-        .await
-        .or_fail("sending")?;
-    let reply = within(10, "the echo", async {
-        socket
-            .next()
-            .await
-            .or_fail("the WebSocket ended")?
-            .or_fail("reading")
-    })
-    .await?;
-    ensure!(
-        reply == Message::text("routed"),
-        "a WebSocket through a routed rule should echo `routed`, got {reply:?}"
-    );
-
+    let (mut socket, _) = open_at(proxy.addr, "/live/ws").await?;
+    echo(&mut socket, "routed", "a WebSocket through a routed rule").await?;
     // RFC 8441 over h2c, through the same GET-only rule.
-    let mut h2 = crate::harness::client::connect_h2(proxy.addr).await?;
-    let mut request = crate::harness::client::h2_request(&proxy.addr.to_string(), "/live/ws");
-    *request.method_mut() = Method::CONNECT;
-    request
-        .extensions_mut()
-        .insert(hyper::ext::Protocol::from_static("websocket"));
-    request
-        .headers_mut()
-        .insert("sec-websocket-version", HeaderValue::from_static("13"));
-    let mut response = within(10, "the answer to the extended CONNECT", async {
-        h2.send_request(request)
-            .await
-            .or_fail("an HTTP/2 WebSocket to /live/ws")
-    })
-    .await?;
-    ensure!(
-        response.status() == 200,
-        "an HTTP/2 WebSocket (extended CONNECT) to /live/ws, under a GET-only rule: expected 200 \
-         (rules see the GET it stands for), got {}",
-        response.status()
-    );
-    let upgraded = within(10, "the tunnel", async {
-        hyper::upgrade::on(&mut response)
-            .await
-            .or_fail("the stream as a tunnel")
-    })
-    .await?;
-    let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
-        hyper_util::rt::TokioIo::new(upgraded),
-        tokio_tungstenite::tungstenite::protocol::Role::Client,
-        None,
+    let mut socket = open_h2(proxy.addr, "/live/ws").await.map_err(|failure| {
+        fail(format!(
+            "an HTTP/2 WebSocket (extended CONNECT) to /live/ws under a GET-only rule: rules see \
+             the GET it stands for ({failure})"
+        ))
+    })?;
+    echo(
+        &mut socket,
+        "routed over h2",
+        "an HTTP/2 WebSocket through a routed rule",
     )
-    .await;
-    socket
-        .send(Message::text("routed over h2"))
-        .await
-        .or_fail("sending")?;
-    let reply = within(10, "the echo", async {
-        socket
-            .next()
-            .await
-            .or_fail("the WebSocket ended")?
-            .or_fail("reading")
-    })
     .await?;
-    ensure!(
-        reply == Message::text("routed over h2"),
-        "an HTTP/2 WebSocket through a routed rule should echo, got {reply:?}"
-    );
     Ok(())
 }
 
@@ -837,15 +774,7 @@ pub async fn routes_reload_under_load(ctx: Ctx) -> Outcome {
     };
     let (proxy, file) = routed(&ctx, &rules("blue")).await?;
     // A WebSocket and a slow request, open across every reload.
-    let tcp = tokio::net::TcpStream::connect(proxy.addr)
-        .await
-        .or_fail("connecting")?;
-    let (mut socket, _) = within(10, "a WebSocket", async {
-        tokio_tungstenite::client_async(format!("ws://{}/live/ws", proxy.addr), tcp)
-            .await
-            .or_fail("a WebSocket through /live")
-    })
-    .await?;
+    let (mut socket, _) = open_at(proxy.addr, "/live/ws").await?;
     let slow = tokio::spawn(ask(proxy.addr, "GET", "/slow", &[]));
 
     // Four keep-alive clients asking all along; each stops when told.
@@ -903,21 +832,10 @@ pub async fn routes_reload_under_load(ctx: Ctx) -> Outcome {
         slow.status,
         excerpt(&slow.text())
     );
-    socket
-        .send(Message::text("still here"))
-        .await
-        .or_fail("sending after the reloads")?;
-    let reply = within(10, "the echo", async {
-        socket
-            .next()
-            .await
-            .or_fail("the WebSocket ended")?
-            .or_fail("reading")
-    })
-    .await?;
-    ensure!(
-        reply == Message::text("still here"),
-        "a WebSocket open across 10 reloads should still echo, got {reply:?}"
-    );
-    Ok(())
+    echo(
+        &mut socket,
+        "still here",
+        "a WebSocket open across 10 reloads",
+    )
+    .await
 }

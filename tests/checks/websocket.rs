@@ -1,11 +1,17 @@
 //! Step 10: WebSocket (and any HTTP/1.1 upgrade) through the proxy; a
 //! switch nobody asked for is refused.
 
+use std::net::SocketAddr;
+
 use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
@@ -19,8 +25,13 @@ type Socket = WebSocketStream<TcpStream>;
 
 /// Opens a WebSocket to the origin's echo through the proxy.
 async fn open(proxy: &Proxy) -> Result<(Socket, http::HeaderMap), Failure> {
-    let tcp = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
-    let url = format!("ws://{}/ws", proxy.addr);
+    open_at(proxy.addr, "/ws").await
+}
+
+/// Opens a WebSocket at `path` through the proxy at `addr`.
+pub async fn open_at(addr: SocketAddr, path: &str) -> Result<(Socket, http::HeaderMap), Failure> {
+    let tcp = TcpStream::connect(addr).await.or_fail("connecting")?;
+    let url = format!("ws://{addr}{path}");
     within(10, "the WebSocket handshake", async {
         let (socket, response) = tokio_tungstenite::client_async(url, tcp).await.map_err(|err| {
             fail(format!(
@@ -33,8 +44,67 @@ async fn open(proxy: &Proxy) -> Result<(Socket, http::HeaderMap), Failure> {
     .await
 }
 
+/// An HTTP/2 WebSocket (RFC 8441: CONNECT with `:protocol websocket`, on
+/// one stream) at `path` through the proxy at `addr`, accepted with 200.
+pub async fn open_h2(
+    addr: SocketAddr,
+    path: &str,
+) -> Result<WebSocketStream<TokioIo<Upgraded>>, Failure> {
+    let mut h2 = crate::harness::client::connect_h2(addr).await?;
+    let mut request = crate::harness::client::h2_request(&addr.to_string(), path);
+    *request.method_mut() = http::Method::CONNECT;
+    request
+        .extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    request.headers_mut().insert(
+        "sec-websocket-version",
+        http::HeaderValue::from_static("13"),
+    );
+    let mut response = within(10, "the answer to the extended CONNECT", async {
+        h2.send_request(request).await.map_err(|err| {
+            fail(format!(
+                "an HTTP/2 extended CONNECT (RFC 8441) was refused ({err}): the proxy must advertise \
+                 SETTINGS_ENABLE_CONNECT_PROTOCOL and accept `:protocol websocket`"
+            ))
+        })
+    })
+    .await?;
+    ensure!(
+        response.status() == 200,
+        "an HTTP/2 WebSocket to {path} is accepted with 200 (the stream becomes the tunnel), got {}",
+        response.status()
+    );
+    let upgraded = within(10, "the tunnel", async {
+        hyper::upgrade::on(&mut response)
+            .await
+            .or_fail("taking the stream as a tunnel")
+    })
+    .await?;
+    Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await)
+}
+
+/// Sends `text` and expects it back (the origin's echo) within 10 s.
+pub async fn echo<S>(socket: &mut WebSocketStream<S>, text: &str, what: &str) -> Outcome
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    socket
+        .send(Message::text(text))
+        .await
+        .or_fail(&format!("sending text over {what}"))?;
+    let reply = next(socket).await?;
+    ensure!(
+        reply == Message::text(text),
+        "sent `{text}` over {what}, expected it back, got {reply:?}"
+    );
+    Ok(())
+}
+
 /// The next data or control message, at most 10 s away.
-async fn next(socket: &mut Socket) -> Result<Message, Failure> {
+async fn next<S>(socket: &mut WebSocketStream<S>) -> Result<Message, Failure>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     within(10, "a WebSocket message", async {
         match socket.next().await {
             Some(message) => message.or_fail("reading the WebSocket"),
@@ -260,59 +330,13 @@ pub async fn wrong_protocol_101_is_502(ctx: Ctx) -> Outcome {
 
 pub async fn websocket_over_http2(ctx: Ctx) -> Outcome {
     let proxy = ctx.proxy().await?;
-    let mut h2 = crate::harness::client::connect_h2(proxy.addr).await?;
-    // RFC 8441: CONNECT with `:protocol websocket`, on one stream.
-    let mut request = crate::harness::client::h2_request(&proxy.addr.to_string(), "/ws");
-    *request.method_mut() = http::Method::CONNECT;
-    request
-        .extensions_mut()
-        .insert(hyper::ext::Protocol::from_static("websocket"));
-    request.headers_mut().insert(
-        "sec-websocket-version",
-        http::HeaderValue::from_static("13"),
-    );
-    let mut response = within(10, "the answer to the extended CONNECT", async {
-        h2.send_request(request).await.map_err(|err| {
-            fail(format!(
-                "an HTTP/2 extended CONNECT (RFC 8441) was refused ({err}): the proxy must advertise \
-                 SETTINGS_ENABLE_CONNECT_PROTOCOL and accept `:protocol websocket`"
-            ))
-        })
-    })
-    .await?;
-    ensure!(
-        response.status() == 200,
-        "an HTTP/2 WebSocket is accepted with 200 (the stream becomes the tunnel), got {}",
-        response.status()
-    );
-    let upgraded = within(10, "the tunnel", async {
-        hyper::upgrade::on(&mut response)
-            .await
-            .or_fail("taking the stream as a tunnel")
-    })
-    .await?;
-    let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
-        hyper_util::rt::TokioIo::new(upgraded),
-        tokio_tungstenite::tungstenite::protocol::Role::Client,
-        None,
+    let mut socket = open_h2(proxy.addr, "/ws").await?;
+    echo(
+        &mut socket,
+        "over HTTP/2",
+        "a WebSocket over HTTP/2, bridged to the HTTP/1.1 origin",
     )
-    .await;
-    socket
-        .send(Message::text("over HTTP/2"))
-        .await
-        .or_fail("sending text")?;
-    let reply = within(10, "the echo", async {
-        match socket.next().await {
-            Some(message) => message.or_fail("reading the WebSocket"),
-            None => Err(fail("the WebSocket ended")),
-        }
-    })
-    .await?;
-    ensure!(
-        reply == Message::text("over HTTP/2"),
-        "a WebSocket over HTTP/2, bridged to the HTTP/1.1 origin, should echo; got {reply:?}"
-    );
-    Ok(())
+    .await
 }
 
 pub async fn websocket_chat_room(ctx: Ctx) -> Outcome {
