@@ -51,6 +51,12 @@ use crate::copy_headers::{client_response, copy_headers, outgoing_request};
 use crate::hop_by_hop::{strip_response, tokens};
 use crate::round_trip::{Upstream, bad_gateway};
 
+/// Whatever a later step needs kept while a tunnel is open, put in the
+/// request's extensions: the tunnel holds it until it closes. Step 12
+/// counts an open WebSocket as activity of its app this way.
+#[derive(Clone)]
+pub struct KeptWhileOpen(pub std::sync::Arc<dyn std::any::Any + Send + Sync>);
+
 // ANCHOR: requested
 /// The protocol a request asks to switch to: `Connection: upgrade` and an
 /// `Upgrade` header. Read it before the hop-by-hop headers are stripped.
@@ -80,6 +86,7 @@ where
 {
     // The client's side of the switch: ready once our 101 has been sent.
     let client_side = hyper::upgrade::on(&mut request);
+    let kept = request.extensions_mut().remove::<KeptWhileOpen>();
     let outgoing = outgoing_request(&upstream.uri, request);
     let mut response = match upstream.client.request(outgoing).await {
         Ok(response) => response,
@@ -89,9 +96,9 @@ where
         // The upstream said no (a 400, a 401...): an ordinary response.
         return plain(response);
     }
-    // TODO: refuse (502) a switch to another protocol than `protocol`; otherwise take the upstream's side of the switch (hyper::upgrade::on) and splice the two on a task of its own
+    // TODO: refuse (502) a switch to another protocol than `protocol`; otherwise take the upstream's side of the switch (hyper::upgrade::on) and splice the two (and `kept`) on a task of its own
     todo!(
-        "refuse (502) a switch to another protocol than `protocol`; otherwise take the upstream's side of the switch (hyper::upgrade::on) and splice the two on a task of its own"
+        "refuse (502) a switch to another protocol than `protocol`; otherwise take the upstream's side of the switch (hyper::upgrade::on) and splice the two (and `kept`) on a task of its own"
     );
     // Our own 101, with the upstream's headers (Sec-WebSocket-Accept...).
     let mut answer = Response::new(empty());
@@ -124,6 +131,7 @@ where
     B::Error: Into<BoxError>,
 {
     let client_side = hyper::upgrade::on(&mut request);
+    let kept = request.extensions_mut().remove::<KeptWhileOpen>();
     // TODO: make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice and answer 200
     todo!(
         "make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice and answer 200"
@@ -133,7 +141,8 @@ where
 
 // ANCHOR: splice
 /// Once both sides have switched: bytes both ways until both are done.
-async fn splice(client: OnUpgrade, upstream: OnUpgrade) {
+/// `_kept` lives exactly as long (see [`KeptWhileOpen`]).
+async fn splice(client: OnUpgrade, upstream: OnUpgrade, _kept: Option<KeptWhileOpen>) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(err) => return debug!("upgrade failed: {err}"),

@@ -44,6 +44,12 @@ use crate::copy_headers::{client_response, copy_headers, outgoing_request};
 use crate::hop_by_hop::{strip_response, tokens};
 use crate::round_trip::{Upstream, bad_gateway};
 
+/// Whatever a later step needs kept while a tunnel is open, put in the
+/// request's extensions: the tunnel holds it until it closes. Step 12
+/// counts an open WebSocket as activity of its app this way.
+#[derive(Clone)]
+pub struct KeptWhileOpen(pub std::sync::Arc<dyn std::any::Any + Send + Sync>);
+
 // ANCHOR: requested
 /// The protocol a request asks to switch to: `Connection: upgrade` and an
 /// `Upgrade` header. Read it before the hop-by-hop headers are stripped.
@@ -80,6 +86,7 @@ where
 {
     // The client's side of the switch: ready once our 101 has been sent.
     let client_side = hyper::upgrade::on(&mut request);
+    let kept = request.extensions_mut().remove::<KeptWhileOpen>();
     let outgoing = outgoing_request(&upstream.uri, request);
     let mut response = match upstream.client.request(outgoing).await {
         Ok(response) => response,
@@ -89,14 +96,14 @@ where
         // The upstream said no (a 400, a 401...): an ordinary response.
         return plain(response);
     }
-    // EXERCISE: refuse (502) a switch to another protocol than `protocol`; otherwise take the upstream's side of the switch (hyper::upgrade::on) and splice the two on a task of its own
+    // EXERCISE: refuse (502) a switch to another protocol than `protocol`; otherwise take the upstream's side of the switch (hyper::upgrade::on) and splice the two (and `kept`) on a task of its own
     // ANCHOR: switch
     let switched_to = response.headers().get(header::UPGRADE);
     if !switched_to.is_some_and(|to| to.as_bytes().eq_ignore_ascii_case(protocol.as_bytes())) {
         return switched_badly(&upstream.uri, switched_to, Some(&protocol));
     }
     let upstream_side = hyper::upgrade::on(&mut response);
-    tokio::spawn(splice(client_side, upstream_side));
+    tokio::spawn(splice(client_side, upstream_side, kept));
     // ANCHOR_END: switch
     // END EXERCISE
     // Our own 101, with the upstream's headers (Sec-WebSocket-Accept...).
@@ -130,6 +137,7 @@ where
     B::Error: Into<BoxError>,
 {
     let client_side = hyper::upgrade::on(&mut request);
+    let kept = request.extensions_mut().remove::<KeptWhileOpen>();
     // EXERCISE: make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice and answer 200
     let mut outgoing = outgoing_request(&upstream.uri, request);
     // HTTP/1.1 opens a WebSocket with a GET, not a CONNECT.
@@ -162,7 +170,7 @@ where
     }
     // ANCHOR_END: check_accept
     let upstream_side = hyper::upgrade::on(&mut response);
-    tokio::spawn(splice(client_side, upstream_side));
+    tokio::spawn(splice(client_side, upstream_side, kept));
     // On HTTP/2, `200` means "the stream is yours"; the key is ours, not
     // the client's: its answer stays here.
     let mut answer = Response::new(empty());
@@ -176,7 +184,8 @@ where
 
 // ANCHOR: splice
 /// Once both sides have switched: bytes both ways until both are done.
-async fn splice(client: OnUpgrade, upstream: OnUpgrade) {
+/// `_kept` lives exactly as long (see [`KeptWhileOpen`]).
+async fn splice(client: OnUpgrade, upstream: OnUpgrade, _kept: Option<KeptWhileOpen>) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(err) => return debug!("upgrade failed: {err}"),

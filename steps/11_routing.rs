@@ -8,16 +8,14 @@
 //! `--routes FILE` serves another file, `--routes FILE --check` only checks
 //! it; `--upstream URL` alone forwards everything there, as step 10 did.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use clap::Parser;
-use complete::routes_file::{self, Routes};
+use complete::routes_file::{self, Source};
 use complete::routing::{Forward, dispatch, reload};
 use complete::watch;
-use http::Uri;
-use http::uri::Authority;
 use workshop::http2::{self, serve, tls_acceptor};
 use workshop::{cli, streaming, x_forwarded};
 
@@ -43,27 +41,6 @@ struct Args {
     check: bool,
 }
 
-/// Where the rules come from, and how to read them again.
-enum Source {
-    /// A routes file, watched; `origin` takes the place of the example's
-    /// 127.0.0.1:9000.
-    File {
-        path: PathBuf,
-        origin: Option<Authority>,
-    },
-    /// `--upstream` without a file: everything goes there, as in step 10.
-    Upstream(Uri),
-}
-
-impl Source {
-    fn load(&self) -> Result<Routes, String> {
-        match self {
-            Source::File { path, origin } => routes_file::load(path, origin.as_ref()),
-            Source::Upstream(upstream) => Ok(routes_file::forward_everything(upstream)),
-        }
-    }
-}
-
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -80,12 +57,7 @@ async fn main() {
             }
         }
     }
-    // The repository's example (this binary's package is complete/).
-    let repository = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let example = repository
-        .parent()
-        .unwrap_or(repository)
-        .join("routes/example.toml");
+    let example = routes_file::example();
     let mut source = match (&args.routes, &args.common.upstream) {
         (Some(path), _) => Source::File {
             path: path.clone(),
@@ -138,10 +110,7 @@ async fn main() {
 
     // ANCHOR: main
     let routes = Arc::new(ArcSwap::from_pointee(routes));
-    let watched = match &source {
-        Source::File { path, .. } => Some(path.clone()),
-        Source::Upstream(_) => None,
-    };
+    let watched = source.watched().map(|path| path.to_path_buf());
     if let Some(path) = &watched {
         let routes = routes.clone();
         let watching = watch::on_change(path, move || reload(&routes, || source.load()));
@@ -201,8 +170,8 @@ fn try_lines(listener: &tokio::net::TcpListener, args: &Args, example: bool) {
             "{curl} -si {url}/widgets/42",
             "# by method: a POST to /widgets is answered by a rule (a GET goes on to the origin)",
             "{curl} -si -X POST {url}/widgets",
-            "# by host: the label captured ({app}.localhost)",
-            "{curl} -s {url}/ -H 'Host: shop.localhost'",
+            "# by host: the label captured ({app}.example.org)",
+            "{curl} -s {url}/ -H 'Host: shop.example.org'",
             "# by host: *.example.com, the apex too",
             "{curl} -s {url}/ -H 'Host: example.com'",
             "# no main rule for that host: the fallback layer answers a 404 in JSON",

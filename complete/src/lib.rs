@@ -6,9 +6,14 @@
 //! feature `exNN` picks the exercise for step NN only.
 //!
 //! The kit: [`routes_file`] (reading a routes file, with errors that name
-//! line and column), [`patterns`] (path, host and media-type patterns) and
-//! [`watch`] (reloading on a change or `SIGHUP`).
+//! line and column), [`patterns`] (path, host and media-type patterns),
+//! [`watch`] (reloading on a change or `SIGHUP`), and for step 12
+//! [`apps_file`] (the apps file), [`children`] (child processes) and
+//! [`apps_api`] (the token-guarded status API).
 
+pub mod apps_api;
+pub mod apps_file;
+pub mod children;
 pub mod patterns;
 pub mod routes_file;
 pub mod watch;
@@ -18,11 +23,19 @@ pub mod watch;
 #[cfg_attr(feature = "ex11", path = "../../exercises/11_routing.rs")]
 pub mod routing;
 
+// Step 12: apps started on their first request, stopped when idle.
+#[cfg_attr(not(feature = "ex12"), path = "../../solutions/12_on_demand.rs")]
+#[cfg_attr(feature = "ex12", path = "../../exercises/12_on_demand.rs")]
+pub mod on_demand;
+
 /// The exercises this build runs instead of the reference solutions
 /// (`--features exNN`), so that every step can say so at start.
 pub fn exercises_in_use() -> Vec<&'static str> {
-    [(cfg!(feature = "ex11"), "11_routing.rs")]
-        .into_iter()
-        .filter_map(|(on, file)| on.then_some(file))
-        .collect()
+    [
+        (cfg!(feature = "ex11"), "11_routing.rs"),
+        (cfg!(feature = "ex12"), "12_on_demand.rs"),
+    ]
+    .into_iter()
+    .filter_map(|(on, file)| on.then_some(file))
+    .collect()
 }

@@ -209,6 +209,49 @@ pub fn forward_everything(upstream: &Uri) -> Routes {
     Routes::new(vec![rule], format!("--upstream {upstream}"))
 }
 
+/// Where a step's rules come from, and how to read them again.
+pub enum Source {
+    /// A routes file, watched; `origin` takes the place of the example's
+    /// 127.0.0.1:9000.
+    File {
+        path: std::path::PathBuf,
+        origin: Option<Authority>,
+    },
+    /// `--upstream` without a file: everything goes there, as in step 10.
+    Upstream(Uri),
+}
+
+impl Source {
+    pub fn load(&self) -> Result<Routes, String> {
+        match self {
+            Source::File { path, origin } => load(path, origin.as_ref()),
+            Source::Upstream(upstream) => Ok(forward_everything(upstream)),
+        }
+    }
+
+    /// The file to watch, if any.
+    pub fn watched(&self) -> Option<&Path> {
+        match self {
+            Source::File { path, .. } => Some(path),
+            Source::Upstream(_) => None,
+        }
+    }
+
+    /// Whether this is the repository's example.
+    pub fn is_example(&self) -> bool {
+        self.watched() == Some(example().as_path())
+    }
+}
+
+/// `routes/example.toml`, in the repository the workshop was built from.
+pub fn example() -> std::path::PathBuf {
+    let package = Path::new(env!("CARGO_MANIFEST_DIR"));
+    package
+        .parent()
+        .unwrap_or(package)
+        .join("routes/example.toml")
+}
+
 /// Reads and checks a routes file. `origin`, when given, takes the place of
 /// `127.0.0.1:9000` in every `forward` (the example file names the demo
 /// origin's usual address; the step that runs it in-process knows its
@@ -229,14 +272,7 @@ fn parse_with_origin(text: &str, name: &str, origin: Option<&Authority>) -> Resu
         let (line, column) = line_column(text, span.start);
         format!("{name}:{line}:{column}: {message}")
     };
-    // toml's messages may span lines: one line, for logs.
-    let file: File = toml::from_str(text).map_err(|err| {
-        let message = err.message().trim().replace('\n', ": ");
-        match err.span() {
-            Some(span) => at(span, &message),
-            None => format!("{name}: {message}"),
-        }
-    })?;
+    let file: File = toml::from_str(text).map_err(|err| toml_error(text, name, &err))?;
 
     let mut groups: BTreeMap<String, Vec<MediaRange>> = BTreeMap::new();
     for (group, types) in &file.accept {
@@ -560,8 +596,21 @@ fn header_name(
     Ok(parsed)
 }
 
+/// toml's own error (a syntax error, a wrong type, an unknown key) as
+/// `FILE:LINE:COLUMN: message`, on one line: its messages may span lines.
+pub(crate) fn toml_error(text: &str, name: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim().replace('\n', ": ");
+    match err.span() {
+        Some(span) => {
+            let (line, column) = line_column(text, span.start);
+            format!("{name}:{line}:{column}: {message}")
+        }
+        None => format!("{name}: {message}"),
+    }
+}
+
 /// 1-based line and column (in characters) of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;

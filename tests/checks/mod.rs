@@ -8,6 +8,7 @@ mod headers;
 mod hop_by_hop;
 mod http11;
 mod http2;
+mod on_demand;
 mod routing;
 mod server;
 mod streaming;
@@ -106,6 +107,19 @@ checks![
     http11::many_keepalive_clients,
     http11::chunked_request_body,
     http11::absolute_form_target,
+    on_demand::app_wakes_on_first_request,
+    on_demand::one_start_for_many_requests,
+    on_demand::browser_gets_a_waiting_page,
+    on_demand::failed_start_is_503,
+    on_demand::idle_app_is_stopped,
+    on_demand::activity_keeps_app_awake,
+    on_demand::crashed_app_starts_again,
+    on_demand::linked_apps_wake_together,
+    on_demand::apps_api_needs_token,
+    on_demand::no_orphans_after_sigterm,
+    on_demand::unknown_app_is_404,
+    on_demand::apps_file_reloads,
+    on_demand::discovery_adds_apps,
     routing::routes_by_path,
     routing::routes_methods_and_captures,
     routing::routes_host_wildcard,

@@ -298,6 +298,28 @@ impl Proxy {
         .await
     }
 
+    /// Sends SIGTERM to the proxy this check started and waits (at most
+    /// `seconds`) for it to exit; returns its exit code.
+    pub async fn terminate(&mut self, seconds: u64) -> Result<Option<i32>, Failure> {
+        let Some(process) = self.process.as_mut() else {
+            return Err(Failure::Skip("needs to start the proxy itself".into()));
+        };
+        let pid = process.child.id().or_fail("the proxy has exited already")?;
+        let sent = Command::new("kill")
+            .args(["-s", "TERM", &pid.to_string()])
+            .status()
+            .await
+            .or_fail("running kill")?;
+        if !sent.success() {
+            return Err(fail(format!("kill -s TERM {pid} failed: {sent}")));
+        }
+        let status = within(seconds, "the proxy to exit after SIGTERM", async {
+            process.child.wait().await.or_fail("waiting for the proxy")
+        })
+        .await?;
+        Ok(status.code())
+    }
+
     /// The proxy's process id, if this check started it.
     pub fn pid(&self) -> Option<u32> {
         self.pid

@@ -1,0 +1,128 @@
+//! The status API of step 12, guarded by a token: what an operator (or a
+//! script) asks the proxy about its apps. Kit, not lesson:
+//!
+//! - `GET /_proxy/apps`: every app as JSON (name, state, since, last
+//!   request, requests served, linked apps, pid, last error);
+//! - `POST /_proxy/apps/NAME/start` and `/stop`.
+//!
+//! Only with a token configured, only on hosts that are not an app's (an
+//! app must not reach the proxy's controls through its own name), and only
+//! with `Authorization: Bearer TOKEN`, compared in constant time: how long
+//! a wrong guess takes says nothing of how close it was.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::{Method, Request, Response, StatusCode, header};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use workshop::body::{Body, full, text};
+
+use crate::on_demand::{self, App, Apps, State};
+
+/// The paths this API answers under.
+pub const PREFIX: &str = "/_proxy/";
+
+/// Answers a request under [`PREFIX`].
+pub async fn answer<B>(apps: &Arc<Apps>, token: &str, request: &Request<B>) -> Response<Body> {
+    if !authorized(request, token) {
+        let mut response = text(
+            StatusCode::UNAUTHORIZED,
+            "401 Unauthorized: this API needs `Authorization: Bearer TOKEN` (the proxy's --admin-token)",
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    }
+    let path = request.uri().path();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (request.method(), segments.as_slice()) {
+        (&Method::GET, ["_proxy", "apps"]) => json_response(StatusCode::OK, list(apps)),
+        (&Method::POST, ["_proxy", "apps", name, action @ ("start" | "stop")]) => {
+            let Some(app) = apps.registry().apps.get(*name).cloned() else {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    format!("404 Not Found: no app named {name}"),
+                );
+            };
+            if *action == "start" {
+                if let Err(why) = app.wake(apps).await {
+                    let body = json!({ "app": describe(&app), "error": why });
+                    return json_response(StatusCode::SERVICE_UNAVAILABLE, body);
+                }
+            } else {
+                on_demand::stop(&app).await;
+            }
+            json_response(StatusCode::OK, describe(&app))
+        }
+        (_, ["_proxy", "apps", ..]) => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 Method Not Allowed: GET /_proxy/apps, POST /_proxy/apps/NAME/start or /stop",
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            format!("404 Not Found: {path}: the API has /_proxy/apps"),
+        ),
+    }
+}
+
+/// `Authorization: Bearer TOKEN`, the token compared in constant time.
+fn authorized<B>(request: &Request<B>, token: &str) -> bool {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Lengths differ: not equal (and the length is no secret worth keeping).
+    !token.is_empty() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+}
+
+fn list(apps: &Apps) -> Value {
+    let registry = apps.registry();
+    json!({
+        "domain": registry.domain,
+        "apps": registry.apps.values().map(|app| describe(app)).collect::<Vec<_>>(),
+    })
+}
+
+fn describe(app: &App) -> Value {
+    let status = app.status();
+    let spec = app.spec();
+    json!({
+        "name": app.name,
+        "state": status.state.to_string(),
+        "since": rfc3339(status.since_wall),
+        "last_request": app.last_request().map(rfc3339),
+        "requests": app.served(),
+        "in_flight": app.in_flight(),
+        "linked": spec.linked,
+        "group": app.group().as_slice(),
+        "pid": status.pid,
+        "upstream": status.upstream.map(|uri| uri.to_string()),
+        "idle_after_s": spec.idle.as_secs_f64(),
+        "last_error": status.last_error,
+        "awake": status.state == State::Awake,
+    })
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    // Whole seconds: the API is for people and scripts, not benchmarks.
+    let seconds = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|since| SystemTime::UNIX_EPOCH + Duration::from_secs(since.as_secs()))
+        .unwrap_or(time);
+    humantime::format_rfc3339(seconds).to_string()
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response<Body> {
+    let mut response = Response::new(full(format!("{body:#}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,246 @@
+//! Running apps as child processes, and the shell commands that start and
+//! stop the others: the kit of step 12, whose lesson is *when* to start and
+//! stop; this file is *how*, on Unix.
+//!
+//! - Each child leads a process group of its own, so that stopping it
+//!   reaches whatever it started (`sh -c`, a dev server's workers): SIGTERM
+//!   to the group, SIGKILL to the group after a grace period.
+//! - On Linux, a child gets SIGTERM if the proxy dies without stopping it
+//!   (even by SIGKILL): no orphan keeps a port after a crash.
+//! - Its stdout and stderr go to the proxy's log, one line each, prefixed
+//!   by the app's name; the last lines of stderr are kept, to say why a
+//!   start failed.
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tracing::{info, warn};
+
+/// How many lines of a child's stderr are kept, to explain a failure.
+const TAIL: usize = 5;
+
+/// A free port on the loopback interface, for a child to listen on.
+///
+/// The port is free when we ask; a process could take it before the child
+/// does (the child then fails to start, and says so on stderr).
+pub fn free_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// An app running as our child.
+pub struct AppProcess {
+    child: Child,
+    pid: u32,
+    tail: Tail,
+    /// Done when its stderr has been read to the end.
+    stderr_read: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The last lines a child wrote on stderr.
+#[derive(Clone, Default)]
+struct Tail(Arc<Mutex<VecDeque<String>>>);
+
+impl Tail {
+    fn push(&self, line: String) {
+        let mut lines = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
+        if lines.len() == TAIL {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+
+    fn text(&self) -> String {
+        let lines = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
+        lines.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl AppProcess {
+    /// Starts `command` (`{port}` replaced, `PORT` set) as `name`.
+    pub fn spawn(name: &str, command: &[String], port: u16) -> Result<AppProcess, String> {
+        let port_text = port.to_string();
+        let mut args = command.iter().map(|arg| arg.replace("{port}", &port_text));
+        let program = args.next().unwrap_or_default();
+        let mut child = Command::new(&program);
+        child
+            .args(args)
+            .env("PORT", &port_text)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // A group of its own: our signals reach its own children too,
+            // and a Ctrl-C in the proxy's terminal is ours to handle.
+            .process_group(0)
+            // Should this handle be dropped without a stop (a bug), the
+            // child is not left running.
+            .kill_on_drop(true);
+        stop_when_parent_dies(&mut child);
+        let mut child = child
+            .spawn()
+            .map_err(|err| format!("cannot run {program:?}: {err}"))?;
+        let pid = child.id().unwrap_or_default();
+        let tail = Tail::default();
+        if let Some(stdout) = child.stdout.take() {
+            tokio::spawn(log_lines(name.to_string(), stdout, None));
+        }
+        let stderr_read = child
+            .stderr
+            .take()
+            .map(|stderr| tokio::spawn(log_lines(name.to_string(), stderr, Some(tail.clone()))));
+        Ok(AppProcess {
+            child,
+            pid,
+            tail,
+            stderr_read,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The last lines of its stderr (empty if none).
+    pub fn last_stderr(&self) -> String {
+        self.tail.text()
+    }
+
+    /// Waits until it exits (or cannot be waited for), then a moment for
+    /// its last stderr lines, which may still be in the pipe.
+    pub async fn exited(&mut self) -> String {
+        let ended = match self.child.wait().await {
+            Ok(status) => describe(status),
+            Err(err) => format!("lost ({err})"),
+        };
+        if let Some(reading) = self.stderr_read.take() {
+            // A process it started may keep the pipe open: not for long.
+            let _ = tokio::time::timeout(Duration::from_millis(500), reading).await;
+        }
+        ended
+    }
+
+    /// SIGTERM to its group; SIGKILL to the group if it has not exited
+    /// after `grace`. Returns how it ended.
+    pub async fn stop(mut self, grace: Duration) -> String {
+        signal_group(self.pid, nix::sys::signal::Signal::SIGTERM);
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(Ok(status)) => describe(status),
+            Ok(Err(err)) => format!("lost ({err})"),
+            Err(_) => {
+                warn!(
+                    "pid {} still running {grace:?} after SIGTERM: SIGKILL",
+                    self.pid
+                );
+                signal_group(self.pid, nix::sys::signal::Signal::SIGKILL);
+                self.exited().await
+            }
+        }
+    }
+}
+
+/// `exit status 3`, `killed by SIGKILL`.
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => match nix::sys::signal::Signal::try_from(signal) {
+            Ok(signal) => format!("killed by {signal}"),
+            Err(_) => format!("killed by signal {signal}"),
+        },
+        (None, None) => status.to_string(),
+    }
+}
+
+/// Sends `signal` to the process group led by `pid`. Never to pid 0 or 1:
+/// `killpg(0)` would be our own group.
+fn signal_group(pid: u32, signal: nix::sys::signal::Signal) {
+    let Ok(pid) = i32::try_from(pid) else { return };
+    if pid <= 1 {
+        return;
+    }
+    if let Err(err) = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), signal) {
+        // ESRCH: the group is gone already, which is what we wanted.
+        if err != nix::errno::Errno::ESRCH {
+            warn!("cannot send {signal} to process group {pid}: {err}");
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn stop_when_parent_dies(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe, as code between fork and exec
+    // must be. The "parent" is the thread that forks: a tokio worker,
+    // which lives as long as the runtime, that is as long as the proxy.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stop_when_parent_dies(_command: &mut Command) {}
+
+/// Copies a child's output to the log, `name| line`, keeping stderr's tail.
+async fn log_lines(name: String, output: impl AsyncRead + Unpin, tail: Option<Tail>) {
+    let mut lines = BufReader::new(output).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        info!("{name}| {line}");
+        if let Some(tail) = &tail {
+            tail.push(line);
+        }
+    }
+}
+
+/// Runs a shell command (an app's `start` or `stop`, a discovery command)
+/// to its end, within `timeout`. Returns its stdout, or why it failed: its
+/// exit status and the last lines of its stderr.
+pub async fn run_shell(command: &str, timeout: Duration) -> Result<String, String> {
+    let mut shell = Command::new("sh");
+    shell
+        .args(["-c", command])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    stop_when_parent_dies(&mut shell);
+    let child = shell
+        .spawn()
+        .map_err(|err| format!("cannot run `sh -c {command:?}`: {err}"))?;
+    let pid = child.id().unwrap_or_default();
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(output)) if output.status.success() => {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        }
+        Ok(Ok(output)) => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let lines: Vec<&str> = stderr.lines().collect();
+            let tail = lines[lines.len().saturating_sub(TAIL)..].join("\n");
+            Err(with_stderr(
+                format!("`{command}` failed: {}", describe(output.status)),
+                &tail,
+            ))
+        }
+        Ok(Err(err)) => Err(format!("`{command}`: {err}")),
+        Err(_) => {
+            // Dropping the wait killed the shell; its children too.
+            signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+            Err(format!("`{command}` did not finish within {timeout:?}"))
+        }
+    }
+}
+
+/// `message`, then the child's last stderr lines if it wrote any.
+pub fn with_stderr(message: String, stderr: &str) -> String {
+    match stderr.trim() {
+        "" => message,
+        stderr => format!("{message}; its last lines on stderr:\n{stderr}"),
+    }
+}

@@ -1,0 +1,921 @@
+//! Step 12 — apps on demand: an app sleeps while nobody uses it, and the
+//! first request wakes it (scale to zero, as Paastis does for PaaS review
+//! apps and Sablier for containers).
+//!
+//! Each app at `NAME.localhost` is a state machine:
+//!
+//! ```text
+//!            first request                ready
+//!  asleep ─────────────────▶ starting ─────────────▶ awake
+//!    ▲  ▲                       │ failed, timed out     │ idle, or asked
+//!    │  └───────────────────────┘                       ▼
+//!    └──────────────────────────────────────────── stopping
+//!              stopped (or crashed, from awake)
+//! ```
+//!
+//! Four ideas, in order:
+//! - [`App::wake`]: the state lives in a `tokio::sync::watch` channel;
+//!   changing `asleep` to `starting` is done under the channel's lock, so
+//!   of 100 first requests exactly one starts the app and the 99 others
+//!   wait for the same start;
+//! - [`serve_app`]: a request for a sleeping app is held until the app is
+//!   ready (an API client), or answered at once with a page that reloads
+//!   itself (a browser); then it goes through step 11's [`Forward`];
+//! - [`Activity`]: a request counts from its arrival to the end of its
+//!   response body, a WebSocket until it closes: an app with either is not
+//!   idle, however long they last;
+//! - [`stop_idle_apps`]: a timer stops the groups of apps whose every
+//!   member has been idle long enough.
+//!
+//! How a child is started, signalled and logged is the kit's
+//! (`children`), and so is reading the apps file (`apps_file`).
+//! Deliberate simplifications: the state lives in this process only (step
+//! 13 can share it between instances through Redis), and a shutdown stops
+//! the apps without waiting for requests in flight (step 13 drains them).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
+use tracing::{info, warn};
+use workshop::body::{Body, boxed, full, text};
+use workshop::websocket::KeptWhileOpen;
+
+use crate::apps_api;
+use crate::apps_file::{self, AppSpec, AppsFile, Run};
+use crate::children::{AppProcess, free_port, run_shell, with_stderr};
+use crate::patterns::{MediaRange, accept_groups, normalize_host};
+use crate::routes_file::Routes;
+use crate::routing::{Forward, dispatch};
+
+/// How long a child has to exit after SIGTERM before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// How often idle apps are looked for.
+const IDLE_TICK: Duration = Duration::from_millis(250);
+
+// ANCHOR: state
+/// Where an app is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Asleep,
+    Starting,
+    Awake,
+    Stopping,
+}
+
+/// An app's state, and what goes with it.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub state: State,
+    /// When it entered this state.
+    pub since: Instant,
+    pub since_wall: SystemTime,
+    /// Where it answers, while awake.
+    pub upstream: Option<Uri>,
+    /// Its process, if it is our child and awake.
+    pub pid: Option<u32>,
+    /// Counts starts, so that a waiter knows whether the start it waited
+    /// for is the one that failed.
+    pub attempt: u64,
+    /// Why the last start failed, or how the app last ended.
+    pub last_error: Option<String>,
+}
+// ANCHOR_END: state
+
+/// One app: its spec, its state, its activity.
+pub struct App {
+    pub name: String,
+    /// A reload swaps in a new spec; it applies from the next start.
+    spec: ArcSwap<AppSpec>,
+    /// The apps linked to it or it to them, directly or not, itself
+    /// included: they are stopped together.
+    group: ArcSwap<Vec<String>>,
+    status: watch::Sender<Status>,
+    in_flight: AtomicUsize,
+    last_activity: Mutex<Instant>,
+    last_request: Mutex<Option<SystemTime>>,
+    served: AtomicU64,
+    /// Asks the task that owns our child to stop it.
+    stop_child: Mutex<Option<oneshot::Sender<()>>>,
+    /// No longer in the list: served until it sleeps, then forgotten.
+    retired: AtomicBool,
+}
+
+impl App {
+    fn new(spec: AppSpec, group: Vec<String>) -> App {
+        App {
+            name: spec.name.clone(),
+            spec: ArcSwap::from_pointee(spec),
+            group: ArcSwap::from_pointee(group),
+            status: watch::Sender::new(Status {
+                state: State::Asleep,
+                since: Instant::now(),
+                since_wall: SystemTime::now(),
+                upstream: None,
+                pid: None,
+                attempt: 0,
+                last_error: None,
+            }),
+            in_flight: AtomicUsize::new(0),
+            last_activity: Mutex::new(Instant::now()),
+            last_request: Mutex::new(None),
+            served: AtomicU64::new(0),
+            stop_child: Mutex::new(None),
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    pub fn spec(&self) -> Arc<AppSpec> {
+        self.spec.load_full()
+    }
+
+    pub fn group(&self) -> Arc<Vec<String>> {
+        self.group.load_full()
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    pub fn state(&self) -> State {
+        self.status.borrow().state
+    }
+
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn last_request(&self) -> Option<SystemTime> {
+        *lock(&self.last_request)
+    }
+
+    fn last_activity(&self) -> Instant {
+        *lock(&self.last_activity)
+    }
+
+    fn touch(&self) {
+        *lock(&self.last_activity) = Instant::now();
+    }
+
+    /// Moves to `to` if the app is in one of `from` (under the channel's
+    /// lock: two callers cannot both make the same move), applies
+    /// `change`, and logs the move. Returns whether it moved.
+    fn transition(&self, from: &[State], to: State, change: impl FnOnce(&mut Status)) -> bool {
+        let mut left = None;
+        let moved = self.status.send_if_modified(|status| {
+            if !from.contains(&status.state) {
+                return false;
+            }
+            left = Some((status.state, status.since.elapsed()));
+            status.state = to;
+            status.since = Instant::now();
+            status.since_wall = SystemTime::now();
+            change(status);
+            true
+        });
+        if let Some((from, spent)) = left {
+            let name = &self.name;
+            match &self.status.borrow().last_error {
+                Some(why) if to == State::Asleep => {
+                    warn!(
+                        "{name}: {from} → {to} ({from} for {}): {why}",
+                        seconds(spent)
+                    )
+                }
+                _ => info!("{name}: {from} → {to} ({from} for {})", seconds(spent)),
+            }
+        }
+        moved
+    }
+
+    // ANCHOR: wake
+    /// Makes sure the app is awake and returns where it answers, or why it
+    /// could not start. The first caller to find it asleep starts it (and
+    /// its linked apps); every other caller waits for that same start.
+    pub async fn wake(self: &Arc<App>, apps: &Arc<Apps>) -> Result<Uri, String> {
+        if self.retired.load(Ordering::Relaxed) {
+            return Err("it is no longer in the list of apps".into());
+        }
+        let mut status = self.status.subscribe();
+        // The start this caller waits for: if the app is asleep again
+        // after it, that start failed.
+        let mut waited_for = None;
+        loop {
+            let now = status.borrow_and_update().clone();
+            match now.state {
+                State::Awake => {
+                    return now.upstream.ok_or_else(|| "awake, but nowhere".into());
+                }
+                State::Asleep if waited_for == Some(now.attempt) => return Err(self.failure()),
+                State::Asleep => {
+                    // EXERCISE: move the app from asleep to starting with transition (under the channel's lock: one caller wins), counting the attempt and waiting for it; the winner spawns start() and wakes the linked apps
+                    // ANCHOR: one_start
+                    let mut attempt = 0;
+                    let starts_it = self.transition(&[State::Asleep], State::Starting, |status| {
+                        status.attempt += 1;
+                        attempt = status.attempt;
+                    });
+                    if starts_it {
+                        waited_for = Some(attempt);
+                        tokio::spawn(start(self.clone()));
+                        apps.wake_linked(self);
+                    }
+                    // ANCHOR_END: one_start
+                    // END EXERCISE
+                    // Won or lost, the state has changed: look again.
+                    continue;
+                }
+                State::Starting => waited_for = Some(now.attempt),
+                State::Stopping => {}
+            }
+            if status.changed().await.is_err() {
+                return Err("the app was removed".into());
+            }
+        }
+    }
+    // ANCHOR_END: wake
+
+    fn failure(&self) -> String {
+        self.status
+            .borrow()
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "it stopped while starting".into())
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Asleep => "asleep",
+            State::Starting => "starting",
+            State::Awake => "awake",
+            State::Stopping => "stopping",
+        })
+    }
+}
+
+// ANCHOR: start
+/// Starts an app (its state is `starting`): runs it, polls it until it
+/// answers, and says `awake`, or `asleep` with the reason, by the start
+/// timeout at the latest.
+async fn start(app: Arc<App>) {
+    let spec = app.spec();
+    let deadline = Instant::now() + spec.start_timeout;
+    let started = match &spec.run {
+        Run::Child { command } => start_child(&app, &spec, command, deadline).await,
+        Run::Commands {
+            start, upstream, ..
+        } => start_by_command(&spec, start, upstream, deadline).await,
+    };
+    match started {
+        Ok((upstream, pid)) => {
+            app.touch();
+            app.transition(&[State::Starting], State::Awake, |status| {
+                status.upstream = Some(upstream);
+                status.pid = pid;
+                status.last_error = None;
+            });
+        }
+        Err(why) => {
+            app.transition(&[State::Starting], State::Asleep, |status| {
+                status.last_error = Some(why);
+            });
+        }
+    }
+}
+// ANCHOR_END: start
+
+/// A child on a free port: ready when it answers, failed if it exits
+/// first or is not ready by the deadline.
+async fn start_child(
+    app: &Arc<App>,
+    spec: &AppSpec,
+    command: &[String],
+    deadline: Instant,
+) -> Result<(Uri, Option<u32>), String> {
+    let port = free_port().map_err(|err| format!("no free port: {err}"))?;
+    let mut process = AppProcess::spawn(&spec.name, command, port)?;
+    let address = SocketAddr::from(([127, 0, 0, 1], port)).to_string();
+    // ANCHOR: race
+    let outcome = tokio::select! {
+        () = wait_until_ready(&address, spec.ready.as_deref()) => Ok(()),
+        ended = process.exited() => Err(format!("it exited before it was ready: {ended}")),
+        () = tokio::time::sleep_until(deadline.into()) => Err(format!(
+            "it was not ready within {} (nothing answered on port {port})",
+            seconds(spec.start_timeout)
+        )),
+    };
+    // ANCHOR_END: race
+    if let Err(why) = outcome {
+        let stderr = process.last_stderr();
+        let ended = process.stop(STOP_GRACE).await;
+        info!("{}: the failed start ended ({ended})", spec.name);
+        return Err(with_stderr(why, &stderr));
+    }
+    let pid = process.pid();
+    let (stop, stopped) = oneshot::channel();
+    *lock(&app.stop_child) = Some(stop);
+    tokio::spawn(supervise(app.clone(), process, stopped));
+    let upstream = format!("http://{address}")
+        .parse()
+        .map_err(|err| format!("{err}"))?;
+    Ok((upstream, Some(pid)))
+}
+
+/// Something a command starts: ready when `upstream` answers.
+async fn start_by_command(
+    spec: &AppSpec,
+    start: &str,
+    upstream: &Uri,
+    deadline: Instant,
+) -> Result<(Uri, Option<u32>), String> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    run_shell(start, left).await?;
+    let address = upstream
+        .authority()
+        .map(|authority| match authority.port() {
+            Some(_) => authority.to_string(),
+            None => format!("{authority}:80"),
+        })
+        .unwrap_or_default();
+    let ready = wait_until_ready(&address, spec.ready.as_deref());
+    match tokio::time::timeout_at(deadline.into(), ready).await {
+        Ok(()) => Ok((upstream.clone(), None)),
+        Err(_) => Err(format!(
+            "`{start}` succeeded, but {upstream} did not answer within {}",
+            seconds(spec.start_timeout)
+        )),
+    }
+}
+
+// ANCHOR: backoff
+/// Polls `address` until it answers: the port accepts a connection, or,
+/// with a `ready` path, an HTTP request there gets any answer at all.
+/// The pause doubles from 10 ms up to half a second: a fast app is seen at
+/// once, a slow one is not hammered (Paastis polls every second, so even
+/// a 50 ms app takes a second to wake). The caller bounds the time.
+async fn wait_until_ready(address: &str, ready: Option<&str>) {
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if answers(address, ready).await {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+// ANCHOR_END: backoff
+
+/// One probe, at most a second long.
+async fn answers(address: &str, ready: Option<&str>) -> bool {
+    let probe = async {
+        let mut stream = TcpStream::connect(address).await.ok()?;
+        let Some(path) = ready else { return Some(()) };
+        let request =
+            format!("GET {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 5];
+        stream.read_exact(&mut head).await.ok()?;
+        (&head == b"HTTP/").then_some(())
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), probe).await,
+        Ok(Some(()))
+    )
+}
+
+// ANCHOR: supervise
+/// Owns a running child: if it exits on its own, the app is asleep (the
+/// next request starts it again); if asked, it stops it.
+async fn supervise(app: Arc<App>, mut process: AppProcess, stop: oneshot::Receiver<()>) {
+    tokio::select! {
+        ended = process.exited() => {
+            let why = with_stderr(format!("it crashed: {ended}"), &process.last_stderr());
+            app.transition(&[State::Awake, State::Stopping], State::Asleep, |status| {
+                status.last_error = Some(why);
+                status.pid = None;
+                status.upstream = None;
+            });
+        }
+        _ = stop => {
+            let ended = process.stop(STOP_GRACE).await;
+            info!("{}: its process ended ({ended})", app.name);
+            app.transition(&[State::Stopping], State::Asleep, |status| {
+                status.pid = None;
+                status.upstream = None;
+            });
+        }
+    }
+}
+// ANCHOR_END: supervise
+
+/// Stops an awake app; returns once it is asleep.
+pub async fn stop(app: &Arc<App>) {
+    if !app.transition(&[State::Awake], State::Stopping, |_| {}) {
+        return;
+    }
+    let spec = app.spec();
+    match &spec.run {
+        Run::Child { .. } => {
+            let mut status = app.status.subscribe();
+            let asked = lock(&app.stop_child).take().map(|stop| stop.send(()));
+            if asked.is_some_and(|sent| sent.is_ok()) {
+                let asleep = status.wait_for(|status| status.state == State::Asleep);
+                let _ = tokio::time::timeout(STOP_GRACE * 2, asleep).await;
+            } else {
+                // Its supervisor is gone: it has exited already.
+                app.transition(&[State::Stopping], State::Asleep, |_| {});
+            }
+        }
+        Run::Commands { stop, .. } => {
+            let stopped = run_shell(stop, spec.start_timeout).await;
+            app.transition(&[State::Stopping], State::Asleep, |status| {
+                status.upstream = None;
+                status.last_error = stopped.err();
+            });
+        }
+    }
+}
+
+// ANCHOR: activity
+/// A request (or a WebSocket) in progress: the app is not idle while one
+/// lives. Made when the request arrives, dropped when its response body
+/// has been sent (or its tunnel closed, or the client left).
+pub struct Activity(Arc<App>);
+
+impl Activity {
+    fn begin(app: Arc<App>) -> Activity {
+        app.in_flight.fetch_add(1, Ordering::Relaxed);
+        app.served.fetch_add(1, Ordering::Relaxed);
+        app.touch();
+        *lock(&app.last_request) = Some(SystemTime::now());
+        Activity(app)
+    }
+}
+
+impl Drop for Activity {
+    fn drop(&mut self) {
+        // The idle time counts from the end of the last request.
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+// ANCHOR_END: activity
+
+// ANCHOR: serve_app
+/// Answers a request for an app: once the app is awake, through step 11's
+/// pipeline, counting as the app's activity until it is all sent.
+pub async fn serve_app(
+    apps: &Arc<Apps>,
+    app: Arc<App>,
+    forward: &Forward,
+    mut request: Request<Incoming>,
+) -> Response<Body> {
+    let activity = Arc::new(Activity::begin(app.clone()));
+    let upstream = match hold_until_awake(apps, &app, &request).await {
+        Ok(upstream) => upstream,
+        Err(answer) => return answer,
+    };
+    // ANCHOR: keep_busy
+    // An open WebSocket keeps the activity until it closes (step 10 holds
+    // what is in KeptWhileOpen); a response, until its body ends.
+    request
+        .extensions_mut()
+        .insert(KeptWhileOpen(activity.clone()));
+    let response = forward.to(upstream).forward(request, |_| {}).await;
+    response.map(|body| {
+        boxed(body.map_frame(move |frame| {
+            let _busy = &activity;
+            frame
+        }))
+    })
+    // ANCHOR_END: keep_busy
+}
+// ANCHOR_END: serve_app
+
+// ANCHOR: hold
+/// Where a request for `app` goes once the app is awake, or what to answer
+/// at once instead: a waiting page for a browser (the app wakes on a task
+/// of its own), a 503 with the reason if it cannot start. An API client
+/// is held, up to the start timeout.
+async fn hold_until_awake<B>(
+    apps: &Arc<Apps>,
+    app: &Arc<App>,
+    request: &Request<B>,
+) -> Result<Uri, Response<Body>> {
+    // EXERCISE: a browser (wants_a_page) asking for an app that is not awake gets waiting_page at once, while the app wakes on a task of its own; anyone else waits for wake (within the start timeout); a failure is `unavailable` (503)
+    if app.state() != State::Awake && wants_a_page(request) {
+        let (waking, apps) = (app.clone(), apps.clone());
+        tokio::spawn(async move { waking.wake(&apps).await });
+        return Err(waiting_page(app));
+    }
+    // The start has its own deadline; this one is a safety net.
+    let patience = app.spec().start_timeout + Duration::from_secs(1);
+    match tokio::time::timeout(patience, app.wake(apps)).await {
+        Ok(Ok(upstream)) => Ok(upstream),
+        Ok(Err(why)) => Err(unavailable(&app.name, &why)),
+        Err(_) => Err(unavailable(&app.name, "it did not start in time")),
+    }
+    // END EXERCISE
+}
+// ANCHOR_END: hold
+
+// ANCHOR: apps_then_routes
+/// Apps first, by host; then, on other hosts, the proxy's own API (with
+/// a token configured); then step 11's routes.
+pub async fn apps_then_routes(
+    apps: &Arc<Apps>,
+    routes: &ArcSwap<Routes>,
+    forward: &Forward,
+    admin_token: Option<&str>,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    match apps.find(host_of(&request)) {
+        Some(Found::App(app)) => serve_app(apps, app, forward, request).await,
+        Some(Found::Unknown(name)) => text(
+            StatusCode::NOT_FOUND,
+            format!("404 Not Found: there is no app named {name}"),
+        ),
+        None => match admin_token {
+            Some(token) if request.uri().path().starts_with(apps_api::PREFIX) => {
+                apps_api::answer(apps, token, &request).await
+            }
+            _ => dispatch(routes, forward, request).await,
+        },
+    }
+}
+// ANCHOR_END: apps_then_routes
+
+/// `Host`, or the URI's authority (HTTP/2's `:authority`).
+fn host_of<B>(request: &Request<B>) -> Option<&str> {
+    match request.headers().get(header::HOST) {
+        Some(host) => host.to_str().ok(),
+        None => request
+            .uri()
+            .authority()
+            .map(|authority| authority.as_str()),
+    }
+}
+
+/// A `GET` from a client that prefers HTML above all: a browser, which
+/// would rather see a page than a spinner for thirty seconds.
+fn wants_a_page<B>(request: &Request<B>) -> bool {
+    let html = MediaRange::parse("text/html");
+    let accepted = request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok());
+    request.method() == Method::GET
+        && accept_groups(accepted).first().is_some_and(|best| {
+            best.ranges()
+                .iter()
+                .any(|range| Some(range) == html.as_ref())
+        })
+}
+
+// ANCHOR: waiting_page
+/// `503` with `Retry-After` and `Refresh`: the browser shows this page and
+/// asks again a second later, until the app answers instead.
+fn waiting_page(app: &App) -> Response<Body> {
+    let status = app.status();
+    let last_error = match (&status.state, &status.last_error) {
+        (State::Asleep, Some(why)) => format!("<p>The last start failed: {}</p>", escape(why)),
+        _ => String::new(),
+    };
+    let page = format!(
+        "<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=1>\
+         <title>Starting {name}…</title><p>Starting <b>{name}</b>… \
+         this page reloads itself until it is up.</p>{last_error}\n",
+        name = app.name
+    );
+    let mut response = Response::new(full(page));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert("refresh", HeaderValue::from_static("1"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+// ANCHOR_END: waiting_page
+
+/// The app could not start: `503`, when to try again, and why.
+fn unavailable(name: &str, why: &str) -> Response<Body> {
+    let mut response = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("503 Service Unavailable: the app {name} could not start: {why}"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    response
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+// ANCHOR: idle
+/// Whether an app whose last activity was at `last` has been idle for
+/// `idle` at `now`: real durations, on a monotonic clock. (Paastis
+/// compared the minutes of two dates, modulo 60: an app idle for 61
+/// minutes looked idle for 1.)
+pub fn has_been_idle(last: Instant, now: Instant, idle: Duration) -> bool {
+    now.saturating_duration_since(last) >= idle
+}
+
+/// Forever: stops every group of linked apps that is awake and whose every
+/// member is idle (nothing in flight, no activity for its idle time) or
+/// asleep. A tick, not a timer per app: a group's members decide together.
+pub async fn stop_idle_apps(apps: Arc<Apps>) {
+    let mut tick = tokio::time::interval(IDLE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let registry = apps.registry.load_full();
+        let mut seen = BTreeSet::new();
+        for app in registry.apps.values() {
+            let group = app.group();
+            if !seen.insert(group.clone()) {
+                continue;
+            }
+            let members: Vec<&Arc<App>> = group
+                .iter()
+                .filter_map(|name| registry.apps.get(name))
+                .collect();
+            let idle = |member: &&Arc<App>| match member.state() {
+                State::Asleep => true,
+                State::Awake => {
+                    member.in_flight() == 0
+                        && has_been_idle(member.last_activity(), now, member.spec().idle)
+                }
+                State::Starting | State::Stopping => false,
+            };
+            let awake = members.iter().any(|member| member.state() == State::Awake);
+            if awake && members.iter().all(idle) {
+                for member in members {
+                    let member = member.clone();
+                    tokio::spawn(async move { stop(&member).await });
+                }
+            }
+        }
+        apps.forget_retired();
+    }
+}
+// ANCHOR_END: idle
+
+/// Every app, by name, and the domain they answer under.
+pub struct Registry {
+    pub domain: String,
+    pub apps: BTreeMap<String, Arc<App>>,
+}
+
+/// The apps of the proxy: the registry (swapped whole on a reload, as
+/// step 11's routes), and the lists it is made from.
+pub struct Apps {
+    registry: ArcSwap<Registry>,
+    file: Mutex<AppsFile>,
+    discovered: Mutex<Vec<AppSpec>>,
+}
+
+/// What a request's host names.
+pub enum Found {
+    App(Arc<App>),
+    /// Under the apps' domain, but no such app.
+    Unknown(String),
+}
+
+impl Apps {
+    pub fn new(file: AppsFile) -> Arc<Apps> {
+        let apps = Arc::new(Apps {
+            registry: ArcSwap::from_pointee(Registry {
+                domain: file.domain.clone(),
+                apps: BTreeMap::new(),
+            }),
+            file: Mutex::new(file),
+            discovered: Mutex::default(),
+        });
+        apps.rebuild();
+        apps
+    }
+
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.load_full()
+    }
+
+    // ANCHOR: find
+    /// The app a host names: the first label of a host under the domain
+    /// (`hello.localhost:8080` → `hello`). `None`: not under the domain
+    /// (step 11's routes decide).
+    pub fn find(&self, host: Option<&str>) -> Option<Found> {
+        let host = normalize_host(host?);
+        let registry = self.registry.load();
+        let under = host.strip_suffix(registry.domain.as_str())?;
+        let name = under.strip_suffix('.')?.split('.').next()?;
+        match registry.apps.get(name) {
+            Some(app) if !app.retired.load(Ordering::Relaxed) || app.state() != State::Asleep => {
+                Some(Found::App(app.clone()))
+            }
+            _ => Some(Found::Unknown(name.to_string())),
+        }
+    }
+    // ANCHOR_END: find
+
+    /// Wakes, on tasks of their own, the apps `app` is linked to (which
+    /// wake theirs in turn).
+    fn wake_linked(self: &Arc<Apps>, app: &App) {
+        let registry = self.registry.load();
+        for name in &app.spec().linked {
+            if let Some(linked) = registry.apps.get(name) {
+                let (linked, apps) = (linked.clone(), self.clone());
+                tokio::spawn(async move { linked.wake(&apps).await });
+            }
+        }
+    }
+
+    /// A new apps file (a reload): the apps keep their state.
+    pub fn use_file(&self, file: AppsFile) {
+        *lock(&self.file) = file;
+        self.rebuild();
+    }
+
+    /// A new list from the discovery command.
+    pub fn use_discovered(&self, discovered: Vec<AppSpec>) {
+        *lock(&self.discovered) = discovered;
+        self.rebuild();
+    }
+
+    /// The discovery command of the file in force.
+    pub fn discovery(&self) -> Option<apps_file::Discover> {
+        lock(&self.file).discover.clone()
+    }
+
+    pub fn defaults(&self) -> apps_file::Defaults {
+        lock(&self.file).defaults
+    }
+
+    /// Merges the file's apps and the discovered ones (the file wins a
+    /// name), keeps the state of the apps that stay, retires the others.
+    fn rebuild(&self) {
+        let (domain, mut specs) = {
+            let file = lock(&self.file);
+            (file.domain.clone(), file.apps.clone())
+        };
+        for spec in lock(&self.discovered).iter() {
+            if !specs.iter().any(|known| known.name == spec.name) {
+                specs.push(spec.clone());
+            }
+        }
+        let groups = apps_file::groups(&specs);
+        self.registry.rcu(|old| {
+            let mut apps = BTreeMap::new();
+            for spec in &specs {
+                let group = groups.get(&spec.name).cloned().unwrap_or_default();
+                let app = match old.apps.get(&spec.name) {
+                    Some(app) => {
+                        app.spec.store(Arc::new(spec.clone()));
+                        app.group.store(Arc::new(group));
+                        app.retired.store(false, Ordering::Relaxed);
+                        app.clone()
+                    }
+                    None => Arc::new(App::new(spec.clone(), group)),
+                };
+                apps.insert(spec.name.clone(), app);
+            }
+            for (name, app) in &old.apps {
+                if !apps.contains_key(name) && app.state() != State::Asleep {
+                    app.retired.store(true, Ordering::Relaxed);
+                    app.group.store(Arc::new(vec![name.clone()]));
+                    apps.insert(name.clone(), app.clone());
+                }
+            }
+            Registry {
+                domain: domain.clone(),
+                apps,
+            }
+        });
+    }
+
+    /// Forgets the retired apps that are asleep now.
+    fn forget_retired(&self) {
+        let retired_asleep =
+            |app: &Arc<App>| app.retired.load(Ordering::Relaxed) && app.state() == State::Asleep;
+        if !self.registry.load().apps.values().any(retired_asleep) {
+            return;
+        }
+        self.registry.rcu(|old| Registry {
+            domain: old.domain.clone(),
+            apps: old
+                .apps
+                .iter()
+                .filter(|(_, app)| !retired_asleep(app))
+                .map(|(name, app)| (name.clone(), app.clone()))
+                .collect(),
+        });
+    }
+
+    /// Stops every app that is our child (at shutdown: no orphans). Apps
+    /// started by commands are not ours to stop when the proxy goes.
+    pub async fn stop_children(&self) {
+        let mut stopping = tokio::task::JoinSet::new();
+        for app in self.registry.load().apps.values() {
+            if matches!(app.spec().run, Run::Child { .. }) {
+                let app = app.clone();
+                stopping.spawn(async move { stop(&app).await });
+            }
+        }
+        while stopping.join_next().await.is_some() {}
+    }
+}
+
+/// Runs a discovery command every so often and swaps in the list it
+/// prints; a failure keeps the last list, and says why.
+pub async fn discover_apps(apps: Arc<Apps>) {
+    loop {
+        let Some(discover) = apps.discovery() else {
+            // No command (yet): the file may get one on a reload.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let found = run_shell(
+            &discover.command,
+            discover.every.max(Duration::from_secs(5)),
+        )
+        .await
+        .and_then(|json| apps_file::parse_discovered(&json, &apps.defaults()));
+        match found {
+            Ok(found) => {
+                let before: BTreeSet<String> = lock(&apps.discovered)
+                    .iter()
+                    .map(|app| app.name.clone())
+                    .collect();
+                let after: BTreeSet<String> = found.iter().map(|app| app.name.clone()).collect();
+                if before != after {
+                    let added: Vec<_> =
+                        after.difference(&before).map(|n| format!("+{n}")).collect();
+                    let gone: Vec<_> = before.difference(&after).map(|n| format!("-{n}")).collect();
+                    info!("apps discovered: {} {}", added.join(" "), gone.join(" "));
+                }
+                apps.use_discovered(found);
+            }
+            Err(why) => warn!(
+                "discovery failed, the last list stays ({} app(s)): {why}",
+                lock(&apps.discovered).len()
+            ),
+        }
+        tokio::time::sleep(discover.every).await;
+    }
+}
+
+/// `1.8 s`, `120 ms`.
+fn seconds(duration: Duration) -> String {
+    if duration < Duration::from_secs(1) {
+        format!("{} ms", duration.as_millis())
+    } else {
+        format!("{:.1} s", duration.as_secs_f64())
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_is_counted_in_real_durations() {
+        let now = Instant::now() + Duration::from_secs(7200);
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        // Paastis' bug: 61 minutes looked like 1 (minutes modulo 60).
+        assert!(has_been_idle(now - minutes(61), now, minutes(15)));
+        assert!(has_been_idle(now - minutes(15), now, minutes(15)));
+        assert!(!has_been_idle(now - minutes(14), now, minutes(15)));
+        // A last activity "in the future" (a request that just ended) is no idle time.
+        assert!(!has_been_idle(now + minutes(1), now, minutes(15)));
+    }
+}

@@ -1,0 +1,784 @@
+//! Step 12: apps on demand, with real child processes. Each check writes
+//! an apps file whose apps are the demo origin, started by a small `sh`
+//! script that first writes its PID (which `exec` keeps) to a file: the
+//! check counts starts and finds the app's process from outside.
+//!
+//! Some apps wait for a `go` file before they exec the origin: the check
+//! decides when a start may finish, so "held while starting" is observed,
+//! not hoped for. Idle stops are timed against a control app: when the
+//! control app (same idle time, woken later) has been stopped, the app
+//! under test has had at least as long to go idle.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderValue, Method, Request, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::ensure;
+use crate::harness::client::{Reply, excerpt, fetch, read, send};
+use crate::harness::{Ctx, Failure, OrFail, Outcome, Proxy, fail, within};
+use workshop::body::{Body, empty};
+
+/// A folder for one check: the apps file, the start records, the `go` files.
+struct AppsDir {
+    dir: PathBuf,
+}
+
+impl AppsDir {
+    /// Writes `apps.toml` from `text`, where `{app NAME}` is the command of
+    /// an app that records its starts and runs the origin, `{gated NAME}`
+    /// the same waiting for `go-NAME` first, `{dir}` this folder.
+    fn new(text: &str) -> Result<AppsDir, Failure> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "apps-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).or_fail("making a folder for the apps file")?;
+        let apps = AppsDir { dir };
+        apps.write(text)?;
+        Ok(apps)
+    }
+
+    fn expand(&self, text: &str) -> String {
+        let dir = self.dir.display().to_string();
+        let origin = env!("CARGO_BIN_EXE_origin");
+        let mut text = text.replace("{dir}", &dir);
+        // `{app NAME}` and `{gated NAME}`: a TOML array for `command`.
+        for (marker, gated) in [("{app ", false), ("{gated ", true)] {
+            while let Some(at) = text.find(marker) {
+                let Some(end) = text[at..].find('}') else {
+                    break;
+                };
+                let name = text[at + marker.len()..at + end].to_string();
+                let wait = if gated {
+                    // Bounded: 20 s at most, then it gives up and exits.
+                    format!(
+                        "i=0; while [ ! -e {dir}/go-{name} ] && [ $i -lt 1000 ]; do sleep 0.02; i=$((i+1)); done; "
+                    )
+                } else {
+                    String::new()
+                };
+                let script = format!(
+                    "echo $$ >> {dir}/{name}.starts; {wait}exec {origin} --listen 127.0.0.1:$PORT"
+                );
+                text.replace_range(at..at + end + 1, &format!("[\"sh\", \"-c\", {script:?}]"));
+            }
+        }
+        text
+    }
+
+    fn write(&self, text: &str) -> Outcome {
+        let next = self.dir.join("apps.toml.new");
+        std::fs::write(&next, self.expand(text)).or_fail("writing the apps file")?;
+        std::fs::rename(&next, self.file()).or_fail("renaming the apps file into place")
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.join("apps.toml")
+    }
+
+    fn path(&self) -> String {
+        self.file().display().to_string()
+    }
+
+    /// Lets the gated app `name` finish starting.
+    fn go(&self, name: &str) -> Outcome {
+        std::fs::write(self.dir.join(format!("go-{name}")), "").or_fail("writing a go file")
+    }
+
+    /// The PIDs of `name`'s starts so far, oldest first.
+    fn starts(&self, name: &str) -> Vec<u32> {
+        std::fs::read_to_string(self.dir.join(format!("{name}.starts")))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for AppsDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The step with this apps file (other hosts: everything to the origin).
+async fn with_apps(ctx: &Ctx, text: &str, more: &[&str]) -> Result<(Proxy, AppsDir), Failure> {
+    let apps = AppsDir::new(text)?;
+    let upstream = format!("http://{}", ctx.origin);
+    let path = apps.path();
+    let mut args = vec!["--apps", &path, "--upstream", &upstream];
+    args.extend_from_slice(more);
+    let proxy = ctx.spawn(&args).await?;
+    proxy.stdout_line("apps:", 10).await.map_err(|failure| {
+        fail(format!(
+            "started with --apps, the step should print `apps: N app(s) at NAME.DOMAIN from FILE` \
+             once it has them ({failure})"
+        ))
+    })?;
+    Ok((proxy, apps))
+}
+
+/// A request for `path` of the app `name`, with these headers.
+fn for_app(name: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut request = Request::new(empty());
+    *request.method_mut() = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+    *request.uri_mut() = path.parse().unwrap_or_default();
+    let host = format!("{name}.localhost");
+    if let Ok(host) = HeaderValue::from_str(&host) {
+        request.headers_mut().insert(http::header::HOST, host);
+    }
+    for (header, value) in headers {
+        if let (Ok(header), Ok(value)) = (
+            http::HeaderName::from_bytes(header.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            request.headers_mut().insert(header, value);
+        }
+    }
+    request
+}
+
+/// GET `path` of app `name` as an API client (`Accept: application/json`),
+/// waiting up to `seconds` for the answer: a held request takes a start.
+async fn ask_app(addr: SocketAddr, name: &str, path: &str, seconds: u64) -> Result<Reply, Failure> {
+    within(
+        seconds,
+        &format!("an answer from {name}.localhost"),
+        async {
+            let response = crate::harness::client::send_within(
+                addr,
+                for_app(name, "GET", path, &[("accept", "application/json")]),
+                seconds,
+            )
+            .await?;
+            read(response).await
+        },
+    )
+    .await
+}
+
+/// A 200 from the app, through the proxy (the origin's echo says so).
+async fn expect_awake(proxy: &Proxy, name: &str) -> Outcome {
+    let reply = ask_app(proxy.addr, name, "/echo", 20).await?;
+    ensure!(
+        reply.status == StatusCode::OK && reply.text().contains("\"path\""),
+        "a request for {name}.localhost should be held while the app starts, then answered by it \
+         (200, the origin's echo); got {} {}\nproxy log:\n{}",
+        reply.status,
+        excerpt(&reply.text()),
+        tail(proxy)
+    );
+    Ok(())
+}
+
+/// Waits until the proxy's log has a line containing `needle`.
+async fn logged(proxy: &Proxy, needle: &str, seconds: u64) -> Outcome {
+    proxy
+        .stderr_until(
+            &format!("a log line with `{needle}`"),
+            |log| log.contains(needle),
+            seconds,
+        )
+        .await
+        .map(drop)
+        .map_err(|failure| {
+            fail(format!(
+                "{}\n(the step logs each state change, `NAME: FROM → TO (…)`)\nproxy log:\n{}",
+                failure.message(),
+                tail(proxy)
+            ))
+        })
+}
+
+fn tail(proxy: &Proxy) -> String {
+    let log = proxy.stderr();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Whether process `pid` is still running (a zombie does not count).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+        Err(_) => false,
+    }
+}
+
+/// Fails if process `pid` still runs. Called once the proxy said the app
+/// is asleep: it has reaped the process before saying so.
+fn gone(pid: u32, what: &str) -> Outcome {
+    ensure!(
+        !running(pid),
+        "{what} (pid {pid}) still runs after the proxy said it had stopped it"
+    );
+    Ok(())
+}
+
+/// The one start of an app: exactly one record.
+fn one_start(apps: &AppsDir, name: &str) -> Result<u32, Failure> {
+    let starts = apps.starts(name);
+    ensure!(
+        starts.len() == 1,
+        "{name} should have been started exactly once, it was started {} time(s)",
+        starts.len()
+    );
+    Ok(starts[0])
+}
+
+const HELLO: &str = r#"
+[[apps]]
+name = "hello"
+command = {app hello}
+"#;
+
+/// A sleeping app starts on its first request, which is held and answered;
+/// the next request finds it awake.
+pub async fn app_wakes_on_first_request(ctx: Ctx) -> Outcome {
+    let (proxy, apps) = with_apps(&ctx, HELLO, &[]).await?;
+    ensure!(
+        apps.starts("hello").is_empty(),
+        "hello should sleep until its first request, but it was started at once"
+    );
+    expect_awake(&proxy, "hello").await?;
+    expect_awake(&proxy, "hello").await?;
+    one_start(&apps, "hello")?;
+    logged(&proxy, "hello: asleep → starting", 5).await?;
+    logged(&proxy, "hello: starting → awake", 5).await
+}
+
+/// 100 requests arrive while the app starts: one start, 100 answers.
+pub async fn one_start_for_many_requests(ctx: Ctx) -> Outcome {
+    let (proxy, apps) = with_apps(
+        &ctx,
+        "[[apps]]\nname = \"crowd\"\ncommand = {gated crowd}\n",
+        &[],
+    )
+    .await?;
+    // Every request is written before the app may finish starting.
+    let mut connections = Vec::new();
+    for _ in 0..100 {
+        let mut tcp = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
+        tcp.write_all(
+            b"GET /echo HTTP/1.1\r\nhost: crowd.localhost\r\naccept: */*\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .or_fail("sending a request")?;
+        connections.push(tcp);
+    }
+    apps.go("crowd")?;
+    let answers = within(30, "100 answers", async {
+        let mut answered = 0;
+        for mut tcp in connections {
+            let mut answer = Vec::new();
+            tcp.read_to_end(&mut answer)
+                .await
+                .or_fail("reading an answer")?;
+            if answer.starts_with(b"HTTP/1.1 200") {
+                answered += 1;
+            }
+        }
+        Ok(answered)
+    })
+    .await?;
+    ensure!(
+        answers == 100,
+        "100 requests held while the app started should all be answered 200, {answers} were\nproxy log:\n{}",
+        tail(&proxy)
+    );
+    one_start(&apps, "crowd")?;
+    Ok(())
+}
+
+/// A browser gets a self-refreshing 503 page at once; an API client asking
+/// at the same time is held until the app is up.
+pub async fn browser_gets_a_waiting_page(ctx: Ctx) -> Outcome {
+    let (proxy, apps) = with_apps(
+        &ctx,
+        "[[apps]]\nname = \"slow\"\ncommand = {gated slow}\n",
+        &[],
+    )
+    .await?;
+    let browser_accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let held = tokio::spawn(ask_app(proxy.addr, "slow", "/echo", 30));
+    // The app cannot be ready: its go file does not exist yet.
+    let page = within(
+        5,
+        "the waiting page (at once, not after the start)",
+        async {
+            fetch(
+                proxy.addr,
+                for_app("slow", "GET", "/", &[("accept", browser_accept)]),
+            )
+            .await
+        },
+    )
+    .await?;
+    let refreshes = !page.header_values("refresh").is_empty()
+        || page.text().contains("http-equiv=refresh")
+        || page.text().contains("location.reload");
+    ensure!(
+        page.status == StatusCode::SERVICE_UNAVAILABLE
+            && !page.header_values("retry-after").is_empty()
+            && refreshes
+            && page.text().contains("slow"),
+        "a browser (Accept: text/html first) asking for a sleeping app should get at once a 503 \
+         page naming the app, with Retry-After and a Refresh header (or a meta refresh); got {} \
+         {:?} {}",
+        page.status,
+        page.headers,
+        excerpt(&page.text())
+    );
+    ensure!(
+        !held.is_finished(),
+        "an API client (Accept: application/json) should be held while the app starts, \
+         but it was answered before the app could be ready"
+    );
+    apps.go("slow")?;
+    let api = held.await.or_fail("the held request's task")??;
+    ensure!(
+        api.status == StatusCode::OK,
+        "the held API request should get the app's answer once it is up, got {} {}",
+        api.status,
+        excerpt(&api.text())
+    );
+    let again = fetch(
+        proxy.addr,
+        for_app("slow", "GET", "/echo", &[("accept", browser_accept)]),
+    )
+    .await?;
+    ensure!(
+        again.status == StatusCode::OK,
+        "once the app is up, the browser's reload should get the app, got {}",
+        again.status
+    );
+    one_start(&apps, "slow")?;
+    Ok(())
+}
+
+/// A start that fails (the child exits, or is not ready in time) is a 503
+/// with Retry-After that says which app and why; the next request tries again.
+pub async fn failed_start_is_503(ctx: Ctx) -> Outcome {
+    let (proxy, apps) = with_apps(
+        &ctx,
+        r#"
+[[apps]]
+name = "broken"
+command = ["sh", "-c", "echo $$ >> {dir}/broken.starts; echo 'cannot open the database' >&2; exit 3"]
+
+[[apps]]
+name = "stuck"
+command = ["sh", "-c", "echo $$ >> {dir}/stuck.starts; exec sleep 60"]
+start_timeout = "1s"
+"#,
+        &[],
+    )
+    .await?;
+    for attempt in 1..=2 {
+        let reply = ask_app(proxy.addr, "broken", "/", 20).await?;
+        let body = reply.text();
+        ensure!(
+            reply.status == StatusCode::SERVICE_UNAVAILABLE
+                && !reply.header_values("retry-after").is_empty()
+                && body.contains("broken")
+                && body.contains("exit status 3")
+                && body.contains("cannot open the database"),
+            "an app whose process exits while starting should get a 503 with Retry-After, naming \
+             the app, its exit status (`exit status 3`) and its last stderr line; got {} {:?}",
+            reply.status,
+            excerpt(&body)
+        );
+        ensure!(
+            apps.starts("broken").len() == attempt,
+            "each request after a failed start should try again: after {attempt} request(s), \
+             {} start(s)",
+            apps.starts("broken").len()
+        );
+    }
+    let reply = ask_app(proxy.addr, "stuck", "/", 20).await?;
+    ensure!(
+        reply.status == StatusCode::SERVICE_UNAVAILABLE
+            && !reply.header_values("retry-after").is_empty()
+            && reply.text().contains("stuck"),
+        "an app not ready within its start_timeout should get a 503 with Retry-After naming it; \
+         got {} {:?}",
+        reply.status,
+        excerpt(&reply.text())
+    );
+    let pid = one_start(&apps, "stuck")?;
+    gone(pid, "the app that did not start in time")
+}
+
+/// An app without requests for its idle time is stopped (its process
+/// ends), and the next request starts it again.
+pub async fn idle_app_is_stopped(ctx: Ctx) -> Outcome {
+    let (proxy, apps) = with_apps(
+        &ctx,
+        "[[apps]]\nname = \"hello\"\ncommand = {app hello}\nidle = \"1s\"\n",
+        &[],
+    )
+    .await?;
+    expect_awake(&proxy, "hello").await?;
+    let pid = one_start(&apps, "hello")?;
+    logged(&proxy, "hello: stopping → asleep", 15).await?;
+    gone(pid, "the idle app's process")?;
+    expect_awake(&proxy, "hello").await?;
+    ensure!(
+        apps.starts("hello").len() == 2,
+        "after an idle stop, the next request should start the app again"
+    );
+    Ok(())
+}
+
+const BUSY_AND_QUIET: &str = r#"
+idle = "1s"
+
+[[apps]]
+name = "chatty"
+command = {app chatty}
+
+[[apps]]
+name = "streamer"
+command = {app streamer}
+
+[[apps]]
+name = "quiet"
+command = {app quiet}
+"#;
+
+/// An open WebSocket and a response still streaming keep their apps awake
+/// past their idle time; once they end, the apps go idle.
+pub async fn activity_keeps_app_awake(ctx: Ctx) -> Outcome {
+    let (proxy, _apps) = with_apps(&ctx, BUSY_AND_QUIET, &[]).await?;
+    let mut socket = websocket_to(proxy.addr, "chatty").await?;
+    echo(&mut socket, "hello").await?;
+    // A stream of 15 s, longer than this check waits for anything.
+    let stream = send(
+        proxy.addr,
+        for_app(
+            "streamer",
+            "GET",
+            "/stream?n=1500&interval_ms=10",
+            &[("accept", "*/*")],
+        ),
+    )
+    .await?;
+    ensure!(
+        stream.status() == StatusCode::OK,
+        "the stream should start, got {}",
+        stream.status()
+    );
+    // quiet wakes after both: when it has been stopped for idleness, they
+    // have been open longer than their idle time.
+    expect_awake(&proxy, "quiet").await?;
+    logged(&proxy, "quiet: stopping → asleep", 15).await?;
+    let log = proxy.stderr();
+    for busy in ["chatty", "streamer"] {
+        ensure!(
+            !log.contains(&format!("{busy}: awake → stopping")),
+            "{busy} had a request in flight (an open WebSocket, a response not yet read) and was \
+             stopped as idle: in-flight requests and open WebSockets count as activity\nproxy log:\n{}",
+            tail(&proxy)
+        );
+    }
+    echo(&mut socket, "still there").await?;
+    // Once they end (the client leaves), the apps may sleep.
+    let _ = socket.close(None).await;
+    drop(socket);
+    drop(stream);
+    logged(&proxy, "chatty: stopping → asleep", 15).await?;
+    logged(&proxy, "streamer: stopping → asleep", 15).await
+}
+
+/// A WebSocket to app `name`'s echo.
+async fn websocket_to(
+    addr: SocketAddr,
+    name: &str,
+) -> Result<tokio_tungstenite::WebSocketStream<TcpStream>, Failure> {
+    let tcp = TcpStream::connect(addr).await.or_fail("connecting")?;
+    let mut request = format!("ws://{addr}/ws")
+        .into_client_request()
+        .or_fail("a WebSocket request")?;
+    request.headers_mut().insert(
+        http::header::HOST,
+        HeaderValue::from_str(&format!("{name}.localhost")).or_fail("a host")?,
+    );
+    within(
+        30,
+        "the WebSocket handshake (while the app starts)",
+        async {
+            let (socket, _) = tokio_tungstenite::client_async(request, tcp)
+                .await
+                .or_fail("the WebSocket handshake with an app")?;
+            Ok(socket)
+        },
+    )
+    .await
+}
+
+async fn echo(socket: &mut tokio_tungstenite::WebSocketStream<TcpStream>, text: &str) -> Outcome {
+    socket
+        .send(Message::text(text))
+        .await
+        .or_fail("sending over the WebSocket")?;
+    let reply = within(10, "the echo", async {
+        socket
+            .next()
+            .await
+            .or_fail("the WebSocket ended")?
+            .or_fail("reading the WebSocket")
+    })
+    .await?;
+    ensure!(
+        reply == Message::text(text),
+        "sent {text:?}, got back {reply:?}"
+    );
+    Ok(())
+}
+
+/// An app whose process dies is asleep; the next request starts it again.
+pub async fn crashed_app_starts_again(ctx: Ctx) -> Outcome {
+    let (proxy, apps) = with_apps(&ctx, HELLO, &[]).await?;
+    expect_awake(&proxy, "hello").await?;
+    let pid = one_start(&apps, "hello")?;
+    // The app's process, which this check's proxy started for it.
+    let killed = tokio::process::Command::new("kill")
+        .args(["-s", "KILL", &pid.to_string()])
+        .status()
+        .await
+        .or_fail("running kill")?;
+    ensure!(killed.success(), "could not kill the app's process {pid}");
+    logged(&proxy, "hello: awake → asleep", 10).await?;
+    expect_awake(&proxy, "hello").await?;
+    ensure!(
+        apps.starts("hello").len() == 2,
+        "after its process died, the next request should start the app again"
+    );
+    Ok(())
+}
+
+const LINKED: &str = r#"
+idle = "1s"
+
+[[apps]]
+name = "docs"
+command = {app docs}
+linked = ["search"]
+
+[[apps]]
+name = "search"
+command = {app search}
+
+[[apps]]
+name = "quiet"
+command = {app quiet}
+"#;
+
+/// Waking an app wakes the apps it is linked to; none of the group is
+/// stopped while one of them is busy.
+pub async fn linked_apps_wake_together(ctx: Ctx) -> Outcome {
+    let (proxy, apps) = with_apps(&ctx, LINKED, &[]).await?;
+    let mut socket = websocket_to(proxy.addr, "docs").await?;
+    echo(&mut socket, "docs").await?;
+    logged(&proxy, "search: starting → awake", 10).await?;
+    one_start(&apps, "search")?;
+    expect_awake(&proxy, "quiet").await?;
+    logged(&proxy, "quiet: stopping → asleep", 15).await?;
+    ensure!(
+        !proxy.stderr().contains("search: awake → stopping"),
+        "search (no request of its own) is linked to docs, which has an open WebSocket: it \
+         should stay awake while docs is\nproxy log:\n{}",
+        tail(&proxy)
+    );
+    let _ = socket.close(None).await;
+    drop(socket);
+    logged(&proxy, "docs: stopping → asleep", 15).await?;
+    logged(&proxy, "search: stopping → asleep", 15).await
+}
+
+/// The status API needs the token, answers JSON, starts and stops apps,
+/// and is not reachable through an app's host.
+pub async fn apps_api_needs_token(ctx: Ctx) -> Outcome {
+    let (proxy, apps) = with_apps(&ctx, HELLO, &["--admin-token", "s3cret-token"]).await?;
+    let api = |method: &str, path: &str, token: Option<&str>| {
+        let mut request = Request::new(empty());
+        *request.method_mut() = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+        *request.uri_mut() = path.parse().unwrap_or_default();
+        if let Ok(host) = HeaderValue::from_str(&proxy.addr.to_string()) {
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+        if let Some(token) = token
+            && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
+        {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value);
+        }
+        fetch(proxy.addr, request)
+    };
+    for token in [None, Some("wrong"), Some("s3cret-toke")] {
+        let reply = api("GET", "/_proxy/apps", token).await?;
+        ensure!(
+            reply.status == StatusCode::UNAUTHORIZED,
+            "GET /_proxy/apps with {token:?} should be 401, got {} {}",
+            reply.status,
+            excerpt(&reply.text())
+        );
+    }
+    let reply = api("GET", "/_proxy/apps", Some("s3cret-token")).await?;
+    let state = |reply: &Reply| -> Option<String> {
+        let json = reply.json().ok()?;
+        let apps = json.get("apps")?.as_array()?.clone();
+        let hello = apps
+            .iter()
+            .find(|app| app.get("name") == Some(&"hello".into()))?;
+        Some(hello.get("state")?.as_str()?.to_string())
+    };
+    ensure!(
+        reply.status == StatusCode::OK && state(&reply).as_deref() == Some("asleep"),
+        "GET /_proxy/apps with the token should list the apps as JSON (`apps: [{{name, state}}]`), \
+         hello asleep; got {} {}",
+        reply.status,
+        excerpt(&reply.text())
+    );
+    let started = api("POST", "/_proxy/apps/hello/start", Some("s3cret-token")).await?;
+    let now = api("GET", "/_proxy/apps", Some("s3cret-token")).await?;
+    ensure!(
+        started.status == StatusCode::OK && state(&now).as_deref() == Some("awake"),
+        "POST /_proxy/apps/hello/start should start it (then GET says awake); got {} {}, then {}",
+        started.status,
+        excerpt(&started.text()),
+        excerpt(&now.text())
+    );
+    let pid = one_start(&apps, "hello")?;
+    // Through the app's own host, the path is the app's.
+    let mut request = for_app("hello", "GET", "/_proxy/apps", &[]);
+    request.headers_mut().insert(
+        http::header::AUTHORIZATION,
+        HeaderValue::from_static("Bearer s3cret-token"),
+    );
+    let through_app = fetch(proxy.addr, request).await?;
+    ensure!(
+        !through_app.text().contains("\"domain\""),
+        "/_proxy/apps through an app's host (hello.localhost) should reach the app, never the \
+         proxy's API; got the API's answer"
+    );
+    let stopped = api("POST", "/_proxy/apps/hello/stop", Some("s3cret-token")).await?;
+    let now = api("GET", "/_proxy/apps", Some("s3cret-token")).await?;
+    ensure!(
+        stopped.status == StatusCode::OK && state(&now).as_deref() == Some("asleep"),
+        "POST /_proxy/apps/hello/stop should stop it (then GET says asleep); got {}, then {}",
+        stopped.status,
+        excerpt(&now.text())
+    );
+    gone(pid, "the stopped app's process")
+}
+
+/// On SIGTERM the proxy stops every app it started and exits 0: no orphan.
+pub async fn no_orphans_after_sigterm(ctx: Ctx) -> Outcome {
+    let (mut proxy, apps) = with_apps(
+        &ctx,
+        "[[apps]]\nname = \"one\"\ncommand = {app one}\n\n[[apps]]\nname = \"two\"\ncommand = {app two}\n",
+        &[],
+    )
+    .await?;
+    expect_awake(&proxy, "one").await?;
+    expect_awake(&proxy, "two").await?;
+    let pids = [one_start(&apps, "one")?, one_start(&apps, "two")?];
+    let code = proxy.terminate(20).await?;
+    for pid in pids {
+        ensure!(
+            !running(pid),
+            "after SIGTERM the proxy exited, but the app process {pid} it started is still \
+             running: stop every child before exiting"
+        );
+    }
+    ensure!(
+        code == Some(0),
+        "after SIGTERM the proxy should exit 0, it exited with {code:?}"
+    );
+    Ok(())
+}
+
+/// A host under the domain that names no app is a 404 naming it; other
+/// hosts still go to the routes.
+pub async fn unknown_app_is_404(ctx: Ctx) -> Outcome {
+    let (proxy, _apps) = with_apps(&ctx, HELLO, &[]).await?;
+    let reply = ask_app(proxy.addr, "nope", "/", 10).await?;
+    ensure!(
+        reply.status == StatusCode::NOT_FOUND && reply.text().contains("nope"),
+        "nope.localhost names no app: a 404 that names it, got {} {}",
+        reply.status,
+        excerpt(&reply.text())
+    );
+    let routed = crate::harness::client::get(proxy.addr, "/echo").await?;
+    ensure!(
+        routed.status == StatusCode::OK && routed.text().contains("\"path\""),
+        "a host that is not under the apps' domain should go to the routes (here: --upstream), \
+         got {} {}",
+        routed.status,
+        excerpt(&routed.text())
+    );
+    Ok(())
+}
+
+/// A changed apps file applies without a restart; a broken one is refused
+/// with file, line and column, and the apps in force stay.
+pub async fn apps_file_reloads(ctx: Ctx) -> Outcome {
+    let (proxy, apps) = with_apps(&ctx, HELLO, &[]).await?;
+    expect_awake(&proxy, "hello").await?;
+    apps.write(&format!(
+        "{HELLO}\n[[apps]]\nname = \"extra\"\ncommand = {{app extra}}\n"
+    ))?;
+    logged(&proxy, "apps reloaded", 10).await?;
+    expect_awake(&proxy, "extra").await?;
+    apps.write(&format!(
+        "{HELLO}\n[[apps]]\nname = \"extra\"\ncommand = {{app extra}}\nidle = \"soon\"\n"
+    ))?;
+    logged(&proxy, "apps.toml:9:8:", 10).await?;
+    expect_awake(&proxy, "hello").await?;
+    expect_awake(&proxy, "extra").await?;
+    one_start(&apps, "hello")?;
+    // And --check says the same, and exits 2.
+    let (code, stderr) = ctx
+        .run_to_exit(&["--apps", &apps.path(), "--check"])
+        .await?;
+    ensure!(
+        code == Some(2) && stderr.contains("apps.toml:9:8:"),
+        "--apps FILE --check on a broken file should exit 2 naming FILE:LINE:COLUMN, got {code:?}: {stderr}"
+    );
+    Ok(())
+}
+
+/// A discovery command's list adds apps; a failing one keeps the last list.
+pub async fn discovery_adds_apps(ctx: Ctx) -> Outcome {
+    let apps = AppsDir::new("")?;
+    let origin = env!("CARGO_BIN_EXE_origin");
+    let list = format!(
+        r#"[{{"name": "found", "command": ["sh", "-c", "echo $$ >> {dir}/found.starts; exec {origin} --listen 127.0.0.1:$PORT"]}}]"#,
+        dir = apps.dir.display()
+    );
+    std::fs::write(apps.dir.join("list.json"), list).or_fail("writing the list")?;
+    apps.write("discover = { command = \"cat {dir}/list.json\", every = \"200ms\" }\n")?;
+    let upstream = format!("http://{}", ctx.origin);
+    let proxy = ctx
+        .spawn(&["--apps", &apps.path(), "--upstream", &upstream])
+        .await?;
+    logged(&proxy, "apps discovered: +found", 10).await?;
+    expect_awake(&proxy, "found").await?;
+    std::fs::write(apps.dir.join("list.json"), "not json").or_fail("breaking the list")?;
+    logged(&proxy, "discovery failed", 10).await?;
+    expect_awake(&proxy, "found").await?;
+    one_start(&apps, "found")?;
+    Ok(())
+}
