@@ -364,11 +364,12 @@ async fn start_by_command(
 // ANCHOR: backoff
 /// Polls `address` until it answers: the port accepts a connection, or,
 /// with a `ready` path, an HTTP request there gets any answer at all.
-/// The pause doubles from 10 ms up to half a second: a fast app is seen at
-/// once, a slow one is not hammered (Paastis polls every second, so even
-/// a 50 ms app takes a second to wake). The caller bounds the time.
+/// The pause doubles from 1 ms up to half a second: a fast app is seen
+/// within a millisecond or two, a slow one is not hammered (Paastis polls
+/// every second, so even a 50 ms app takes a second to wake). The caller
+/// bounds the time.
 async fn wait_until_ready(address: &str, ready: Option<&str>) {
-    let mut pause = Duration::from_millis(10);
+    let mut pause = Duration::from_millis(1);
     loop {
         if answers(address, ready).await {
             return;
@@ -625,13 +626,15 @@ fn escape(text: &str) -> String {
 }
 
 // ANCHOR: idle
+// ANCHOR: has_been_idle
 /// Whether an app whose last activity was at `last` has been idle for
-/// `idle` at `now`: real durations, on a monotonic clock. (Paastis
-/// compared the minutes of two dates, modulo 60: an app idle for 61
-/// minutes looked idle for 1.)
+/// `idle` at `now`: real durations, on a monotonic clock. (Paastis took
+/// the minutes of the elapsed time modulo an hour: an app idle for 61
+/// minutes looked idle for 1, and a limit of an hour was never reached.)
 pub fn has_been_idle(last: Instant, now: Instant, idle: Duration) -> bool {
     now.saturating_duration_since(last) >= idle
 }
+// ANCHOR_END: has_been_idle
 
 /// Forever: stops every group of linked apps that is awake and whose every
 /// member is idle (nothing in flight, no activity for its idle time) or
@@ -678,6 +681,9 @@ pub async fn stop_idle_apps(apps: Arc<Apps>) {
 pub struct Registry {
     pub domain: String,
     pub apps: BTreeMap<String, Arc<App>>,
+    /// Whether the domain is ours at all: not without apps and discovery
+    /// (step 11's routes keep every host then).
+    pub claims_domain: bool,
 }
 
 /// The apps of the proxy: the registry (swapped whole on a reload, as
@@ -701,6 +707,7 @@ impl Apps {
             registry: ArcSwap::from_pointee(Registry {
                 domain: file.domain.clone(),
                 apps: BTreeMap::new(),
+                claims_domain: false,
             }),
             file: Mutex::new(file),
             discovered: Mutex::default(),
@@ -718,8 +725,11 @@ impl Apps {
     /// (`hello.localhost:8080` → `hello`). `None`: not under the domain
     /// (step 11's routes decide).
     pub fn find(&self, host: Option<&str>) -> Option<Found> {
-        let host = normalize_host(host?);
         let registry = self.registry.load();
+        if !registry.claims_domain {
+            return None;
+        }
+        let host = normalize_host(host?);
         let under = host.strip_suffix(registry.domain.as_str())?;
         let name = under.strip_suffix('.')?.split('.').next()?;
         match registry.apps.get(name) {
@@ -767,9 +777,13 @@ impl Apps {
     /// Merges the file's apps and the discovered ones (the file wins a
     /// name), keeps the state of the apps that stay, retires the others.
     fn rebuild(&self) {
-        let (domain, mut specs) = {
+        let (domain, mut specs, discovers) = {
             let file = lock(&self.file);
-            (file.domain.clone(), file.apps.clone())
+            (
+                file.domain.clone(),
+                file.apps.clone(),
+                file.discover.is_some(),
+            )
         };
         for spec in lock(&self.discovered).iter() {
             if !specs.iter().any(|known| known.name == spec.name) {
@@ -801,6 +815,7 @@ impl Apps {
             }
             Registry {
                 domain: domain.clone(),
+                claims_domain: discovers || !apps.is_empty(),
                 apps,
             }
         });
@@ -815,6 +830,7 @@ impl Apps {
         }
         self.registry.rcu(|old| Registry {
             domain: old.domain.clone(),
+            claims_domain: old.claims_domain,
             apps: old
                 .apps
                 .iter()
@@ -861,10 +877,10 @@ pub async fn discover_apps(apps: Arc<Apps>) {
                     .collect();
                 let after: BTreeSet<String> = found.iter().map(|app| app.name.clone()).collect();
                 if before != after {
-                    let added: Vec<_> =
-                        after.difference(&before).map(|n| format!("+{n}")).collect();
-                    let gone: Vec<_> = before.difference(&after).map(|n| format!("-{n}")).collect();
-                    info!("apps discovered: {} {}", added.join(" "), gone.join(" "));
+                    let added = after.difference(&before).map(|name| format!("+{name}"));
+                    let gone = before.difference(&after).map(|name| format!("-{name}"));
+                    let changes: Vec<String> = added.chain(gone).collect();
+                    info!("apps discovered: {}", changes.join(" "));
                 }
                 apps.use_discovered(found);
             }

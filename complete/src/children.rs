@@ -126,7 +126,7 @@ impl AppProcess {
 
     /// SIGTERM to its group; SIGKILL to the group if it has not exited
     /// after `grace`. Returns how it ended.
-    pub async fn stop(mut self, grace: Duration) -> String {
+    pub async fn stop(&mut self, grace: Duration) -> String {
         signal_group(self.pid, nix::sys::signal::Signal::SIGTERM);
         match tokio::time::timeout(grace, self.child.wait()).await {
             Ok(Ok(status)) => describe(status),
@@ -139,6 +139,16 @@ impl AppProcess {
                 signal_group(self.pid, nix::sys::signal::Signal::SIGKILL);
                 self.exited().await
             }
+        }
+    }
+}
+
+impl Drop for AppProcess {
+    /// Dropped still running (the proxy exits while the app starts, a task
+    /// is cancelled): its whole group is killed, not only the child.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            signal_group(self.pid, nix::sys::signal::Signal::SIGKILL);
         }
     }
 }

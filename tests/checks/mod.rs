@@ -120,6 +120,7 @@ checks![
     on_demand::unknown_app_is_404,
     on_demand::apps_file_reloads,
     on_demand::discovery_adds_apps,
+    on_demand::command_app_started_and_stopped,
     routing::routes_by_path,
     routing::routes_methods_and_captures,
     routing::routes_host_wildcard,

@@ -33,7 +33,8 @@ struct AppsDir {
 impl AppsDir {
     /// Writes `apps.toml` from `text`, where `{app NAME}` is the command of
     /// an app that records its starts and runs the origin, `{gated NAME}`
-    /// the same waiting for `go-NAME` first, `{dir}` this folder.
+    /// the same waiting for `go-NAME` first, `{dir}` this folder and
+    /// `{origin}` the demo origin's binary.
     fn new(text: &str) -> Result<AppsDir, Failure> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
@@ -50,7 +51,7 @@ impl AppsDir {
     fn expand(&self, text: &str) -> String {
         let dir = self.dir.display().to_string();
         let origin = env!("CARGO_BIN_EXE_origin");
-        let mut text = text.replace("{dir}", &dir);
+        let mut text = text.replace("{dir}", &dir).replace("{origin}", origin);
         // `{app NAME}` and `{gated NAME}`: a TOML array for `command`.
         for (marker, gated) in [("{app ", false), ("{gated ", true)] {
             while let Some(at) = text.find(marker) {
@@ -684,25 +685,49 @@ pub async fn apps_api_needs_token(ctx: Ctx) -> Outcome {
     gone(pid, "the stopped app's process")
 }
 
+/// Two apps, and one whose shell runs the origin as its own child and, on
+/// SIGTERM, waits for that child: only a signal to the whole process group
+/// ends it without a SIGKILL.
+const FAMILY: &str = r#"
+[[apps]]
+name = "one"
+command = {app one}
+
+[[apps]]
+name = "two"
+command = {app two}
+
+[[apps]]
+name = "family"
+command = ["sh", "-c", 'echo $$ >> {dir}/family.starts; trap "wait; exit 0" TERM; {origin} --listen 127.0.0.1:$PORT & echo $! >> {dir}/family-child.starts; wait']
+"#;
+
 /// On SIGTERM the proxy stops every app it started and exits 0: no orphan.
 pub async fn no_orphans_after_sigterm(ctx: Ctx) -> Outcome {
-    let (mut proxy, apps) = with_apps(
-        &ctx,
-        "[[apps]]\nname = \"one\"\ncommand = {app one}\n\n[[apps]]\nname = \"two\"\ncommand = {app two}\n",
-        &[],
-    )
-    .await?;
-    expect_awake(&proxy, "one").await?;
-    expect_awake(&proxy, "two").await?;
-    let pids = [one_start(&apps, "one")?, one_start(&apps, "two")?];
+    let (mut proxy, apps) = with_apps(&ctx, FAMILY, &[]).await?;
+    for name in ["one", "two", "family"] {
+        expect_awake(&proxy, name).await?;
+    }
+    let mut pids = vec![one_start(&apps, "one")?, one_start(&apps, "two")?];
+    pids.extend(apps.starts("family-child"));
+    ensure!(
+        pids.len() == 3,
+        "the family app should have recorded its child's PID"
+    );
     let code = proxy.terminate(20).await?;
     for pid in pids {
         ensure!(
             !running(pid),
             "after SIGTERM the proxy exited, but the app process {pid} it started is still \
-             running: stop every child before exiting"
+             running: stop every child (and its process group) before exiting"
         );
     }
+    ensure!(
+        !proxy.stderr().contains("SIGKILL"),
+        "the family app's shell waits for its own child on SIGTERM: the child should have got \
+         SIGTERM too (sent to the app's process group), not needed a SIGKILL\nproxy log:\n{}",
+        tail(&proxy)
+    );
     ensure!(
         code == Some(0),
         "after SIGTERM the proxy should exit 0, it exited with {code:?}"
@@ -769,7 +794,9 @@ pub async fn discovery_adds_apps(ctx: Ctx) -> Outcome {
         dir = apps.dir.display()
     );
     std::fs::write(apps.dir.join("list.json"), list).or_fail("writing the list")?;
-    apps.write("discover = { command = \"cat {dir}/list.json\", every = \"200ms\" }\n")?;
+    apps.write(
+        "idle = \"1s\"\ndiscover = { command = \"cat {dir}/list.json\", every = \"200ms\" }\n",
+    )?;
     let upstream = format!("http://{}", ctx.origin);
     let proxy = ctx
         .spawn(&["--apps", &apps.path(), "--upstream", &upstream])
@@ -780,5 +807,54 @@ pub async fn discovery_adds_apps(ctx: Ctx) -> Outcome {
     logged(&proxy, "discovery failed", 10).await?;
     expect_awake(&proxy, "found").await?;
     one_start(&apps, "found")?;
+    // Gone from the list: served until idle, then stopped and forgotten.
+    std::fs::write(apps.dir.join("list.json"), "[]").or_fail("emptying the list")?;
+    logged(&proxy, "apps discovered: -found", 10).await?;
+    logged(&proxy, "found: stopping → asleep", 15).await?;
+    let reply = ask_app(proxy.addr, "found", "/", 10).await?;
+    ensure!(
+        reply.status == StatusCode::NOT_FOUND,
+        "an app gone from the discovered list should be forgotten once it has gone idle \
+         (a 404), got {} {}",
+        reply.status,
+        excerpt(&reply.text())
+    );
+    Ok(())
+}
+
+/// An app the proxy does not own: its `start` command runs, the request is
+/// held until `upstream` answers; idle, its `stop` command runs.
+pub async fn command_app_started_and_stopped(ctx: Ctx) -> Outcome {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .or_fail("finding a free port")?
+        .port();
+    // `timeout 60`: should the check fail half-way, the origin it started
+    // outside the proxy still ends.
+    let text = format!(
+        r#"
+[[apps]]
+name = "outside"
+start = "echo started >> {{dir}}/outside.starts; timeout 60 {{origin}} --listen 127.0.0.1:{port} >/dev/null 2>&1 & echo $! > {{dir}}/outside.pid"
+stop = "echo stopped >> {{dir}}/outside.stops; kill $(cat {{dir}}/outside.pid)"
+upstream = "http://127.0.0.1:{port}"
+idle = "1s"
+"#
+    );
+    let (proxy, apps) = with_apps(&ctx, &text, &[]).await?;
+    expect_awake(&proxy, "outside").await?;
+    let starts = std::fs::read_to_string(apps.dir.join("outside.starts")).unwrap_or_default();
+    ensure!(
+        starts.lines().count() == 1,
+        "the app's start command should have run once, it ran {} time(s)",
+        starts.lines().count()
+    );
+    logged(&proxy, "outside: stopping → asleep", 15).await?;
+    let stops = std::fs::read_to_string(apps.dir.join("outside.stops")).unwrap_or_default();
+    ensure!(
+        stops.lines().count() == 1,
+        "idle, the app's stop command should have run once, it ran {} time(s)",
+        stops.lines().count()
+    );
     Ok(())
 }
