@@ -132,9 +132,9 @@ where
 {
     let client_side = hyper::upgrade::on(&mut request);
     let kept = request.extensions_mut().remove::<KeptWhileOpen>();
-    // TODO: make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice and answer 200
+    // TODO: make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice (with `kept`) and answer 200
     todo!(
-        "make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice and answer 200"
+        "make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice (with `kept`) and answer 200"
     )
 }
 // ANCHOR_END: extended_connect

@@ -138,7 +138,7 @@ where
 {
     let client_side = hyper::upgrade::on(&mut request);
     let kept = request.extensions_mut().remove::<KeptWhileOpen>();
-    // EXERCISE: make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice and answer 200
+    // EXERCISE: make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice (with `kept`) and answer 200
     let mut outgoing = outgoing_request(&upstream.uri, request);
     // HTTP/1.1 opens a WebSocket with a GET, not a CONNECT.
     *outgoing.method_mut() = Method::GET;

@@ -78,15 +78,18 @@ pub enum State {
 #[derive(Debug, Clone)]
 pub struct Status {
     pub state: State,
-    /// When it entered this state.
+    /// When it entered this state (`since` for durations, `since_wall`
+    /// for people: the status API shows it).
     pub since: Instant,
     pub since_wall: SystemTime,
     /// Where it answers, while awake.
     pub upstream: Option<Uri>,
     /// Its process, if it is our child and awake.
     pub pid: Option<u32>,
-    /// Counts starts, so that a waiter knows whether the start it waited
-    /// for is the one that failed.
+    /// The spec it was started with, while awake or stopping: a reload
+    /// changes the next start, not how this run is stopped.
+    pub running: Option<Arc<AppSpec>>,
+    /// Counts starts: a waiter knows which starts began after it came.
     pub attempt: u64,
     /// Why the last start failed, or how the app last ended.
     pub last_error: Option<String>,
@@ -105,7 +108,8 @@ pub struct App {
     in_flight: AtomicUsize,
     last_activity: Mutex<Instant>,
     last_request: Mutex<Option<SystemTime>>,
-    served: AtomicU64,
+    /// Requests for it, answered by it or not (a waiting page, a 503).
+    requests: AtomicU64,
     /// Asks the task that owns our child to stop it.
     stop_child: Mutex<Option<oneshot::Sender<()>>>,
     /// No longer in the list: served until it sleeps, then forgotten.
@@ -124,13 +128,14 @@ impl App {
                 since_wall: SystemTime::now(),
                 upstream: None,
                 pid: None,
+                running: None,
                 attempt: 0,
                 last_error: None,
             }),
             in_flight: AtomicUsize::new(0),
             last_activity: Mutex::new(Instant::now()),
             last_request: Mutex::new(None),
-            served: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
             stop_child: Mutex::new(None),
             retired: AtomicBool::new(false),
         }
@@ -152,12 +157,12 @@ impl App {
         self.status.borrow().state
     }
 
-    pub fn served(&self) -> u64 {
-        self.served.load(Ordering::Relaxed)
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     pub fn last_request(&self) -> Option<SystemTime> {
@@ -176,28 +181,39 @@ impl App {
     /// lock: two callers cannot both make the same move), applies
     /// `change`, and logs the move. Returns whether it moved.
     fn transition(&self, from: &[State], to: State, change: impl FnOnce(&mut Status)) -> bool {
-        let mut left = None;
+        self.transition_if(from, to, || true, change)
+    }
+
+    /// [`App::transition`], if `allowed` also says yes, under the same lock.
+    fn transition_if(
+        &self,
+        from: &[State],
+        to: State,
+        allowed: impl FnOnce() -> bool,
+        change: impl FnOnce(&mut Status),
+    ) -> bool {
+        let mut previous = None;
         let moved = self.status.send_if_modified(|status| {
-            if !from.contains(&status.state) {
+            if !from.contains(&status.state) || !allowed() {
                 return false;
             }
-            left = Some((status.state, status.since.elapsed()));
+            previous = Some((status.state, status.since.elapsed()));
             status.state = to;
             status.since = Instant::now();
             status.since_wall = SystemTime::now();
             change(status);
             true
         });
-        if let Some((from, spent)) = left {
+        if let Some((from, spent)) = previous {
             let name = &self.name;
             match &self.status.borrow().last_error {
                 Some(why) if to == State::Asleep => {
                     warn!(
                         "{name}: {from} → {to} ({from} for {}): {why}",
-                        seconds(spent)
+                        readable(spent)
                     )
                 }
-                _ => info!("{name}: {from} → {to} ({from} for {})", seconds(spent)),
+                _ => info!("{name}: {from} → {to} ({from} for {})", readable(spent)),
             }
         }
         moved
@@ -208,30 +224,33 @@ impl App {
     /// could not start. The first caller to find it asleep starts it (and
     /// its linked apps); every other caller waits for that same start.
     pub async fn wake(self: &Arc<App>, apps: &Arc<Apps>) -> Result<Uri, String> {
-        if self.retired.load(Ordering::Relaxed) {
-            return Err("it is no longer in the list of apps".into());
-        }
         let mut status = self.status.subscribe();
-        // The start this caller waits for: if the app is asleep again
-        // after it, that start failed.
-        let mut waited_for = None;
+        // The starts that count for this caller: the one under way when it
+        // came, and any later. If the app is asleep after one, it failed.
+        let first_counting = {
+            let now = status.borrow_and_update();
+            match now.state {
+                State::Starting => now.attempt,
+                _ => now.attempt + 1,
+            }
+        };
         loop {
             let now = status.borrow_and_update().clone();
             match now.state {
                 State::Awake => {
                     return now.upstream.ok_or_else(|| "awake, but nowhere".into());
                 }
-                State::Asleep if waited_for == Some(now.attempt) => return Err(self.failure()),
+                State::Asleep if now.attempt >= first_counting => return Err(self.failure()),
+                State::Asleep if self.retired.load(Ordering::Relaxed) => {
+                    return Err("it is no longer in the list of apps".into());
+                }
                 State::Asleep => {
-                    // EXERCISE: move the app from asleep to starting with transition (under the channel's lock: one caller wins), counting the attempt and waiting for it; the winner spawns start() and wakes the linked apps
+                    // EXERCISE: move the app from asleep to starting with self.transition (under the channel's lock: exactly one caller wins), adding 1 to status.attempt; the winner spawns start(self.clone()) and calls apps.wake_linked(self); do not wait here: the loop looks again
                     // ANCHOR: one_start
-                    let mut attempt = 0;
                     let starts_it = self.transition(&[State::Asleep], State::Starting, |status| {
                         status.attempt += 1;
-                        attempt = status.attempt;
                     });
                     if starts_it {
-                        waited_for = Some(attempt);
                         tokio::spawn(start(self.clone()));
                         apps.wake_linked(self);
                     }
@@ -240,12 +259,10 @@ impl App {
                     // Won or lost, the state has changed: look again.
                     continue;
                 }
-                State::Starting => waited_for = Some(now.attempt),
-                State::Stopping => {}
+                State::Starting | State::Stopping => {}
             }
-            if status.changed().await.is_err() {
-                return Err("the app was removed".into());
-            }
+            // The sender lives in `self`: this wait ends with a change.
+            let _ = status.changed().await;
         }
     }
     // ANCHOR_END: wake
@@ -276,19 +293,19 @@ impl std::fmt::Display for State {
 /// timeout at the latest.
 async fn start(app: Arc<App>) {
     let spec = app.spec();
-    let deadline = Instant::now() + spec.start_timeout;
-    let started = match &spec.run {
-        Run::Child { command } => start_child(&app, &spec, command, deadline).await,
-        Run::Commands {
-            start, upstream, ..
-        } => start_by_command(&spec, start, upstream, deadline).await,
-    };
+    // On a task of its own: should it panic, the app still leaves
+    // `starting` (with the reason) instead of holding its waiters forever.
+    let launching = tokio::spawn(launch(app.clone(), spec.clone()));
+    let started = launching
+        .await
+        .unwrap_or_else(|err| Err(format!("the start failed: {err}")));
     match started {
         Ok((upstream, pid)) => {
             app.touch();
             app.transition(&[State::Starting], State::Awake, |status| {
                 status.upstream = Some(upstream);
                 status.pid = pid;
+                status.running = Some(spec);
                 status.last_error = None;
             });
         }
@@ -297,6 +314,21 @@ async fn start(app: Arc<App>) {
                 status.last_error = Some(why);
             });
         }
+    }
+}
+
+/// Runs the app as its spec says, by its start timeout at the latest.
+async fn launch(app: Arc<App>, spec: Arc<AppSpec>) -> Result<(Uri, Option<u32>), String> {
+    let deadline = Instant::now()
+        .checked_add(spec.start_timeout)
+        .ok_or("start_timeout is too long")?;
+    match &spec.run {
+        Run::Child { command } => start_child(&app, &spec, command, deadline).await,
+        Run::Commands {
+            start,
+            stop,
+            upstream,
+        } => start_by_command(&spec, start, stop, upstream, deadline).await,
     }
 }
 // ANCHOR_END: start
@@ -318,7 +350,7 @@ async fn start_child(
         ended = process.exited() => Err(format!("it exited before it was ready: {ended}")),
         () = tokio::time::sleep_until(deadline.into()) => Err(format!(
             "it was not ready within {} (nothing answered on port {port})",
-            seconds(spec.start_timeout)
+            readable(spec.start_timeout)
         )),
     };
     // ANCHOR_END: race
@@ -338,15 +370,17 @@ async fn start_child(
     Ok((upstream, Some(pid)))
 }
 
-/// Something a command starts: ready when `upstream` answers.
+/// Something a command starts: ready when `upstream` answers. If it does
+/// not in time, its stop command runs: nothing is left half-started.
 async fn start_by_command(
     spec: &AppSpec,
     start: &str,
+    stop: &str,
     upstream: &Uri,
     deadline: Instant,
 ) -> Result<(Uri, Option<u32>), String> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    run_shell(start, left).await?;
+    let time_left = deadline.saturating_duration_since(Instant::now());
+    run_shell(start, time_left).await?;
     let address = upstream
         .authority()
         .map(|authority| match authority.port() {
@@ -355,13 +389,20 @@ async fn start_by_command(
         })
         .unwrap_or_default();
     let ready = wait_until_ready(&address, spec.ready.as_deref());
-    match tokio::time::timeout_at(deadline.into(), ready).await {
-        Ok(()) => Ok((upstream.clone(), None)),
-        Err(_) => Err(format!(
-            "`{start}` succeeded, but {upstream} did not answer within {}",
-            seconds(spec.start_timeout)
-        )),
+    if tokio::time::timeout_at(deadline.into(), ready)
+        .await
+        .is_ok()
+    {
+        return Ok((upstream.clone(), None));
     }
+    let mut why = format!(
+        "`{start}` succeeded, but {upstream} did not answer within {}",
+        readable(spec.start_timeout)
+    );
+    if let Err(stop_failed) = run_shell(stop, spec.start_timeout).await {
+        why = format!("{why}; and then {stop_failed}");
+    }
+    Err(why)
 }
 
 // ANCHOR: backoff
@@ -408,30 +449,54 @@ async fn supervise(app: Arc<App>, mut process: AppProcess, stop: oneshot::Receiv
     tokio::select! {
         ended = process.exited() => {
             let why = with_stderr(format!("it crashed: {ended}"), &process.last_stderr());
-            app.transition(&[State::Awake, State::Stopping], State::Asleep, |status| {
+            // `starting` too: it may die between "ready" and "awake".
+            let from = [State::Starting, State::Awake, State::Stopping];
+            app.transition(&from, State::Asleep, |status| {
                 status.last_error = Some(why);
                 status.pid = None;
                 status.upstream = None;
+                status.running = None;
             });
         }
-        _ = stop => {
+        // (A dropped sender is no request to stop: that branch is off.)
+        Ok(()) = stop => {
             let ended = process.stop(STOP_GRACE).await;
             info!("{}: its process ended ({ended})", app.name);
             app.transition(&[State::Stopping], State::Asleep, |status| {
                 status.pid = None;
                 status.upstream = None;
+                status.running = None;
             });
         }
     }
 }
 // ANCHOR_END: supervise
 
-/// Stops an awake app; returns once it is asleep.
+/// Stops an awake app, requests in flight or not (the status API, the
+/// shutdown); returns once it is asleep, or after twice the grace period.
 pub async fn stop(app: &Arc<App>) {
-    if !app.transition(&[State::Awake], State::Stopping, |_| {}) {
+    stop_unless(app, || false).await;
+}
+
+/// Stops an awake app unless a request has just come for it: the check
+/// and the move to `stopping` happen under the same lock, so a request
+/// either is seen here or sees `stopping` (and waits for a new start).
+async fn stop_unless_busy(app: &Arc<App>) {
+    stop_unless(app, || app.in_flight() > 0).await;
+}
+
+async fn stop_unless(app: &Arc<App>, busy: impl FnOnce() -> bool) {
+    let mut running = None;
+    let stopping = app.transition_if(
+        &[State::Awake],
+        State::Stopping,
+        || !busy(),
+        |status| running = status.running.clone(),
+    );
+    if !stopping {
         return;
     }
-    let spec = app.spec();
+    let spec = running.unwrap_or_else(|| app.spec());
     match &spec.run {
         Run::Child { .. } => {
             let mut status = app.status.subscribe();
@@ -441,13 +506,18 @@ pub async fn stop(app: &Arc<App>) {
                 let _ = tokio::time::timeout(STOP_GRACE * 2, asleep).await;
             } else {
                 // Its supervisor is gone: it has exited already.
-                app.transition(&[State::Stopping], State::Asleep, |_| {});
+                app.transition(&[State::Stopping], State::Asleep, |status| {
+                    status.pid = None;
+                    status.upstream = None;
+                    status.running = None;
+                });
             }
         }
         Run::Commands { stop, .. } => {
             let stopped = run_shell(stop, spec.start_timeout).await;
             app.transition(&[State::Stopping], State::Asleep, |status| {
                 status.upstream = None;
+                status.running = None;
                 status.last_error = stopped.err();
             });
         }
@@ -462,8 +532,10 @@ pub struct Activity(Arc<App>);
 
 impl Activity {
     fn begin(app: Arc<App>) -> Activity {
-        app.in_flight.fetch_add(1, Ordering::Relaxed);
-        app.served.fetch_add(1, Ordering::Relaxed);
+        // SeqCst, with the load in stop_unless_busy: a request that
+        // arrives as an idle stop begins is seen by it, or sees `stopping`.
+        app.in_flight.fetch_add(1, Ordering::SeqCst);
+        app.requests.fetch_add(1, Ordering::Relaxed);
         app.touch();
         *lock(&app.last_request) = Some(SystemTime::now());
         Activity(app)
@@ -474,7 +546,7 @@ impl Drop for Activity {
     fn drop(&mut self) {
         // The idle time counts from the end of the last request.
         self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 // ANCHOR_END: activity
@@ -520,13 +592,14 @@ async fn hold_until_awake<B>(
     app: &Arc<App>,
     request: &Request<B>,
 ) -> Result<Uri, Response<Body>> {
-    // EXERCISE: a browser (wants_a_page) asking for an app that is not awake gets waiting_page at once, while the app wakes on a task of its own; anyone else waits for wake (within the start timeout); a failure is `unavailable` (503)
+    // EXERCISE: a browser (wants_a_page) asking for an app that is not awake gets waiting_page at once, while the app wakes on a task of its own; anyone else waits for app.wake, up to the start timeout + 1 s (the start's own deadline fires first, so the 503 says why); a failure is `unavailable` (503)
     if app.state() != State::Awake && wants_a_page(request) {
         let (waking, apps) = (app.clone(), apps.clone());
         tokio::spawn(async move { waking.wake(&apps).await });
         return Err(waiting_page(app));
     }
-    // The start has its own deadline; this one is a safety net.
+    // The start has its own deadline, which fires first and says why;
+    // this one, a second later, is a safety net.
     let patience = app.spec().start_timeout + Duration::from_secs(1);
     match tokio::time::timeout(patience, app.wake(apps)).await {
         Ok(Ok(upstream)) => Ok(upstream),
@@ -681,7 +754,7 @@ pub async fn stop_idle_apps(apps: Arc<Apps>) {
             if awake && members.iter().all(idle) {
                 for member in members {
                     let member = member.clone();
-                    tokio::spawn(async move { stop(&member).await });
+                    tokio::spawn(async move { stop_unless_busy(&member).await });
                 }
             }
         }
@@ -703,8 +776,15 @@ pub struct Registry {
 /// step 11's routes), and the lists it is made from.
 pub struct Apps {
     registry: ArcSwap<Registry>,
-    file: Mutex<AppsFile>,
-    discovered: Mutex<Vec<AppSpec>>,
+    /// Locked while the registry is rebuilt from them: a reload and a
+    /// discovery at the same time cannot undo each other.
+    sources: Mutex<Sources>,
+}
+
+/// What the registry is made from.
+struct Sources {
+    file: AppsFile,
+    discovered: Vec<AppSpec>,
 }
 
 /// What a request's host names.
@@ -722,10 +802,12 @@ impl Apps {
                 apps: BTreeMap::new(),
                 claims_domain: false,
             }),
-            file: Mutex::new(file),
-            discovered: Mutex::default(),
+            sources: Mutex::new(Sources {
+                file,
+                discovered: Vec::new(),
+            }),
         });
-        apps.rebuild();
+        apps.rebuild(&lock(&apps.sources));
         apps
     }
 
@@ -768,37 +850,47 @@ impl Apps {
 
     /// A new apps file (a reload): the apps keep their state.
     pub fn use_file(&self, file: AppsFile) {
-        *lock(&self.file) = file;
-        self.rebuild();
+        let mut sources = lock(&self.sources);
+        if file.discover.is_none() {
+            sources.discovered.clear();
+        }
+        sources.file = file;
+        self.rebuild(&sources);
     }
 
-    /// A new list from the discovery command.
-    pub fn use_discovered(&self, discovered: Vec<AppSpec>) {
-        *lock(&self.discovered) = discovered;
-        self.rebuild();
+    /// A new list from the discovery command; returns what changed.
+    pub fn use_discovered(&self, discovered: Vec<AppSpec>) -> Vec<String> {
+        let mut sources = lock(&self.sources);
+        let before: BTreeSet<&str> = sources
+            .discovered
+            .iter()
+            .map(|app| app.name.as_str())
+            .collect();
+        let after: BTreeSet<&str> = discovered.iter().map(|app| app.name.as_str()).collect();
+        let added = after.difference(&before).map(|name| format!("+{name}"));
+        let gone = before.difference(&after).map(|name| format!("-{name}"));
+        let changes = added.chain(gone).collect();
+        sources.discovered = discovered;
+        self.rebuild(&sources);
+        changes
     }
 
-    /// The discovery command of the file in force.
-    pub fn discovery(&self) -> Option<apps_file::Discover> {
-        lock(&self.file).discover.clone()
-    }
-
-    pub fn defaults(&self) -> apps_file::Defaults {
-        lock(&self.file).defaults
+    /// The discovery command of the file in force, and the defaults of
+    /// the apps it finds.
+    pub fn discovery(&self) -> Option<(apps_file::Discover, apps_file::Defaults)> {
+        let sources = lock(&self.sources);
+        let file = &sources.file;
+        file.discover
+            .clone()
+            .map(|discover| (discover, file.defaults))
     }
 
     /// Merges the file's apps and the discovered ones (the file wins a
     /// name), keeps the state of the apps that stay, retires the others.
-    fn rebuild(&self) {
-        let (domain, mut specs, discovers) = {
-            let file = lock(&self.file);
-            (
-                file.domain.clone(),
-                file.apps.clone(),
-                file.discover.is_some(),
-            )
-        };
-        for spec in lock(&self.discovered).iter() {
+    fn rebuild(&self, sources: &Sources) {
+        let file = &sources.file;
+        let mut specs = file.apps.clone();
+        for spec in &sources.discovered {
             if !specs.iter().any(|known| known.name == spec.name) {
                 specs.push(spec.clone());
             }
@@ -827,8 +919,8 @@ impl Apps {
                 }
             }
             Registry {
-                domain: domain.clone(),
-                claims_domain: discovers || !apps.is_empty(),
+                domain: file.domain.clone(),
+                claims_domain: file.discover.is_some() || !apps.is_empty(),
                 apps,
             }
         });
@@ -853,15 +945,26 @@ impl Apps {
         });
     }
 
-    /// Stops every app that is our child (at shutdown: no orphans). Apps
-    /// started by commands are not ours to stop when the proxy goes.
+    /// Stops every app that is our child (at shutdown: no orphans),
+    /// letting one that is starting finish first. Apps started by commands
+    /// are not ours to stop when the proxy goes.
     pub async fn stop_children(&self) {
         let mut stopping = tokio::task::JoinSet::new();
         for app in self.registry.load().apps.values() {
-            if matches!(app.spec().run, Run::Child { .. }) {
-                let app = app.clone();
-                stopping.spawn(async move { stop(&app).await });
-            }
+            let app = app.clone();
+            stopping.spawn(async move {
+                let mut status = app.status.subscribe();
+                let settled = status.wait_for(|status| status.state != State::Starting);
+                let patience = app.spec().start_timeout + Duration::from_secs(1);
+                let _ = tokio::time::timeout(patience, settled).await;
+                let ours = match &app.status().running {
+                    Some(running) => matches!(running.run, Run::Child { .. }),
+                    None => false,
+                };
+                if ours {
+                    stop(&app).await;
+                }
+            });
         }
         while stopping.join_next().await.is_some() {}
     }
@@ -871,43 +974,30 @@ impl Apps {
 /// prints; a failure keeps the last list, and says why.
 pub async fn discover_apps(apps: Arc<Apps>) {
     loop {
-        let Some(discover) = apps.discovery() else {
+        let Some((discover, defaults)) = apps.discovery() else {
             // No command (yet): the file may get one on a reload.
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        let found = run_shell(
-            &discover.command,
-            discover.every.max(Duration::from_secs(5)),
-        )
-        .await
-        .and_then(|json| apps_file::parse_discovered(&json, &apps.defaults()));
+        let patience = discover.every.max(Duration::from_secs(5));
+        let found = run_shell(&discover.command, patience)
+            .await
+            .and_then(|json| apps_file::parse_discovered(&json, &defaults));
         match found {
             Ok(found) => {
-                let before: BTreeSet<String> = lock(&apps.discovered)
-                    .iter()
-                    .map(|app| app.name.clone())
-                    .collect();
-                let after: BTreeSet<String> = found.iter().map(|app| app.name.clone()).collect();
-                if before != after {
-                    let added = after.difference(&before).map(|name| format!("+{name}"));
-                    let gone = before.difference(&after).map(|name| format!("-{name}"));
-                    let changes: Vec<String> = added.chain(gone).collect();
+                let changes = apps.use_discovered(found);
+                if !changes.is_empty() {
                     info!("apps discovered: {}", changes.join(" "));
                 }
-                apps.use_discovered(found);
             }
-            Err(why) => warn!(
-                "discovery failed, the last list stays ({} app(s)): {why}",
-                lock(&apps.discovered).len()
-            ),
+            Err(why) => warn!("discovery failed, the last list of apps stays: {why}"),
         }
         tokio::time::sleep(discover.every).await;
     }
 }
 
-/// `1.8 s`, `120 ms`.
-fn seconds(duration: Duration) -> String {
+/// `1.8 s`, `120 ms`: for logs and messages.
+fn readable(duration: Duration) -> String {
     if duration < Duration::from_secs(1) {
         format!("{} ms", duration.as_millis())
     } else {

@@ -163,7 +163,12 @@ async fn main() {
         args.streaming.upstream_timeout,
         args.http2.upstream_http2,
     ));
-    let admin_token: Option<Arc<str>> = args.admin_token.as_deref().map(Arc::from);
+    // An empty token (`PROXY_ADMIN_TOKEN=`) opens nothing.
+    let admin_token: Option<Arc<str>> = args
+        .admin_token
+        .as_deref()
+        .filter(|token| !token.is_empty())
+        .map(Arc::from);
     let mut builder = http2::builder();
     builder.http2().enable_connect_protocol();
     let service_apps = apps.clone();

@@ -2,11 +2,11 @@
 //! script) asks the proxy about its apps. Kit, not lesson:
 //!
 //! - `GET /_proxy/apps`: every app as JSON (name, state, since, last
-//!   request, requests served, linked apps, pid, last error);
+//!   request, requests, linked apps, pid, last error);
 //! - `POST /_proxy/apps/NAME/start` and `/stop`.
 //!
-//! Only with a token configured, only on hosts that are not an app's (an
-//! app must not reach the proxy's controls through its own name), and only
+//! Only with a token configured, only on hosts outside the apps' domain
+//! (an app must not reach the proxy's controls through its name), and only
 //! with `Authorization: Bearer TOKEN`, compared in constant time: how long
 //! a wrong guess takes says nothing of how close it was.
 
@@ -70,12 +70,14 @@ pub async fn answer<B>(apps: &Arc<Apps>, token: &str, request: &Request<B>) -> R
 
 /// `Authorization: Bearer TOKEN`, the token compared in constant time.
 fn authorized<B>(request: &Request<B>, token: &str) -> bool {
+    // The scheme's name is case-insensitive (RFC 9110 §11.1).
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim());
     // Lengths differ: not equal (and the length is no secret worth keeping).
     !token.is_empty() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
 }
@@ -96,7 +98,7 @@ fn describe(app: &App) -> Value {
         "state": status.state.to_string(),
         "since": rfc3339(status.since_wall),
         "last_request": app.last_request().map(rfc3339),
-        "requests": app.served(),
+        "requests": app.requests(),
         "in_flight": app.in_flight(),
         "linked": spec.linked,
         "group": app.group().as_slice(),

@@ -342,6 +342,9 @@ struct AppFile {
     linked: Vec<String>,
 }
 
+/// The longest duration a file may give: clocks cannot add centuries.
+const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A duration as people write it (`90s`, `15m`, `1h 30m`), more than zero:
 /// checked while reading, so that toml says where a bad one is.
 #[derive(Clone, Copy)]
@@ -351,6 +354,9 @@ impl<'de> Deserialize<'de> for Human {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Human, D::Error> {
         let text = String::deserialize(deserializer)?;
         match humantime::parse_duration(&text) {
+            Ok(duration) if duration > LONGEST => Err(serde::de::Error::custom(format!(
+                "{text:?} is longer than a year: give a shorter duration"
+            ))),
             Ok(duration) if !duration.is_zero() => Ok(Human(duration)),
             Ok(_) => Err(serde::de::Error::custom(
                 "a duration of zero: give one like \"30s\"",

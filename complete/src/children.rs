@@ -4,9 +4,12 @@
 //!
 //! - Each child leads a process group of its own, so that stopping it
 //!   reaches whatever it started (`sh -c`, a dev server's workers): SIGTERM
-//!   to the group, SIGKILL to the group after a grace period.
+//!   to the group, SIGKILL to the group after a grace period; and once the
+//!   child itself has exited (stopped or crashed), what is left of its
+//!   group is killed.
 //! - On Linux, a child gets SIGTERM if the proxy dies without stopping it
-//!   (even by SIGKILL): no orphan keeps a port after a crash.
+//!   (even by SIGKILL): a child that stops its own children on SIGTERM, as
+//!   servers and `sh` with a trap do, leaves nothing behind.
 //! - Its stdout and stderr go to the proxy's log, one line each, prefixed
 //!   by the app's name; the last lines of stderr are kept, to say why a
 //!   start failed.
@@ -17,7 +20,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
@@ -40,6 +43,8 @@ pub struct AppProcess {
     tail: Tail,
     /// Done when its stderr has been read to the end.
     stderr_read: Option<tokio::task::JoinHandle<()>>,
+    /// Whether what was left of its group has been killed.
+    group_ended: bool,
 }
 
 /// The last lines a child wrote on stderr.
@@ -87,17 +92,22 @@ impl AppProcess {
         let pid = child.id().unwrap_or_default();
         let tail = Tail::default();
         if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(log_lines(name.to_string(), stdout, None));
+            tokio::spawn(log_lines(name.to_string(), stdout, None, None));
         }
-        let stderr_read = child
-            .stderr
-            .take()
-            .map(|stderr| tokio::spawn(log_lines(name.to_string(), stderr, Some(tail.clone()))));
+        let stderr_read = child.stderr.take().map(|stderr| {
+            tokio::spawn(log_lines(
+                name.to_string(),
+                stderr,
+                Some(tail.clone()),
+                None,
+            ))
+        });
         Ok(AppProcess {
             child,
             pid,
             tail,
             stderr_read,
+            group_ended: false,
         })
     }
 
@@ -117,6 +127,7 @@ impl AppProcess {
             Ok(status) => describe(status),
             Err(err) => format!("lost ({err})"),
         };
+        self.end_group();
         if let Some(reading) = self.stderr_read.take() {
             // A process it started may keep the pipe open: not for long.
             let _ = tokio::time::timeout(Duration::from_millis(500), reading).await;
@@ -124,12 +135,15 @@ impl AppProcess {
         ended
     }
 
-    /// SIGTERM to its group; SIGKILL to the group if it has not exited
-    /// after `grace`. Returns how it ended.
+    /// SIGTERM to its group; SIGKILL to the group if the child has not
+    /// exited after `grace`. Returns how it ended.
     pub async fn stop(&mut self, grace: Duration) -> String {
         signal_group(self.pid, nix::sys::signal::Signal::SIGTERM);
         match tokio::time::timeout(grace, self.child.wait()).await {
-            Ok(Ok(status)) => describe(status),
+            Ok(Ok(status)) => {
+                self.end_group();
+                describe(status)
+            }
             Ok(Err(err)) => format!("lost ({err})"),
             Err(_) => {
                 warn!(
@@ -141,13 +155,24 @@ impl AppProcess {
             }
         }
     }
+
+    /// The app is its first process: once that has exited, whatever is
+    /// left of its group (a worker it started, a server a shell put in the
+    /// background) is killed, at once, before the group's number can be
+    /// anyone else's.
+    fn end_group(&mut self) {
+        if !self.group_ended {
+            self.group_ended = true;
+            signal_group(self.pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }
 
 impl Drop for AppProcess {
-    /// Dropped still running (the proxy exits while the app starts, a task
-    /// is cancelled): its whole group is killed, not only the child.
+    /// Dropped without a stop (the proxy exits while the app starts, a
+    /// task is cancelled): its whole group is killed.
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
+        if !self.group_ended {
             signal_group(self.pid, nix::sys::signal::Signal::SIGKILL);
         }
     }
@@ -197,20 +222,63 @@ fn stop_when_parent_dies(command: &mut Command) {
 #[cfg(not(target_os = "linux"))]
 fn stop_when_parent_dies(_command: &mut Command) {}
 
-/// Copies a child's output to the log, `name| line`, keeping stderr's tail.
-async fn log_lines(name: String, output: impl AsyncRead + Unpin, tail: Option<Tail>) {
-    let mut lines = BufReader::new(output).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        info!("{name}| {line}");
-        if let Some(tail) = &tail {
-            tail.push(line);
+/// Copies a child's output to the log, `name| line`, keeping stderr's tail
+/// (and everything, up to a limit, in `all`). Bytes that are not UTF-8 are
+/// shown as `�`, and a line is cut at 4 KiB: whatever a child writes, the
+/// pipe is read to its end, so the child never blocks on it nor gets
+/// SIGPIPE.
+async fn log_lines(
+    name: String,
+    mut output: impl AsyncRead + Unpin,
+    tail: Option<Tail>,
+    all: Option<Arc<Mutex<Vec<u8>>>>,
+) {
+    const LONGEST_LINE: usize = 4096;
+    let mut line = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = match output.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        if let Some(all) = &all {
+            let mut all = all.lock().unwrap_or_else(|poison| poison.into_inner());
+            let room = (1usize << 20).saturating_sub(all.len());
+            all.extend_from_slice(&chunk[..read.min(room)]);
         }
+        for &byte in &chunk[..read] {
+            if byte != b'\n' && line.len() < LONGEST_LINE {
+                line.push(byte);
+                continue;
+            }
+            emit(&name, &line, tail.as_ref());
+            line.clear();
+            if byte != b'\n' {
+                line.push(byte);
+            }
+        }
+    }
+    if !line.is_empty() {
+        emit(&name, &line, tail.as_ref());
+    }
+}
+
+fn emit(name: &str, line: &[u8], tail: Option<&Tail>) {
+    let line = String::from_utf8_lossy(line);
+    let line = line.trim_end_matches('\r');
+    info!("{name}| {line}");
+    if let Some(tail) = tail {
+        tail.push(line.to_string());
     }
 }
 
 /// Runs a shell command (an app's `start` or `stop`, a discovery command)
-/// to its end, within `timeout`. Returns its stdout, or why it failed: its
-/// exit status and the last lines of its stderr.
+/// until the shell exits, within `timeout`. Returns its stdout (up to
+/// 1 MiB), or why it failed: its exit status and its last lines on stderr.
+///
+/// It waits for the shell, not for the end of its output: a `start` that
+/// leaves a server running in the background (whose output still goes to
+/// the pipes) is done when the shell is. Its output goes on to the log.
 pub async fn run_shell(command: &str, timeout: Duration) -> Result<String, String> {
     let mut shell = Command::new("sh");
     shell
@@ -221,30 +289,50 @@ pub async fn run_shell(command: &str, timeout: Duration) -> Result<String, Strin
         .process_group(0)
         .kill_on_drop(true);
     stop_when_parent_dies(&mut shell);
-    let child = shell
+    let mut child = shell
         .spawn()
         .map_err(|err| format!("cannot run `sh -c {command:?}`: {err}"))?;
     let pid = child.id().unwrap_or_default();
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(output)) if output.status.success() => {
-            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-        }
-        Ok(Ok(output)) => {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let lines: Vec<&str> = stderr.lines().collect();
-            let tail = lines[lines.len().saturating_sub(TAIL)..].join("\n");
-            Err(with_stderr(
-                format!("`{command}` failed: {}", describe(output.status)),
-                &tail,
-            ))
-        }
-        Ok(Err(err)) => Err(format!("`{command}`: {err}")),
-        Err(_) => {
-            // Dropping the wait killed the shell; its children too.
-            signal_group(pid, nix::sys::signal::Signal::SIGKILL);
-            Err(format!("`{command}` did not finish within {timeout:?}"))
-        }
+    let (stdout, tail) = (Arc::new(Mutex::new(Vec::new())), Tail::default());
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        readers.push(tokio::spawn(log_lines(
+            "sh".into(),
+            out,
+            None,
+            Some(stdout.clone()),
+        )));
     }
+    if let Some(err) = child.stderr.take() {
+        readers.push(tokio::spawn(log_lines(
+            "sh".into(),
+            err,
+            Some(tail.clone()),
+            None,
+        )));
+    }
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(err)) => return Err(format!("`{command}`: {err}")),
+        Err(_) => {
+            // Dropping the child kills the shell; its group goes too.
+            signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+            return Err(format!("`{command}` did not finish within {timeout:?}"));
+        }
+    };
+    // What the shell itself wrote is in the pipes already: a moment to
+    // read it (a background process may keep them open for long).
+    for reader in readers {
+        let _ = tokio::time::timeout(Duration::from_millis(500), reader).await;
+    }
+    if !status.success() {
+        return Err(with_stderr(
+            format!("`{command}` failed: {}", describe(status)),
+            &tail.text(),
+        ));
+    }
+    let stdout = stdout.lock().unwrap_or_else(|poison| poison.into_inner());
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
 }
 
 /// `message`, then the child's last stderr lines if it wrote any.
