@@ -185,7 +185,7 @@ pub async fn serve<H, F>(
 
 /// The TLS handshake, bounded: a client that connects and says nothing
 /// must not hold a task forever.
-async fn handshake(
+pub async fn handshake(
     tls: &TlsAcceptor,
     stream: TcpStream,
 ) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {

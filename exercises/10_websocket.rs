@@ -51,11 +51,26 @@ use crate::copy_headers::{client_response, copy_headers, outgoing_request};
 use crate::hop_by_hop::{strip_response, tokens};
 use crate::round_trip::{Upstream, bad_gateway};
 
-/// Whatever a later step needs kept while a tunnel is open, put in the
+/// Whatever later steps need kept while a tunnel is open, in the
 /// request's extensions: the tunnel holds it until it closes. Step 12
-/// counts an open WebSocket as activity of its app this way.
-#[derive(Clone)]
-pub struct KeptWhileOpen(pub std::sync::Arc<dyn std::any::Any + Send + Sync>);
+/// counts an open WebSocket as activity of its app this way, step 13 as
+/// an open connection.
+#[derive(Clone, Default)]
+pub struct KeptWhileOpen(pub Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>);
+
+/// Adds `value` to what a tunnel made from `request` keeps while open.
+pub fn keep_while_open<B>(
+    request: &mut Request<B>,
+    value: std::sync::Arc<dyn std::any::Any + Send + Sync>,
+) {
+    let extensions = request.extensions_mut();
+    match extensions.get_mut::<KeptWhileOpen>() {
+        Some(kept) => kept.0.push(value),
+        None => {
+            extensions.insert(KeptWhileOpen(vec![value]));
+        }
+    }
+}
 
 // ANCHOR: requested
 /// The protocol a request asks to switch to: `Connection: upgrade` and an

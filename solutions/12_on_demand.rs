@@ -30,7 +30,7 @@
 //! How a child is started, signalled and logged is the kit's
 //! (`children`), and so is reading the apps file (`apps_file`).
 //! Deliberate simplifications: the state lives in this process only (step
-//! 13 can share it between instances through Redis), and a shutdown stops
+//! instances could share it through Redis), and a shutdown stops
 //! the apps without waiting for requests in flight (step 13 drains them).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,7 +49,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 use workshop::body::{Body, boxed, full, text};
-use workshop::websocket::KeptWhileOpen;
+use workshop::websocket::keep_while_open;
 
 use crate::apps_api;
 use crate::apps_file::{self, AppSpec, AppsFile, Run};
@@ -568,9 +568,7 @@ pub async fn serve_app(
     // ANCHOR: keep_busy
     // An open WebSocket keeps the activity until it closes (step 10 holds
     // what is in KeptWhileOpen); a response, until its body ends.
-    request
-        .extensions_mut()
-        .insert(KeptWhileOpen(activity.clone()));
+    keep_while_open(&mut request, activity.clone());
     let response = forward.to(upstream).forward(request, |_| {}).await;
     response.map(|body| {
         boxed(body.map_frame(move |frame| {
@@ -670,7 +668,8 @@ fn wants_a_page<B>(request: &Request<B>) -> bool {
 fn waiting_page(app: &App) -> Response<Body> {
     let status = app.status();
     let last_error = match (&status.state, &status.last_error) {
-        (State::Asleep, Some(why)) => format!("<p>The last start failed: {}</p>", escape(why)),
+        // Why is in the log: an app's stderr is not for every visitor.
+        (State::Asleep, Some(_)) => "<p>The last start failed; trying again.</p>".to_string(),
         _ => String::new(),
     };
     let page = format!(
@@ -703,12 +702,6 @@ fn unavailable(name: &str, why: &str) -> Response<Body> {
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
     response
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 // ANCHOR: idle

@@ -38,6 +38,11 @@ pub fn empty() -> Body {
     boxed(Empty::<Bytes>::new())
 }
 
+/// Marks a response the proxy made itself (with [`text`]), not one that
+/// came from an upstream: step 13 tells them apart.
+#[derive(Debug, Clone, Copy)]
+pub struct MadeByProxy;
+
 /// A short plain-text answer, the way every step reports a problem:
 /// the status line says what kind, the one-line body says what happened.
 pub fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
@@ -49,5 +54,6 @@ pub fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    response.extensions_mut().insert(MadeByProxy);
     response
 }

@@ -57,18 +57,7 @@ async fn main() {
             }
         }
     }
-    let example = routes_file::example();
-    let mut source = match (&args.routes, &args.common.upstream) {
-        (Some(path), _) => Source::File {
-            path: path.clone(),
-            origin: None,
-        },
-        (None, Some(upstream)) => Source::Upstream(upstream.clone()),
-        (None, None) => Source::File {
-            path: example.clone(),
-            origin: None,
-        },
-    };
+    let mut source = Source::from_flags(args.routes.as_deref(), args.common.upstream.as_ref());
     // Every problem with the rules or the certificate before listening.
     if let Err(err) = source.load() {
         eprintln!("error: {err}");
@@ -95,7 +84,7 @@ async fn main() {
         acceptor
     });
     // The example runs in front of a demo origin of its own.
-    let example_in_use = matches!(&source, Source::File { path, .. } if *path == example);
+    let example_in_use = source.is_example();
     if example_in_use && let Source::File { origin, .. } = &mut source {
         let upstream = cli::upstream(&args.common).await;
         *origin = upstream.authority().cloned();

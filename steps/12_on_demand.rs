@@ -10,17 +10,17 @@
 //! format), `--admin-token TOKEN` (or `PROXY_ADMIN_TOKEN`) opens the
 //! status API at `/_proxy/apps`, `--check` checks the files and exits.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use clap::Parser;
-use complete::apps_file::{self, AppSpec, AppsFile, Defaults, Run};
+use complete::apps_file::{self, AppsFile};
+use complete::demo::{demo_apps, no_apps, run_demo_app};
+use complete::flags::Files;
 use complete::on_demand::{Apps, apps_then_routes, discover_apps, stop_idle_apps};
-use complete::routes_file::{self, Source};
+use complete::routes_file::Source;
 use complete::routing::{Forward, reload};
-use complete::watch;
+use complete::watch::{self, shutdown_signal};
 use workshop::http2::{self, serve, tls_acceptor};
 use workshop::{cli, streaming, x_forwarded};
 
@@ -38,60 +38,29 @@ struct Args {
     #[command(flatten)]
     http2: http2::Options,
 
-    /// The routes file (TOML), as step 11. Without it: routes/example.toml
-    /// in front of the demo origin, or everything to --upstream.
-    #[arg(long, value_name = "FILE", conflicts_with = "upstream")]
-    routes: Option<PathBuf>,
-
-    /// The apps file (TOML). Without it, and without --routes or
-    /// --upstream: two demo apps, `hello` and `docs`.
-    #[arg(long, value_name = "FILE")]
-    apps: Option<PathBuf>,
-
-    /// Opens the status API (`/_proxy/apps`) to `Authorization: Bearer TOKEN`.
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "PROXY_ADMIN_TOKEN",
-        hide_env_values = true
-    )]
-    admin_token: Option<String>,
-
-    /// Only check the files: exit 0 if they are valid, 2 with the error.
-    #[arg(long)]
-    check: bool,
-
-    /// Serve the demo origin on this port (what the demo apps run).
-    #[arg(long, value_name = "PORT", hide = true)]
-    demo_app: Option<u16>,
+    #[command(flatten)]
+    files: Files,
 }
 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    if let Some(port) = args.demo_app {
+    if let Some(port) = args.files.demo_app {
         run_demo_app(port).await;
         return;
     }
-    if args.check {
-        check_files(&args);
+    if args.files.check {
+        if let Err(err) = args.files.check() {
+            exit_with(&err);
+        }
         return;
     }
-    let example = routes_file::example();
-    let mut source = match (&args.routes, &args.common.upstream) {
-        (Some(path), _) => Source::File {
-            path: path.clone(),
-            origin: None,
-        },
-        (None, Some(upstream)) => Source::Upstream(upstream.clone()),
-        (None, None) => Source::File {
-            path: example.clone(),
-            origin: None,
-        },
-    };
-    let demo = args.apps.is_none() && args.routes.is_none() && args.common.upstream.is_none();
+    let mut source =
+        Source::from_flags(args.files.routes.as_deref(), args.common.upstream.as_ref());
+    let demo =
+        args.files.apps.is_none() && args.files.routes.is_none() && args.common.upstream.is_none();
     // Every problem with the files or the certificate before listening.
-    let apps_file = match (&args.apps, demo) {
+    let apps_file = match (&args.files.apps, demo) {
         (Some(path), _) => Some(apps_file::load(path)),
         (None, true) => Some(demo_apps()),
         (None, false) => None,
@@ -137,7 +106,7 @@ async fn main() {
     let apps = Apps::new(apps_file.clone().unwrap_or_else(no_apps));
     tokio::spawn(stop_idle_apps(apps.clone()));
     tokio::spawn(discover_apps(apps.clone()));
-    if let Some(path) = &args.apps {
+    if let Some(path) = &args.files.apps {
         let (apps, path) = (apps.clone(), path.clone());
         let watching = watch::on_change(&path.clone(), move || match apps_file::load(&path) {
             Ok(file) => {
@@ -163,12 +132,7 @@ async fn main() {
         args.streaming.upstream_timeout,
         args.http2.upstream_http2,
     ));
-    // An empty token (`PROXY_ADMIN_TOKEN=`) opens nothing.
-    let admin_token: Option<Arc<str>> = args
-        .admin_token
-        .as_deref()
-        .filter(|token| !token.is_empty())
-        .map(Arc::from);
+    let admin_token: Option<Arc<str>> = args.files.admin_token().map(Arc::from);
     let mut builder = http2::builder();
     builder.http2().enable_connect_protocol();
     let service_apps = apps.clone();
@@ -190,92 +154,9 @@ async fn main() {
     // ANCHOR_END: shutdown
 }
 
-/// The demo apps: the demo origin, run by this very executable.
-fn demo_apps() -> Result<AppsFile, String> {
-    let me = std::env::current_exe()
-        .map_err(|err| format!("cannot find this program to run the demo apps: {err}"))?;
-    let command = vec![
-        me.display().to_string(),
-        "--demo-app".to_string(),
-        "{port}".to_string(),
-    ];
-    let app = |name: &str, linked: &[&str]| AppSpec {
-        name: name.to_string(),
-        run: Run::Child {
-            command: command.clone(),
-        },
-        ready: Some("/".to_string()),
-        idle: Duration::from_secs(20),
-        start_timeout: Duration::from_secs(10),
-        linked: linked.iter().map(|name| name.to_string()).collect(),
-    };
-    Ok(AppsFile {
-        domain: "localhost".to_string(),
-        apps: vec![app("hello", &[]), app("docs", &["hello"])],
-        discover: None,
-        defaults: Defaults::default(),
-        source: "the built-in demo".to_string(),
-    })
-}
-
-/// No apps at all: every host goes to the routes.
-fn no_apps() -> AppsFile {
-    AppsFile {
-        domain: "localhost".to_string(),
-        apps: Vec::new(),
-        discover: None,
-        defaults: Defaults::default(),
-        source: "no file".to_string(),
-    }
-}
-
-/// The demo origin on 127.0.0.1:`port`, until SIGTERM.
-async fn run_demo_app(port: u16) {
-    cli::init_logs();
-    match workshop::origin::start(&format!("127.0.0.1:{port}")).await {
-        Ok(origin) => println!("demo app listening on http://{}", origin.addr()),
-        Err(err) => exit_with(&format!("cannot listen on 127.0.0.1:{port}: {err}")),
-    }
-    shutdown_signal().await;
-}
-
-fn check_files(args: &Args) {
-    if args.apps.is_none() && args.routes.is_none() {
-        exit_with("--check needs --apps FILE or --routes FILE (or both)");
-    }
-    if let Some(path) = &args.apps {
-        match apps_file::load(path) {
-            Ok(file) => println!("{}: {file}: valid", path.display()),
-            Err(err) => exit_with(&err),
-        }
-    }
-    if let Some(path) = &args.routes {
-        match routes_file::load(path, None) {
-            Ok(routes) => println!("{}: {routes}: valid", path.display()),
-            Err(err) => exit_with(&err),
-        }
-    }
-}
-
 fn exit_with(err: &str) -> ! {
     eprintln!("error: {err}");
     std::process::exit(2);
-}
-
-/// SIGINT (Ctrl-C) or SIGTERM (what service managers send).
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                terminate.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }
 
 /// The commands to try.

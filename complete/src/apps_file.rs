@@ -127,6 +127,28 @@ pub fn load(path: &Path) -> Result<AppsFile, String> {
 /// Parses the text of an apps file called `name`.
 pub fn parse(text: &str, name: &str) -> Result<AppsFile, String> {
     let file: File = toml::from_str(text).map_err(|err| toml_error(text, name, &err))?;
+    if file.apps.is_empty() && file.discover.is_none() {
+        return Err(format!(
+            "{name}: no [[apps]] and no discover command: nothing to serve"
+        ));
+    }
+    let settings = AppsSettings {
+        domain: file.domain,
+        idle: file.idle,
+        start_timeout: file.start_timeout,
+        discover: file.discover,
+    };
+    compile(text, name, &settings, &file.apps)
+}
+
+/// Checks the settings and `[[apps]]` read from `text` (an apps file, or
+/// step 13's config file, which has them too).
+pub(crate) fn compile(
+    text: &str,
+    name: &str,
+    file: &AppsSettings,
+    apps_read: &[Spanned<AppFile>],
+) -> Result<AppsFile, String> {
     let at = |offset: usize, message: &str| {
         let (line, column) = line_column(text, offset);
         format!("{name}:{line}:{column}: {message}")
@@ -153,21 +175,16 @@ pub fn parse(text: &str, name: &str) -> Result<AppsFile, String> {
         }
         None => "localhost".to_string(),
     };
-    if file.apps.is_empty() && file.discover.is_none() {
-        return Err(format!(
-            "{name}: no [[apps]] and no discover command: nothing to serve"
-        ));
-    }
     let mut apps = Vec::new();
-    for entry in &file.apps {
+    for entry in apps_read {
         let app = check_app(entry.get_ref().clone(), &defaults)
             .map_err(|message| at(entry.span().start, &message))?;
         apps.push(app);
     }
     check_together(&apps)
-        .map_err(|(index, message)| at(file.apps[index].span().start, &message))?;
-    let discover = file.discover.map(|discover| Discover {
-        command: discover.command,
+        .map_err(|(index, message)| at(apps_read[index].span().start, &message))?;
+    let discover = file.discover.as_ref().map(|discover| Discover {
+        command: discover.command.clone(),
         every: discover.every.0,
     });
     Ok(AppsFile {
@@ -320,6 +337,16 @@ struct File {
     apps: Vec<Spanned<AppFile>>,
 }
 
+/// What an apps file says besides its `[[apps]]` (step 13's `[on_demand]`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AppsSettings {
+    domain: Option<Spanned<String>>,
+    idle: Option<Human>,
+    start_timeout: Option<Human>,
+    discover: Option<DiscoverFile>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DiscoverFile {
@@ -329,7 +356,7 @@ struct DiscoverFile {
 
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
-struct AppFile {
+pub(crate) struct AppFile {
     name: String,
     command: Option<Vec<String>>,
     start: Option<String>,
@@ -348,7 +375,7 @@ const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
 /// A duration as people write it (`90s`, `15m`, `1h 30m`), more than zero:
 /// checked while reading, so that toml says where a bad one is.
 #[derive(Clone, Copy)]
-struct Human(Duration);
+pub(crate) struct Human(pub(crate) Duration);
 
 impl<'de> Deserialize<'de> for Human {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Human, D::Error> {

@@ -72,20 +72,8 @@ impl AppProcess {
         let port_text = port.to_string();
         let mut args = command.iter().map(|arg| arg.replace("{port}", &port_text));
         let program = args.next().unwrap_or_default();
-        let mut child = Command::new(&program);
-        child
-            .args(args)
-            .env("PORT", &port_text)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // A group of its own: our signals reach its own children too,
-            // and a Ctrl-C in the proxy's terminal is ours to handle.
-            .process_group(0)
-            // Should this handle be dropped without a stop (a bug), the
-            // child is not left running.
-            .kill_on_drop(true);
-        stop_when_parent_dies(&mut child);
+        let mut child = ours(&program);
+        child.args(args).env("PORT", &port_text);
         let mut child = child
             .spawn()
             .map_err(|err| format!("cannot run {program:?}: {err}"))?;
@@ -206,6 +194,22 @@ fn signal_group(pid: u32, signal: nix::sys::signal::Signal) {
     }
 }
 
+/// A command for a process of ours: its output piped to us, its input
+/// empty, a process group of its own (our signals reach its own children
+/// too, and a Ctrl-C in the proxy's terminal is ours to handle), killed if
+/// its handle is dropped, and told when the proxy dies.
+fn ours(program: &str) -> Command {
+    let mut command = Command::new(program);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    stop_when_parent_dies(&mut command);
+    command
+}
+
 #[cfg(target_os = "linux")]
 fn stop_when_parent_dies(command: &mut Command) {
     // SAFETY: prctl is async-signal-safe, as code between fork and exec
@@ -280,15 +284,8 @@ fn emit(name: &str, line: &[u8], tail: Option<&Tail>) {
 /// leaves a server running in the background (whose output still goes to
 /// the pipes) is done when the shell is. Its output goes on to the log.
 pub async fn run_shell(command: &str, timeout: Duration) -> Result<String, String> {
-    let mut shell = Command::new("sh");
-    shell
-        .args(["-c", command])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    stop_when_parent_dies(&mut shell);
+    let mut shell = ours("sh");
+    shell.args(["-c", command]);
     let mut child = shell
         .spawn()
         .map_err(|err| format!("cannot run `sh -c {command:?}`: {err}"))?;

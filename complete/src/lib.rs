@@ -11,9 +11,16 @@
 //! [`apps_file`] (the apps file), [`children`] (child processes) and
 //! [`apps_api`] (the token-guarded status API).
 
+// What comes from the network, a file, the environment or the command line
+// is never unwrapped here: an error is an answer or a message, not a panic.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod apps_api;
 pub mod apps_file;
 pub mod children;
+pub mod config;
+pub mod demo;
+pub mod flags;
 pub mod patterns;
 pub mod routes_file;
 pub mod watch;
@@ -28,12 +35,18 @@ pub mod routing;
 #[cfg_attr(feature = "ex12", path = "../../exercises/12_on_demand.rs")]
 pub mod on_demand;
 
+// Step 13: everything from one config file, hardened.
+#[cfg_attr(not(feature = "ex13"), path = "../../solutions/13_complete.rs")]
+#[cfg_attr(feature = "ex13", path = "../../exercises/13_complete.rs")]
+pub mod hardened;
+
 /// The exercises this build runs instead of the reference solutions
 /// (`--features exNN`), so that every step can say so at start.
 pub fn exercises_in_use() -> Vec<&'static str> {
     [
         (cfg!(feature = "ex11"), "11_routing.rs"),
         (cfg!(feature = "ex12"), "12_on_demand.rs"),
+        (cfg!(feature = "ex13"), "13_complete.rs"),
     ]
     .into_iter()
     .filter_map(|(on, file)| on.then_some(file))

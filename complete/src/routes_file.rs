@@ -194,6 +194,8 @@ impl UrlTemplate {
 /// One rule that forwards every request to `upstream`, its path joined with
 /// the request's and its query merged: what steps 02 to 10 do, for a step
 /// 11 started with `--upstream` and no routes file.
+// A literal pattern, parsed the same on every run: not input.
+#[allow(clippy::expect_used)]
 pub fn forward_everything(upstream: &Uri) -> Routes {
     let rule = Rule {
         line: 0,
@@ -210,6 +212,7 @@ pub fn forward_everything(upstream: &Uri) -> Routes {
 }
 
 /// Where a step's rules come from, and how to read them again.
+#[derive(Clone)]
 pub enum Source {
     /// A routes file, watched; `origin` takes the place of the example's
     /// 127.0.0.1:9000.
@@ -222,6 +225,22 @@ pub enum Source {
 }
 
 impl Source {
+    /// Step 11's choice: `--routes FILE`; else `--upstream URL` alone,
+    /// everything there; else the example.
+    pub fn from_flags(routes: Option<&Path>, upstream: Option<&Uri>) -> Source {
+        match (routes, upstream) {
+            (Some(path), _) => Source::File {
+                path: path.to_path_buf(),
+                origin: None,
+            },
+            (None, Some(upstream)) => Source::Upstream(upstream.clone()),
+            (None, None) => Source::File {
+                path: example(),
+                origin: None,
+            },
+        }
+    }
+
     pub fn load(&self) -> Result<Routes, String> {
         match self {
             Source::File { path, origin } => load(path, origin.as_ref()),
@@ -268,11 +287,22 @@ pub fn parse(text: &str, name: &str) -> Result<Routes, String> {
 }
 
 fn parse_with_origin(text: &str, name: &str, origin: Option<&Authority>) -> Result<Routes, String> {
+    let file: RoutesSection = toml::from_str(text).map_err(|err| toml_error(text, name, &err))?;
+    compile(text, name, &file, origin)
+}
+
+/// Checks the `[accept]` and `[[rules]]` read from `text` (a routes file,
+/// or step 13's config file, which has them too) into rules.
+pub(crate) fn compile(
+    text: &str,
+    name: &str,
+    file: &RoutesSection,
+    origin: Option<&Authority>,
+) -> Result<Routes, String> {
     let at = |span: Range<usize>, message: &str| {
         let (line, column) = line_column(text, span.start);
         format!("{name}:{line}:{column}: {message}")
     };
-    let file: File = toml::from_str(text).map_err(|err| toml_error(text, name, &err))?;
 
     let mut groups: BTreeMap<String, Vec<MediaRange>> = BTreeMap::new();
     for (group, types) in &file.accept {
@@ -619,18 +649,19 @@ pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 // --- the file as written -----------------------------------------------------
 
-#[derive(Deserialize)]
+/// `[accept]` and `[[rules]]`: a routes file, or part of step 13's config.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct File {
+pub(crate) struct RoutesSection {
     #[serde(default)]
-    accept: BTreeMap<String, Vec<Spanned<String>>>,
+    pub(crate) accept: BTreeMap<String, Vec<Spanned<String>>>,
     #[serde(default)]
-    rules: Vec<Spanned<RuleFile>>,
+    pub(crate) rules: Vec<Spanned<RuleFile>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RuleFile {
+pub(crate) struct RuleFile {
     methods: Option<Spanned<Vec<Spanned<String>>>>,
     host: Option<Spanned<String>>,
     path: Spanned<String>,

@@ -111,3 +111,19 @@ async fn next_hangup(hangups: &mut Hangups) {
     let _ = hangups;
     std::future::pending::<()>().await
 }
+
+/// SIGINT (Ctrl-C) or SIGTERM (what service managers send).
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

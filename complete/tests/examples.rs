@@ -1,7 +1,8 @@
 //! The example files are valid, as the steps themselves check them
 //! (`--check`): the routes step 11 serves by default (naming the demo
 //! origin by its usual address, which the step replaces with its own
-//! origin's), and the apps file that documents step 12's format.
+//! origin's), the apps file that documents step 12's format, and the
+//! config file that documents step 13's.
 //!
 //! It also makes `cargo test` build `11-routing` and `12-on-demand`, which
 //! the capability matrix of the root package starts.
@@ -9,20 +10,30 @@
 use std::path::Path;
 use std::process::Command;
 
-#[test]
-fn the_example_routes_are_valid() {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../routes/example.toml");
-    let output = Command::new(env!("CARGO_BIN_EXE_11-routing"))
-        .arg("--routes")
+/// Runs `binary FLAG FILE --check` on a file of the repository.
+fn checks_out(binary: &str, flag: &str, file: &str) {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(file);
+    let output = Command::new(binary)
+        .arg(flag)
         .arg(&example)
         .arg("--check")
         .output()
-        .expect("running 11-routing --check");
+        .unwrap_or_else(|err| panic!("running {binary} --check: {err}"));
     assert!(
         output.status.success(),
-        "routes/example.toml is not valid:\n{}",
+        "{file} is not valid:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[test]
+fn the_example_routes_are_valid() {
+    checks_out(
+        env!("CARGO_BIN_EXE_11-routing"),
+        "--routes",
+        "routes/example.toml",
+    );
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../routes/example.toml");
     let text = std::fs::read_to_string(&example).expect("routes/example.toml");
     for line in text.lines().filter(|line| line.starts_with("forward")) {
         assert!(
@@ -36,16 +47,20 @@ fn the_example_routes_are_valid() {
 /// (and this makes `cargo test` build `12-on-demand`).
 #[test]
 fn the_example_apps_are_valid() {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../apps/example.toml");
-    let output = Command::new(env!("CARGO_BIN_EXE_12-on-demand"))
-        .arg("--apps")
-        .arg(&example)
-        .arg("--check")
-        .output()
-        .expect("running 12-on-demand --check");
-    assert!(
-        output.status.success(),
-        "apps/example.toml is not valid:\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    checks_out(
+        env!("CARGO_BIN_EXE_12-on-demand"),
+        "--apps",
+        "apps/example.toml",
+    );
+}
+
+/// `proxy.example.toml`, which documents step 13's config file, is valid
+/// (and this makes `cargo test` build `13-complete`).
+#[test]
+fn the_example_config_is_valid() {
+    checks_out(
+        env!("CARGO_BIN_EXE_13-complete"),
+        "--config",
+        "proxy.example.toml",
     );
 }

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod bodies;
+mod complete;
 mod forwarding;
 mod headers;
 mod hop_by_hop;
@@ -121,6 +122,13 @@ checks![
     on_demand::apps_file_reloads,
     on_demand::discovery_adds_apps,
     on_demand::command_app_started_and_stopped,
+    complete::slowloris_cut_off,
+    complete::graceful_shutdown,
+    complete::connection_limit_waits,
+    complete::errors_say_enough,
+    complete::access_log_lines,
+    complete::config_file_checked,
+    complete::version_flag,
     routing::routes_by_path,
     routing::routes_methods_and_captures,
     routing::routes_host_wildcard,

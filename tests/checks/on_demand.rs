@@ -11,7 +11,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Method, Request, StatusCode};
@@ -22,11 +21,13 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::ensure;
 use crate::harness::client::{Reply, excerpt, fetch, read, send};
+use crate::harness::folder::Folder;
 use crate::harness::{Ctx, Failure, OrFail, Outcome, Proxy, fail, within};
 use workshop::body::{Body, empty};
 
 /// A folder for one check: the apps file, the start records, the `go` files.
 struct AppsDir {
+    folder: Folder,
     dir: PathBuf,
 }
 
@@ -36,14 +37,11 @@ impl AppsDir {
     /// the same waiting for `go-NAME` first, `{dir}` this folder and
     /// `{origin}` the demo origin's binary.
     fn new(text: &str) -> Result<AppsDir, Failure> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "apps-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).or_fail("making a folder for the apps file")?;
-        let apps = AppsDir { dir };
+        let folder = Folder::new("apps")?;
+        let apps = AppsDir {
+            dir: folder.path().to_path_buf(),
+            folder,
+        };
         apps.write(text)?;
         Ok(apps)
     }
@@ -77,9 +75,7 @@ impl AppsDir {
     }
 
     fn write(&self, text: &str) -> Outcome {
-        let next = self.dir.join("apps.toml.new");
-        std::fs::write(&next, self.expand(text)).or_fail("writing the apps file")?;
-        std::fs::rename(&next, self.file()).or_fail("renaming the apps file into place")
+        self.folder.replace("apps.toml", &self.expand(text))
     }
 
     fn file(&self) -> PathBuf {
@@ -102,12 +98,6 @@ impl AppsDir {
             .lines()
             .filter_map(|line| line.trim().parse().ok())
             .collect()
-    }
-}
-
-impl Drop for AppsDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -179,6 +169,46 @@ async fn expect_awake(proxy: &Proxy, name: &str) -> Outcome {
         tail(proxy)
     );
     Ok(())
+}
+
+/// `count` connections, each with a whole `GET /echo` for app `name`
+/// written: the proxy has them, whatever it does with them next.
+async fn written_requests(
+    addr: SocketAddr,
+    name: &str,
+    count: usize,
+) -> Result<Vec<TcpStream>, Failure> {
+    let request = format!(
+        "GET /echo HTTP/1.1\r\nhost: {name}.localhost\r\naccept: */*\r\nconnection: close\r\n\r\n"
+    );
+    let mut connections = Vec::new();
+    for _ in 0..count {
+        let mut tcp = TcpStream::connect(addr).await.or_fail("connecting")?;
+        tcp.write_all(request.as_bytes())
+            .await
+            .or_fail("sending a request")?;
+        connections.push(tcp);
+    }
+    Ok(connections)
+}
+
+/// How many of these connections were answered with a status line that
+/// starts with `status_line` (within 30 s in all).
+async fn count_answers(connections: Vec<TcpStream>, status_line: &str) -> Result<usize, Failure> {
+    within(30, "every answer", async {
+        let mut matching = 0;
+        for mut tcp in connections {
+            let mut answer = Vec::new();
+            tcp.read_to_end(&mut answer)
+                .await
+                .or_fail("reading an answer")?;
+            if answer.starts_with(status_line.as_bytes()) {
+                matching += 1;
+            }
+        }
+        Ok(matching)
+    })
+    .await
 }
 
 /// Waits until the proxy's log has a line containing `needle`.
@@ -279,31 +309,9 @@ pub async fn one_start_for_many_requests(ctx: Ctx) -> Outcome {
     )
     .await?;
     // Every request is written before the app may finish starting.
-    let mut connections = Vec::new();
-    for _ in 0..100 {
-        let mut tcp = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
-        tcp.write_all(
-            b"GET /echo HTTP/1.1\r\nhost: crowd.localhost\r\naccept: */*\r\nconnection: close\r\n\r\n",
-        )
-        .await
-        .or_fail("sending a request")?;
-        connections.push(tcp);
-    }
+    let connections = written_requests(proxy.addr, "crowd", 100).await?;
     apps.go("crowd")?;
-    let answers = within(30, "100 answers", async {
-        let mut answered = 0;
-        for mut tcp in connections {
-            let mut answer = Vec::new();
-            tcp.read_to_end(&mut answer)
-                .await
-                .or_fail("reading an answer")?;
-            if answer.starts_with(b"HTTP/1.1 200") {
-                answered += 1;
-            }
-        }
-        Ok(answered)
-    })
-    .await?;
+    let answers = count_answers(connections, "HTTP/1.1 200").await?;
     ensure!(
         answers == 100,
         "100 requests held while the app started should all be answered 200, {answers} were\nproxy log:\n{}",
@@ -400,31 +408,9 @@ start_timeout = "1s"
     )
     .await?;
     // Ten requests, all written before the start may fail: one start.
-    let mut connections = Vec::new();
-    for _ in 0..10 {
-        let mut tcp = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
-        tcp.write_all(
-            b"GET / HTTP/1.1\r\nhost: broken.localhost\r\naccept: */*\r\nconnection: close\r\n\r\n",
-        )
-        .await
-        .or_fail("sending a request")?;
-        connections.push(tcp);
-    }
+    let connections = written_requests(proxy.addr, "broken", 10).await?;
     apps.go("broken")?;
-    let refused = within(30, "ten answers", async {
-        let mut refused = 0;
-        for mut tcp in connections {
-            let mut answer = Vec::new();
-            tcp.read_to_end(&mut answer)
-                .await
-                .or_fail("reading an answer")?;
-            if answer.starts_with(b"HTTP/1.1 503") {
-                refused += 1;
-            }
-        }
-        Ok(refused)
-    })
-    .await?;
+    let refused = count_answers(connections, "HTTP/1.1 503").await?;
     ensure!(
         refused == 10,
         "ten requests waiting for a start that fails should all get a 503, {refused} did"

@@ -4,14 +4,13 @@
 //! process as the upstream, and starts the step with `--routes`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderName, HeaderValue, Method, Request};
 use workshop::body::empty;
 
 use crate::ensure;
 use crate::harness::client::{Reply, excerpt, fetch};
+use crate::harness::folder::Folder;
 use crate::harness::{Ctx, Failure, OrFail, Outcome, Proxy, fail, within};
 
 use super::forwarding::echoed;
@@ -19,47 +18,31 @@ use super::websocket::{echo, open_at, open_h2};
 
 /// A routes file in a folder of its own, removed when dropped.
 struct RoutesFile {
-    dir: PathBuf,
-    path: PathBuf,
+    folder: Folder,
 }
 
 impl RoutesFile {
     fn new(text: &str) -> Result<RoutesFile, Failure> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "routes-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).or_fail("making a folder for the routes file")?;
-        let file = RoutesFile {
-            path: dir.join("routes.toml"),
-            dir,
-        };
-        std::fs::write(&file.path, text).or_fail("writing the routes file")?;
-        Ok(file)
+        let folder = Folder::new("routes")?;
+        folder.rewrite("routes.toml", text)?;
+        Ok(RoutesFile { folder })
     }
 
     /// Replaces the file the way editors save: a new file renamed over it.
     fn replace(&self, text: &str) -> Result<(), Failure> {
-        let next = self.dir.join("routes.toml.new");
-        std::fs::write(&next, text).or_fail("writing the new routes file")?;
-        std::fs::rename(&next, &self.path).or_fail("renaming it over the old one")
+        self.folder.replace("routes.toml", text)
     }
 
     /// Rewrites the file in place.
     fn rewrite(&self, text: &str) -> Result<(), Failure> {
-        std::fs::write(&self.path, text).or_fail("rewriting the routes file")
+        self.folder.rewrite("routes.toml", text)
     }
 
     fn path(&self) -> String {
-        self.path.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for RoutesFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.folder
+            .file("routes.toml")
+            .to_string_lossy()
+            .into_owned()
     }
 }
 

@@ -14,6 +14,7 @@
 #![allow(dead_code)] // each test crate uses a different part of the harness
 
 pub mod client;
+pub mod folder;
 pub mod outcome;
 pub mod proxy;
 pub mod raw;

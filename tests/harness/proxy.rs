@@ -320,6 +320,19 @@ impl Proxy {
         Ok(status.code())
     }
 
+    /// Waits (at most `seconds`) for the proxy this check started to exit;
+    /// returns its exit code.
+    pub async fn wait_for_exit(&mut self, seconds: u64) -> Result<Option<i32>, Failure> {
+        let Some(process) = self.process.as_mut() else {
+            return Err(Failure::Skip("needs to start the proxy itself".into()));
+        };
+        let status = within(seconds, "the proxy to exit", async {
+            process.child.wait().await.or_fail("waiting for the proxy")
+        })
+        .await?;
+        Ok(status.code())
+    }
+
     /// The proxy's process id, if this check started it.
     pub fn pid(&self) -> Option<u32> {
         self.pid

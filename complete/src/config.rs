@@ -1,0 +1,407 @@
+//! Step 13's one config file (TOML): the listeners, the settings that
+//! harden the proxy, and steps 11 and 12's routes and apps, in one place.
+//! The kit of step 13: like the routes and apps files, every mistake is one
+//! error naming the file, the line and the column, and unknown keys are
+//! errors (a typo is not silently ignored).
+//!
+//! ```toml
+//! listen = ["127.0.0.1:8080"]          # several allowed; TLS per listener:
+//! # listen = [{ address = "0.0.0.0:8443", tls = "self-signed" }]   # or tls = { cert = "…", key = "…" }
+//! admin_token = "…"                   # /_proxy/apps and /_proxy/metrics (or PROXY_ADMIN_TOKEN)
+//!
+//! [timeouts]
+//! header_read = "10s"                 # a request head must arrive within this (slowloris)
+//! response_head = "30s"               # from an upstream: 504 after this (step 08)
+//!
+//! [limits]
+//! max_connections = 10000             # beyond: new connections wait in the backlog
+//!
+//! [shutdown]
+//! grace = "30s"                       # SIGTERM: in-flight requests finish within this
+//!
+//! [log]
+//! access = "stdout"                   # or "off", or a file path
+//! format = "common"                   # or "json"
+//!
+//! [accept]  …  [[rules]]  …           # step 11's routes
+//! [on_demand]  …  [[apps]]  …         # step 12's apps (domain, idle, start_timeout, discover)
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::uri::Authority;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::apps_file::{self, AppFile, AppsFile, AppsSettings, Human};
+use crate::routes_file::{self, Routes, RoutesSection, RuleFile, line_column, toml_error};
+
+/// A config file, checked.
+#[derive(Debug)]
+pub struct Config {
+    pub listeners: Vec<Listener>,
+    pub admin_token: Option<String>,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub shutdown_grace: Duration,
+    pub log: LogSettings,
+    /// `None`: no `[[rules]]` (every host that is not an app's: 404).
+    pub routes: Option<Routes>,
+    pub apps: AppsFile,
+    pub source: String,
+}
+
+/// Where to accept connections, and with which certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub tls: Option<Tls>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tls {
+    /// Made at start, for development (step 09's).
+    SelfSigned,
+    Pem {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub header_read: Duration,
+    pub response_head: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub access: AccessLog,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `127.0.0.1 - - [date] "GET /path HTTP/1.1" 200 1234 …`, extended.
+    Common,
+    Json,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            header_read: Duration::from_secs(10),
+            response_head: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rules = self.routes.as_ref().map_or(0, |routes| routes.rules.len());
+        write!(
+            f,
+            "{} listener(s), {rules} rule(s), {} app(s) from {}",
+            self.listeners.len(),
+            self.apps.apps.len(),
+            self.source
+        )
+    }
+}
+
+/// Reads and checks a config file. `origin`, when given, takes the place
+/// of 127.0.0.1:9000 in the rules (as for step 11's example).
+pub fn load(path: &Path, origin: Option<&Authority>) -> Result<Config, String> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|err| format!("{name}: {err}"))?;
+    parse(&text, &name, origin)
+}
+
+/// Parses the text of a config file called `name`.
+pub fn parse(text: &str, name: &str, origin: Option<&Authority>) -> Result<Config, String> {
+    let file: File = toml::from_str(text).map_err(|err| toml_error(text, name, &err))?;
+    let at = |offset: usize, message: &str| {
+        let (line, column) = line_column(text, offset);
+        format!("{name}:{line}:{column}: {message}")
+    };
+    let mut listeners = Vec::new();
+    for spanned in &file.listen {
+        let (address, tls) = match spanned.get_ref() {
+            ListenFile::Address(address) => (address.clone(), None),
+            ListenFile::Table { address, tls } => (address.clone(), tls.clone()),
+        };
+        let address = address.parse().map_err(|_| {
+            at(
+                spanned.span().start,
+                &format!("{address:?} is not an address to listen on (like \"127.0.0.1:8080\")"),
+            )
+        })?;
+        let tls = match tls {
+            None => None,
+            Some(TlsFile::Named(named)) if named == "self-signed" => Some(Tls::SelfSigned),
+            Some(TlsFile::Named(named)) => {
+                return Err(at(
+                    spanned.span().start,
+                    &format!(
+                        "tls = {named:?}: write \"self-signed\" or {{ cert = \"…\", key = \"…\" }}"
+                    ),
+                ));
+            }
+            Some(TlsFile::Pem { cert, key }) => Some(Tls::Pem { cert, key }),
+        };
+        listeners.push(Listener { address, tls });
+    }
+    if listeners.is_empty() {
+        listeners.push(Listener {
+            address: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls: None,
+        });
+    }
+    let defaults = Timeouts::default();
+    let timeouts = file.timeouts.unwrap_or_default();
+    let timeouts = Timeouts {
+        header_read: timeouts.header_read.map_or(defaults.header_read, |d| d.0),
+        response_head: timeouts
+            .response_head
+            .map_or(defaults.response_head, |d| d.0),
+    };
+    let limits_file = file.limits.unwrap_or_default();
+    let max_connections = match limits_file.max_connections {
+        Some(max) if *max.get_ref() == 0 => {
+            return Err(at(
+                max.span().start,
+                "max_connections = 0 would accept nothing",
+            ));
+        }
+        Some(max) => *max.get_ref(),
+        None => Limits::default().max_connections,
+    };
+    let limits = Limits { max_connections };
+    let shutdown_grace = file
+        .shutdown
+        .and_then(|shutdown| shutdown.grace)
+        .map_or(Duration::from_secs(30), |d| d.0);
+    let log_file = file.log.unwrap_or_default();
+    let log = LogSettings {
+        access: match log_file.access.as_deref() {
+            None | Some("stdout") => AccessLog::Stdout,
+            Some("off") => AccessLog::Off,
+            Some(path) => AccessLog::File(PathBuf::from(path)),
+        },
+        format: match log_file
+            .format
+            .as_ref()
+            .map(|format| (format.get_ref().as_str(), format.span()))
+        {
+            None | Some(("common", _)) => LogFormat::Common,
+            Some(("json", _)) => LogFormat::Json,
+            Some((other, span)) => {
+                return Err(at(
+                    span.start,
+                    &format!("format = {other:?}: write \"common\" or \"json\""),
+                ));
+            }
+        },
+    };
+    let routes = if file.rules.is_empty() {
+        None
+    } else {
+        let section = RoutesSection {
+            accept: file.accept,
+            rules: file.rules,
+        };
+        Some(routes_file::compile(text, name, &section, origin)?)
+    };
+    let apps = apps_file::compile(text, name, &file.on_demand.unwrap_or_default(), &file.apps)?;
+    if routes.is_none() && apps.apps.is_empty() && apps.discover.is_none() {
+        return Err(format!(
+            "{name}: no [[rules]], no [[apps]], no discover command: nothing to serve"
+        ));
+    }
+    Ok(Config {
+        listeners,
+        admin_token: file.admin_token.filter(|token| !token.is_empty()),
+        timeouts,
+        limits,
+        shutdown_grace,
+        log,
+        routes,
+        apps,
+        source: name.to_string(),
+    })
+}
+
+// --- the file as written -----------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    listen: Vec<Spanned<ListenFile>>,
+    admin_token: Option<String>,
+    timeouts: Option<TimeoutsFile>,
+    limits: Option<LimitsFile>,
+    shutdown: Option<ShutdownFile>,
+    log: Option<LogFile>,
+    #[serde(default)]
+    accept: std::collections::BTreeMap<String, Vec<Spanned<String>>>,
+    #[serde(default)]
+    rules: Vec<Spanned<RuleFile>>,
+    on_demand: Option<AppsSettings>,
+    #[serde(default)]
+    apps: Vec<Spanned<AppFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ListenFile {
+    Address(String),
+    Table {
+        address: String,
+        tls: Option<TlsFile>,
+    },
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum TlsFile {
+    Named(String),
+    Pem { cert: PathBuf, key: PathBuf },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TimeoutsFile {
+    header_read: Option<Human>,
+    response_head: Option<Human>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    max_connections: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShutdownFile {
+    grace: Option<Human>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogFile {
+    access: Option<String>,
+    format: Option<Spanned<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listen = ["127.0.0.1:8080", { address = "127.0.0.1:8443", tls = "self-signed" }]
+admin_token = "secret"
+
+[timeouts]
+header_read = "5s"
+
+[limits]
+max_connections = 100
+
+[log]
+access = "off"
+format = "json"
+
+[[rules]]
+path = "/*rest"
+forward = "http://127.0.0.1:9000"
+
+[on_demand]
+domain = "apps.localhost"
+idle = "1m"
+
+[[apps]]
+name = "hello"
+command = ["true"]
+"#;
+
+    #[test]
+    fn a_good_file() {
+        let config = parse(GOOD, "proxy.toml", None).expect("valid");
+        assert_eq!(config.listeners.len(), 2);
+        assert_eq!(config.listeners[1].tls, Some(Tls::SelfSigned));
+        assert_eq!(config.timeouts.header_read, Duration::from_secs(5));
+        assert_eq!(config.timeouts.response_head, Duration::from_secs(30));
+        assert_eq!(config.limits.max_connections, 100);
+        assert_eq!(config.log.access, AccessLog::Off);
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.apps.domain, "apps.localhost");
+        assert_eq!(config.apps.apps[0].idle, Duration::from_secs(60));
+        assert_eq!(config.routes.map(|routes| routes.rules.len()), Some(1));
+    }
+
+    #[test]
+    fn every_mistake_names_line_and_column() {
+        let rule = "[[rules]]\npath = \"/*rest\"\nforward = \"http://127.0.0.1:9000\"\n";
+        let cases = [
+            (
+                format!("listen = [\"nowhere\"]\n{rule}"),
+                "proxy.toml:1:11:",
+            ),
+            (
+                format!("[timeouts]\nheader_read = \"soon\"\n{rule}"),
+                "proxy.toml:2:15:",
+            ),
+            (
+                format!("[timeouts]\nheader_reed = \"1s\"\n{rule}"),
+                "proxy.toml:2:1:",
+            ),
+            (
+                format!("[limits]\nmax_connections = 0\n{rule}"),
+                "proxy.toml:2:19:",
+            ),
+            (
+                format!("[log]\nformat = \"xml\"\n{rule}"),
+                "proxy.toml:2:10:",
+            ),
+            (format!("{rule}path2 = 1\n"), "proxy.toml:4:1:"),
+            (
+                "[[rules]]\npath = \"nope\"\nforward = \"http://x\"\n".to_string(),
+                "proxy.toml:2:8:",
+            ),
+            (
+                "[[apps]]\nname = \"A\"\ncommand = [\"x\"]\n".to_string(),
+                "proxy.toml:1:1:",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse(&text, "proxy.toml", None).expect_err(&text);
+            assert!(err.starts_with(expected), "{text:?}: {err}");
+        }
+        assert!(parse("", "proxy.toml", None).is_err(), "nothing to serve");
+    }
+}

@@ -1,0 +1,499 @@
+//! Step 13 — the complete proxy: steps 01 to 12 behind one config file,
+//! hardened where the earlier steps deliberately simplified.
+//!
+//! What each simplification became, in this file:
+//! - step 01 accepted every connection, forever: [`serve_until_shutdown`]
+//!   takes a permit per connection (beyond the limit, new connections wait
+//!   in the kernel's backlog instead of exhausting file descriptors), and
+//!   stops on a signal without dropping a request (hyper-util's graceful
+//!   shutdown: idle connections closed, HTTP/2 clients told with GOAWAY,
+//!   in-flight requests and streams given a grace period);
+//! - step 01 waited for a request head forever: [`builder`] gives it
+//!   `header_read` (a slowloris client is cut off);
+//! - a panic in one request's code took its connection down with it:
+//!   [`answer_safely`] turns it into a `500` and a log line (Rust's panic
+//!   message, on stderr, says where);
+//! - the 502 and 504 of steps 02 and 08 named the upstream and the error:
+//!   [`say_enough`] keeps that for the log and tells the client what
+//!   failed in one plain sentence;
+//! - nothing was logged per request: [`AccessLog`] writes one line each,
+//!   when its response has been sent.
+//!
+//! The config file is the kit's (`config`); what a request meets inside is
+//! step 12's `apps_then_routes`, unchanged.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::FutureExt;
+use http::header;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+use workshop::body::{Body, MadeByProxy, boxed, text};
+use workshop::http2::{Scheme, handshake};
+use workshop::listen_and_serve::{ClientAddr, accept};
+use workshop::websocket::keep_while_open;
+
+use crate::config::LogFormat;
+
+/// What the server loop needs from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Hardening {
+    pub header_read: Duration,
+    pub max_connections: usize,
+    pub grace: Duration,
+}
+
+/// A socket to accept on, and its TLS, if any.
+pub struct Bound {
+    pub listener: TcpListener,
+    pub tls: Option<TlsAcceptor>,
+}
+
+// ANCHOR: serve_until_shutdown
+/// Serves every listener until `shutdown` completes, then stops accepting,
+/// lets the connections finish what they are doing (at most `grace`), and
+/// returns how many were still open when the grace ran out.
+pub async fn serve_until_shutdown<H, F>(
+    listeners: Vec<Bound>,
+    hardening: Hardening,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> usize
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    // Shared by the accept loops, which make a watcher per connection.
+    let graceful = Arc::new(GracefulShutdown::new());
+    let (stop, stopped) = watch::channel(false);
+    // One permit per open connection, shared by every listener.
+    let permits = Arc::new(Semaphore::new(hardening.max_connections));
+    let builder = Arc::new((builder(hardening.header_read), hardening.header_read));
+    let mut accepting = tokio::task::JoinSet::new();
+    for Bound { listener, tls } in listeners {
+        let (graceful, mut stopped) = (graceful.clone(), stopped.clone());
+        let (permits, builder, handler) = (permits.clone(), builder.clone(), handler.clone());
+        accepting.spawn(async move {
+            loop {
+                // EXERCISE: take a permit (permits.clone().acquire_owned()) before accepting, so that beyond the limit connections wait in the backlog; break when `stopped` changes; spawn serve_connection for each connection, with a graceful.watcher() and the permit in an Arc (a tunnel may keep it)
+                // ANCHOR: permit_then_accept
+                let accepted = tokio::select! {
+                    _ = stopped.changed() => break,
+                    accepted = async {
+                        let permit = permits.clone().acquire_owned().await;
+                        (permit, accept(&listener).await)
+                    } => accepted,
+                };
+                let (Ok(permit), (stream, peer)) = accepted else {
+                    break;
+                };
+                let (tls, builder, handler) = (tls.clone(), builder.clone(), handler.clone());
+                let (watcher, permit) = (graceful.watcher(), Arc::new(permit));
+                let served = serve_connection(stream, peer, tls, builder, handler, watcher, permit);
+                tokio::spawn(served);
+                // ANCHOR_END: permit_then_accept
+                // END EXERCISE
+            }
+            // The listener is dropped here: new connections are refused.
+        });
+    }
+    drop(stopped);
+    shutdown.await;
+    info!(
+        "shutting down: no new connections; in-flight requests have {:?}",
+        hardening.grace
+    );
+    let _ = stop.send(true);
+    while accepting.join_next().await.is_some() {}
+    // The accept loops are done: theirs were the only other handles.
+    let Ok(graceful) = Arc::try_unwrap(graceful) else {
+        return permits_in_use(&permits, hardening.max_connections);
+    };
+    // ANCHOR: drain
+    // Every connection is told: HTTP/1.1 closes once its response is sent
+    // (at once if idle), HTTP/2 sends GOAWAY and finishes its streams.
+    // Then the tunnels (a WebSocket keeps its connection's permit).
+    let open = permits_in_use(&permits, hardening.max_connections);
+    let everything = async {
+        graceful.shutdown().await;
+        let all = u32::try_from(hardening.max_connections).unwrap_or(u32::MAX);
+        let _ = permits.acquire_many(all).await;
+    };
+    match tokio::time::timeout(hardening.grace, everything).await {
+        Ok(()) => {
+            info!("every connection finished ({open} were open)");
+            0
+        }
+        Err(_) => {
+            let left = permits_in_use(&permits, hardening.max_connections);
+            warn!(
+                "{left} connection(s) still open after {:?}: closed",
+                hardening.grace
+            );
+            left
+        }
+    }
+    // ANCHOR_END: drain
+}
+// ANCHOR_END: serve_until_shutdown
+
+fn permits_in_use(permits: &Semaphore, max: usize) -> usize {
+    max.saturating_sub(permits.available_permits())
+}
+
+// ANCHOR: builder
+/// Step 09's builder (HTTP/1.1 and HTTP/2, request heads bounded), with a
+/// deadline for each request head. hyper times the wait for a head from
+/// when it starts waiting, so an idle keep-alive connection is closed after
+/// `header_read` too. (hyper's default deadline needs a timer: without
+/// one, it is silently off.)
+pub fn builder(header_read: Duration) -> auto::Builder<TokioExecutor> {
+    let mut builder = workshop::http2::builder();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .enable_connect_protocol();
+    builder
+}
+// ANCHOR_END: builder
+
+/// One connection: a first byte within `header_read` (hyper's own
+/// deadline only starts once it knows HTTP/1.1 from HTTP/2), its TLS
+/// handshake (bounded), then HTTP, watched by the graceful shutdown. Its
+/// permit goes back when it closes, or when its last tunnel does.
+async fn serve_connection<H, F>(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    builder: Arc<(auto::Builder<TokioExecutor>, Duration)>,
+    handler: H,
+    graceful: hyper_util::server::graceful::Watcher,
+    permit: Arc<OwnedSemaphorePermit>,
+) where
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let (builder, header_read) = (&builder.0, builder.1);
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout(header_read, stream.peek(&mut first)).await;
+    if !matches!(peeked, Ok(Ok(1..))) {
+        return debug!("{peer} sent nothing within {header_read:?}: closed");
+    }
+    let connection = Connection {
+        peer,
+        handler,
+        graceful,
+        permit,
+    };
+    match tls {
+        None => connection.serve(stream, "http", builder).await,
+        // Step 09's handshake, bounded in time.
+        Some(tls) => match handshake(&tls, stream).await {
+            Ok(stream) => connection.serve(stream, "https", builder).await,
+            Err(err) => debug!("TLS handshake with {peer} failed: {err}"),
+        },
+    }
+}
+
+/// What serving one connection needs, once its bytes are HTTP.
+struct Connection<H> {
+    peer: SocketAddr,
+    handler: H,
+    graceful: hyper_util::server::graceful::Watcher,
+    permit: Arc<OwnedSemaphorePermit>,
+}
+
+impl<H, F> Connection<H>
+where
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    async fn serve<I>(self, io: I, scheme: &'static str, builder: &auto::Builder<TokioExecutor>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            peer,
+            handler,
+            graceful,
+            permit,
+        } = self;
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ClientAddr(peer));
+            request.extensions_mut().insert(Scheme(scheme));
+            // A WebSocket outlives its HTTP connection: it keeps the permit.
+            let switching = request.headers().contains_key(header::UPGRADE)
+                || request.method() == http::Method::CONNECT;
+            if switching {
+                keep_while_open(&mut request, permit.clone());
+            }
+            let answer = handler(request);
+            async move { Ok::<_, std::convert::Infallible>(answer.await) }
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        if let Err(err) = graceful.watch(connection).await {
+            debug!("connection from {peer} ended: {err}");
+        }
+    }
+}
+
+// ANCHOR: answer_safely
+/// Runs one request's code; if it panics, the client gets a `500` and the
+/// log a line. Other requests and connections never notice.
+pub async fn answer_safely<F>(answer: F) -> Response<Body>
+where
+    F: Future<Output = Response<Body>>,
+{
+    match AssertUnwindSafe(answer).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|what| what.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            warn!("a request's code panicked: {what}");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 Internal Server Error: the proxy failed on this request",
+            )
+        }
+    }
+}
+// ANCHOR_END: answer_safely
+
+// ANCHOR: say_enough
+/// A 502, 503 or 504 the proxy made itself names upstreams, addresses and
+/// errors: useful in the log, not for the client. The client gets one
+/// plain sentence; the log keeps the details, with the request.
+pub async fn say_enough(
+    response: Response<Body>,
+    method: &http::Method,
+    target: &str,
+) -> Response<Body> {
+    let plain = match response.status() {
+        StatusCode::BAD_GATEWAY => {
+            "502 Bad Gateway: the upstream could not be reached, or answered badly."
+        }
+        StatusCode::GATEWAY_TIMEOUT => "504 Gateway Timeout: the upstream did not answer in time.",
+        StatusCode::SERVICE_UNAVAILABLE => {
+            "503 Service Unavailable: this app could not start; try again in a moment."
+        }
+        _ => return response,
+    };
+    if response.extensions().get::<MadeByProxy>().is_none() {
+        return response; // the upstream's own 502: its business
+    }
+    let (mut parts, body) = response.into_parts();
+    let details = match body.collect().await {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes())
+            .trim()
+            .to_string(),
+        Err(err) => err.to_string(),
+    };
+    warn!("{method} {target}: {details}");
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, workshop::body::full(format!("{plain}\n")))
+}
+// ANCHOR_END: say_enough
+
+/// Where access log lines go: a task writes them, so that a slow disk
+/// never holds a response.
+#[derive(Clone)]
+pub struct AccessLog {
+    lines: mpsc::Sender<String>,
+    format: LogFormat,
+}
+
+/// What a line says about one request, known when it arrives.
+pub struct Arrival {
+    pub started: Instant,
+    pub at: SystemTime,
+    pub client: Option<SocketAddr>,
+    pub method: http::Method,
+    pub host: String,
+    pub target: String,
+    pub version: http::Version,
+}
+
+impl<B> From<&Request<B>> for Arrival {
+    fn from(request: &Request<B>) -> Arrival {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .or_else(|| {
+                request
+                    .uri()
+                    .authority()
+                    .map(|authority| authority.as_str())
+            })
+            .unwrap_or("-");
+        Arrival {
+            started: Instant::now(),
+            at: SystemTime::now(),
+            client: request.extensions().get::<ClientAddr>().map(|addr| addr.0),
+            method: request.method().clone(),
+            host: host.to_string(),
+            target: request
+                .uri()
+                .path_and_query()
+                .map_or("/".to_string(), |target| target.to_string()),
+            version: request.version(),
+        }
+    }
+}
+
+impl AccessLog {
+    /// Lines to `write` (stdout, a file), in `format`, by a task of its own.
+    pub fn start(mut write: impl std::io::Write + Send + 'static, format: LogFormat) -> AccessLog {
+        let (lines, mut queue) = mpsc::channel::<String>(4096);
+        tokio::task::spawn_blocking(move || {
+            while let Some(line) = queue.blocking_recv() {
+                let _ = writeln!(write, "{line}");
+                // Flush when nothing more is waiting: a burst is one write.
+                if queue.is_empty() {
+                    let _ = write.flush();
+                }
+            }
+        });
+        AccessLog { lines, format }
+    }
+
+    // ANCHOR: access_log
+    /// The response, whose body, once sent (or abandoned), writes the line:
+    /// its status, its bytes, how long it all took.
+    pub fn when_sent(&self, arrival: Arrival, response: Response<Body>) -> Response<Body> {
+        let (log, status) = (self.clone(), response.status());
+        response.map(|body| {
+            boxed(OnDrop::new(body, move |sent| {
+                log.write(&arrival, status, sent)
+            }))
+        })
+    }
+    // ANCHOR_END: access_log
+
+    fn write(&self, arrival: &Arrival, status: StatusCode, bytes: u64) {
+        let took = arrival.started.elapsed();
+        let client = arrival
+            .client
+            .map_or("-".to_string(), |addr| addr.ip().to_string());
+        let line = match self.format {
+            LogFormat::Common => format!(
+                "{client} - - [{}] \"{} {} {:?}\" {} {bytes} \"{}\" {:.3}ms",
+                humantime::format_rfc3339_seconds(arrival.at),
+                arrival.method,
+                arrival.target,
+                arrival.version,
+                status.as_u16(),
+                arrival.host,
+                took.as_secs_f64() * 1000.0,
+            ),
+            LogFormat::Json => serde_json::json!({
+                "time": humantime::format_rfc3339_millis(arrival.at).to_string(),
+                "client": client,
+                "method": arrival.method.as_str(),
+                "host": arrival.host,
+                "target": arrival.target,
+                "status": status.as_u16(),
+                "bytes": bytes,
+                "ms": took.as_secs_f64() * 1000.0,
+            })
+            .to_string(),
+        };
+        // A full queue (the disk cannot keep up): the line is dropped, the
+        // request is not held.
+        let _ = self.lines.try_send(line);
+    }
+}
+
+/// A body that counts what went through it and calls `done` with the
+/// count when it is dropped: at its end, or when the client goes away.
+struct OnDrop<B, D: FnOnce(u64)> {
+    body: B,
+    sent: u64,
+    done: Option<D>,
+}
+
+impl<B, D: FnOnce(u64)> OnDrop<B, D> {
+    fn new(body: B, done: D) -> OnDrop<B, D> {
+        OnDrop {
+            body,
+            sent: 0,
+            done: Some(done),
+        }
+    }
+}
+
+impl<B, D: FnOnce(u64)> Drop for OnDrop<B, D> {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(self.sent);
+        }
+    }
+}
+
+impl<B, D> hyper::body::Body for OnDrop<B, D>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+    D: FnOnce(u64) + Unpin,
+{
+    type Data = bytes::Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, B::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.sent += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: each connection
+/// is a file, and the default soft limit (often 1024) is lower than what
+/// a proxy is allowed.
+pub fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => debug!("open files: {soft} → {hard}"),
+            Err(err) => warn!("could not raise the open files limit from {soft}: {err}"),
+        },
+        Ok(_) => {}
+        Err(err) => warn!("could not read the open files limit: {err}"),
+    }
+}

@@ -1,0 +1,394 @@
+//! Step 13 — the complete proxy: everything the workshop built, from one
+//! config file, hardened (timeouts, limits, graceful shutdown, access log,
+//! plain error pages).
+//!
+//! `cargo run --release --bin 13-complete` serves step 11's example routes
+//! in front of its own demo origin and step 12's demo apps; `--config FILE`
+//! serves a config file instead (`proxy.example.toml` shows every key),
+//! reloaded when it changes and on SIGHUP; `--config FILE --check` checks
+//! it. The flags of steps 01 to 12 work as they did, without a file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use clap::Parser;
+use complete::apps_file;
+use complete::config::{self, AccessLog as LogTo, Config, Limits, Listener, LogSettings, Tls};
+use complete::demo::{demo_apps, no_apps, run_demo_app};
+use complete::flags::Files;
+use complete::hardened::{
+    AccessLog, Arrival, Bound, Hardening, answer_safely, raise_open_files_limit, say_enough,
+    serve_until_shutdown,
+};
+use complete::on_demand::{Apps, apps_then_routes, discover_apps, stop_idle_apps};
+use complete::routes_file::{Routes, Source};
+use complete::routing::{Forward, reload};
+use complete::watch::{self, shutdown_signal};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+use workshop::http2::{self, tls_acceptor};
+use workshop::{cli, streaming, x_forwarded};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Step 13 of the reverse-proxy workshop: the complete proxy, from one config file"
+)]
+struct Args {
+    #[command(flatten)]
+    common: cli::Args,
+    #[command(flatten)]
+    forwarding: x_forwarded::Options,
+    #[command(flatten)]
+    streaming: streaming::Options,
+    #[command(flatten)]
+    http2: http2::Options,
+
+    /// The config file (TOML): listeners, timeouts, limits, log, routes and
+    /// apps. Without it: the flags below, as in steps 11 and 12.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["routes", "apps", "upstream"])]
+    config: Option<PathBuf>,
+
+    #[command(flatten)]
+    files: Files,
+}
+
+/// Where the settings come from, and how to read them again.
+enum Settings {
+    /// `--config FILE`: everything, watched.
+    File(PathBuf),
+    /// The flags of steps 11 and 12: routes and apps files, watched.
+    Flags {
+        routes: Source,
+        apps: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if let Some(port) = args.files.demo_app {
+        run_demo_app(port).await;
+        return;
+    }
+    if args.files.check {
+        check(&args);
+        return;
+    }
+    let settings = match &args.config {
+        Some(path) => Settings::File(path.clone()),
+        None => Settings::Flags {
+            routes: Source::from_flags(args.files.routes.as_deref(), args.common.upstream.as_ref()),
+            apps: args.files.apps.clone(),
+        },
+    };
+    let demo = args.config.is_none()
+        && args.files.apps.is_none()
+        && args.files.routes.is_none()
+        && args.common.upstream.is_none();
+    // Every problem with the files before listening.
+    let mut config = load(&settings, &args, demo).unwrap_or_else(|err| exit_with(&err));
+    cli::init_logs();
+    raise_open_files_limit();
+    let bound = bind(&config, &args).await;
+    for file in complete::exercises_in_use() {
+        println!("running your exercises/{file} (--features exNN) instead of solutions/{file}");
+    }
+    // The example routes run in front of a demo origin of their own.
+    let mut settings = settings;
+    if let Settings::Flags { routes: source, .. } = &mut settings
+        && source.is_example()
+        && let Source::File { origin, .. } = source
+    {
+        let upstream = cli::upstream(&args.common).await;
+        *origin = upstream.authority().cloned();
+        config = load(&settings, &args, demo).unwrap_or_else(|err| exit_with(&err));
+    }
+
+    let routes = Arc::new(ArcSwap::from_pointee(
+        config
+            .routes
+            .take()
+            .unwrap_or_else(|| Routes::new(Vec::new(), "no rules".into())),
+    ));
+    let apps = Apps::new(config.apps.clone());
+    tokio::spawn(stop_idle_apps(apps.clone()));
+    tokio::spawn(discover_apps(apps.clone()));
+    watch_settings(&settings, &config, &routes, &apps);
+    println!("routes: {}", routes.load());
+    println!("apps: {}", config.apps);
+    let tls = bound[0].tls.is_some();
+    let mut lines = vec![
+        "# a request by the routes (here, to the demo origin)",
+        "{curl} -s {url}/echo -o /dev/null -w '%{http_code}\\n'",
+    ];
+    if demo {
+        lines.extend([
+            "# hello is asleep: this request starts it, then is answered",
+            "{curl} -s {url}/echo -H 'Host: hello.localhost' -o /dev/null -w '%{http_code}\\n'",
+        ]);
+    }
+    cli::try_this_over(&bound[0].listener, tls, &lines);
+
+    // ANCHOR: main
+    let forward = Forward::new(
+        args.forwarding,
+        config.timeouts.response_head,
+        args.http2.upstream_http2,
+    );
+    let forward = Arc::new(forward);
+    let admin_token: Option<Arc<str>> = config.admin_token.as_deref().map(Arc::from);
+    let log = access_log(&config.log);
+    let service_apps = apps.clone();
+    let handler = move |request| {
+        let (apps, routes, forward) = (service_apps.clone(), routes.clone(), forward.clone());
+        let (admin_token, log) = (admin_token.clone(), log.clone());
+        async move {
+            let arrival = Arrival::from(&request);
+            let answer =
+                apps_then_routes(&apps, &routes, &forward, admin_token.as_deref(), request);
+            let response = answer_safely(answer).await;
+            let response = say_enough(response, &arrival.method, &arrival.target).await;
+            match &log {
+                Some(log) => log.when_sent(arrival, response),
+                None => response,
+            }
+        }
+    };
+    let hardening = Hardening {
+        header_read: config.timeouts.header_read,
+        max_connections: config.limits.max_connections,
+        grace: config.shutdown_grace,
+    };
+    let left = serve_until_shutdown(bound, hardening, handler, shutdown_signal()).await;
+    apps.stop_children().await;
+    info!("stopped ({left} connection(s) cut at the end of the grace period)");
+    // ANCHOR_END: main
+}
+
+/// Reads the settings: the config file, or what the flags name.
+fn load(settings: &Settings, args: &Args, demo: bool) -> Result<Config, String> {
+    match settings {
+        Settings::File(path) => config::load(path, None),
+        Settings::Flags { routes, apps } => {
+            let apps = match (apps, demo) {
+                (Some(path), _) => apps_file::load(path)?,
+                (None, true) => demo_apps()?,
+                (None, false) => no_apps(),
+            };
+            Ok(Config {
+                listeners: vec![Listener {
+                    address: args
+                        .common
+                        .listen
+                        .parse()
+                        .map_err(|_| format!("--listen {}: not an address", args.common.listen))?,
+                    tls: args
+                        .http2
+                        .uses_tls()
+                        .then(|| match (&args.http2.cert, &args.http2.key) {
+                            (Some(cert), Some(key)) => Tls::Pem {
+                                cert: cert.clone(),
+                                key: key.clone(),
+                            },
+                            _ => Tls::SelfSigned,
+                        }),
+                }],
+                admin_token: args.files.admin_token().map(str::to_string),
+                timeouts: config::Timeouts {
+                    response_head: args.streaming.upstream_timeout,
+                    ..config::Timeouts::default()
+                },
+                limits: Limits::default(),
+                shutdown_grace: std::time::Duration::from_secs(30),
+                log: LogSettings {
+                    access: LogTo::Off,
+                    format: config::LogFormat::Common,
+                },
+                routes: Some(routes.load()?),
+                apps,
+                source: "the command line".into(),
+            })
+        }
+    }
+}
+
+/// Binds every listener (`--listen`, when given, takes the place of the
+/// config's), and says where: the first line is `listening on …`.
+async fn bind(config: &Config, args: &Args) -> Vec<Bound> {
+    let listen_flag = std::env::args().any(|arg| arg == "--listen" || arg.starts_with("--listen="));
+    let mut listeners = config.listeners.clone();
+    if listen_flag
+        && args.config.is_some()
+        && let Ok(address) = args.common.listen.parse()
+    {
+        listeners = vec![Listener {
+            address,
+            tls: listeners.first().and_then(|first| first.tls.clone()),
+        }];
+    }
+    let (mut bound, mut fingerprints) = (Vec::new(), Vec::new());
+    for listener in listeners {
+        let tls = match &listener.tls {
+            None => None,
+            Some(tls) => {
+                let options = http2::Options {
+                    tls: true,
+                    cert: match tls {
+                        Tls::Pem { cert, .. } => Some(cert.clone()),
+                        Tls::SelfSigned => None,
+                    },
+                    key: match tls {
+                        Tls::Pem { key, .. } => Some(key.clone()),
+                        Tls::SelfSigned => None,
+                    },
+                    ..http2::Options::default()
+                };
+                match tls_acceptor(&options) {
+                    Ok(acceptor) => acceptor.map(|(acceptor, fingerprint)| {
+                        fingerprints.push(fingerprint);
+                        acceptor
+                    }),
+                    Err(err) => exit_with(&err),
+                }
+            }
+        };
+        let socket = match TcpListener::bind(listener.address).await {
+            Ok(socket) => socket,
+            Err(err) => {
+                eprintln!("error: cannot listen on {}: {err}", listener.address);
+                std::process::exit(1);
+            }
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        match socket.local_addr() {
+            Ok(addr) => println!("listening on {scheme}://{addr}"),
+            Err(_) => println!("listening on {scheme}://{}", listener.address),
+        }
+        bound.push(Bound {
+            listener: socket,
+            tls,
+        });
+    }
+    for fingerprint in fingerprints {
+        println!("certificate sha256 fingerprint: {fingerprint}");
+    }
+    bound
+}
+
+/// Reloads on a change (or SIGHUP): the routes and the apps; what only a
+/// restart can change is said so.
+fn watch_settings(
+    settings: &Settings,
+    config: &Config,
+    routes: &Arc<ArcSwap<Routes>>,
+    apps: &Arc<Apps>,
+) {
+    match settings {
+        Settings::File(path) => {
+            let (routes, apps, path) = (routes.clone(), apps.clone(), path.clone());
+            let (listeners, timeouts, limits) =
+                (config.listeners.clone(), config.timeouts, config.limits);
+            let (grace, log, admin_token) = (
+                config.shutdown_grace,
+                config.log.clone(),
+                config.admin_token.clone(),
+            );
+            let watching = watch::on_change(&path.clone(), move || {
+                match config::load(&path, None) {
+                    Ok(fresh) => {
+                        let later = fresh.listeners != listeners
+                            || fresh.timeouts != timeouts
+                            || fresh.limits != limits
+                            || fresh.shutdown_grace != grace
+                            || fresh.log != log
+                            || fresh.admin_token != admin_token;
+                        if later {
+                            warn!(
+                                "{}: listeners, timeouts, limits, grace, log and admin_token change at the next restart",
+                                path.display()
+                            );
+                        }
+                        routes.store(Arc::new(
+                            fresh
+                                .routes
+                                .unwrap_or_else(|| Routes::new(Vec::new(), "no rules".into())),
+                        ));
+                        apps.use_file(fresh.apps);
+                        info!("config reloaded: {}", path.display());
+                    }
+                    Err(err) => warn!("config not reloaded (the one in force stays): {err}"),
+                }
+            });
+            if let Err(err) = watching {
+                eprintln!("warning: {err}: the config is not watched, send SIGHUP to reload");
+            }
+        }
+        Settings::Flags {
+            routes: source,
+            apps: apps_path,
+        } => {
+            if let Some(path) = source.watched().map(Path::to_path_buf) {
+                let (routes, source) = (routes.clone(), source.clone());
+                let watching = watch::on_change(&path, move || reload(&routes, || source.load()));
+                if let Err(err) = watching {
+                    eprintln!("warning: {err}: the routes are not watched, send SIGHUP to reload");
+                }
+            }
+            if let Some(path) = apps_path {
+                let (apps, path) = (apps.clone(), path.clone());
+                let watching =
+                    watch::on_change(&path.clone(), move || match apps_file::load(&path) {
+                        Ok(file) => {
+                            info!("apps reloaded: {file}");
+                            apps.use_file(file);
+                        }
+                        Err(err) => warn!("apps not reloaded (the apps in force stay): {err}"),
+                    });
+                if let Err(err) = watching {
+                    eprintln!("warning: {err}: the apps are not watched, send SIGHUP to reload");
+                }
+            }
+        }
+    }
+}
+
+/// The access log the config asks for, if any.
+fn access_log(settings: &LogSettings) -> Option<AccessLog> {
+    match &settings.access {
+        LogTo::Off => None,
+        LogTo::Stdout => Some(AccessLog::start(std::io::stdout(), settings.format)),
+        LogTo::File(path) => {
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                Ok(file) => Some(AccessLog::start(
+                    std::io::BufWriter::new(file),
+                    settings.format,
+                )),
+                Err(err) => exit_with(&format!("access log {}: {err}", path.display())),
+            }
+        }
+    }
+}
+
+fn check(args: &Args) {
+    let Some(path) = &args.config else {
+        if let Err(err) = args.files.check() {
+            exit_with(&err);
+        }
+        return;
+    };
+    match config::load(path, None) {
+        Ok(config) => println!("{}: {config}: valid", path.display()),
+        Err(err) => exit_with(&err),
+    }
+}
+
+fn exit_with(err: &str) -> ! {
+    eprintln!("error: {err}");
+    std::process::exit(2);
+}
