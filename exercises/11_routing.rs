@@ -147,6 +147,11 @@ impl Forward {
 }
 // ANCHOR_END: forward
 
+/// Which rule answered a request (its line in the file), on the response:
+/// step 13 counts requests by rule.
+#[derive(Debug, Clone, Copy)]
+pub struct MatchedRule(pub usize);
+
 /// The rule a request matched, and what it captured on the way.
 pub struct Matched<'r> {
     pub rule: &'r Rule,
@@ -304,6 +309,7 @@ pub async fn dispatch(
         }
     };
     rule.response_headers.apply(response.headers_mut());
+    response.extensions_mut().insert(MatchedRule(rule.line));
     // Another Accept could have chosen another rule: caches must know.
     if varies {
         vary_on_accept(response.headers_mut());

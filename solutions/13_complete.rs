@@ -34,6 +34,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -48,6 +50,8 @@ use workshop::listen_and_serve::{ClientAddr, accept};
 use workshop::websocket::keep_while_open;
 
 use crate::config::LogFormat;
+use crate::metrics::{Metrics, OpenConnection};
+use crate::routing::Forward;
 
 /// What the server loop needs from the config.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +74,7 @@ pub struct Bound {
 pub async fn serve_until_shutdown<H, F>(
     listeners: Vec<Bound>,
     hardening: Hardening,
+    metrics: Arc<Metrics>,
     handler: H,
     shutdown: impl Future<Output = ()>,
 ) -> usize
@@ -87,9 +92,10 @@ where
     for Bound { listener, tls } in listeners {
         let (graceful, mut stopped) = (graceful.clone(), stopped.clone());
         let (permits, builder, handler) = (permits.clone(), builder.clone(), handler.clone());
+        let metrics = metrics.clone();
         accepting.spawn(async move {
             loop {
-                // EXERCISE: take a permit (permits.clone().acquire_owned()) before accepting, so that beyond the limit connections wait in the backlog; break when `stopped` changes; spawn serve_connection for each connection, with a graceful.watcher() and the permit in an Arc (a tunnel may keep it)
+                // EXERCISE: take a permit (permits.clone().acquire_owned()) before accepting, so that beyond the limit connections wait in the backlog; break when `stopped` changes; spawn serve_connection for each connection, with a graceful.watcher() and, in an Arc (a tunnel may keep it), the permit with metrics.connection_opened()
                 // ANCHOR: permit_then_accept
                 let accepted = tokio::select! {
                     _ = stopped.changed() => break,
@@ -102,8 +108,9 @@ where
                     break;
                 };
                 let (tls, builder, handler) = (tls.clone(), builder.clone(), handler.clone());
-                let (watcher, permit) = (graceful.watcher(), Arc::new(permit));
-                let served = serve_connection(stream, peer, tls, builder, handler, watcher, permit);
+                let open = Arc::new((permit, metrics.connection_opened()));
+                let watcher = graceful.watcher();
+                let served = serve_connection(stream, peer, tls, builder, handler, watcher, open);
                 tokio::spawn(served);
                 // ANCHOR_END: permit_then_accept
                 // END EXERCISE
@@ -186,7 +193,7 @@ async fn serve_connection<H, F>(
     builder: Arc<(auto::Builder<TokioExecutor>, Duration)>,
     handler: H,
     graceful: hyper_util::server::graceful::Watcher,
-    permit: Arc<OwnedSemaphorePermit>,
+    permit: Open,
 ) where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
@@ -213,12 +220,16 @@ async fn serve_connection<H, F>(
     }
 }
 
+/// A connection's permit, and its count in the metrics: both held until
+/// the connection, and its tunnels if any, are done.
+type Open = Arc<(OwnedSemaphorePermit, OpenConnection)>;
+
 /// What serving one connection needs, once its bytes are HTTP.
 struct Connection<H> {
     peer: SocketAddr,
     handler: H,
     graceful: hyper_util::server::graceful::Watcher,
-    permit: Arc<OwnedSemaphorePermit>,
+    permit: Open,
 }
 
 impl<H, F> Connection<H>
@@ -482,6 +493,31 @@ where
         self.body.size_hint()
     }
 }
+
+// ANCHOR: connect_deadline
+/// Step 11's pipeline, with a deadline for each connection to an upstream:
+/// a host that drops our SYNs is a 502 after `connect`, not a request
+/// that waits forever (step 08's deadline starts once the request is sent).
+pub fn forward_with_deadlines(
+    options: workshop::x_forwarded::Options,
+    connect: Duration,
+    response_head: Duration,
+    upstream_http2: bool,
+) -> Forward {
+    let client = |http2: bool| {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(connect));
+        Client::builder(TokioExecutor::new())
+            .http2_only(http2)
+            .build(connector)
+    };
+    let mut forward = Forward::new(options, response_head, upstream_http2);
+    forward.upstream.client = client(upstream_http2);
+    forward.upgrades.client = client(false);
+    forward
+}
+// ANCHOR_END: connect_deadline
 
 /// Raises the soft limit on open files to the hard one: each connection
 /// is a file, and the default soft limit (often 1024) is lower than what

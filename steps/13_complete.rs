@@ -18,15 +18,19 @@ use complete::config::{self, AccessLog as LogTo, Config, Limits, Listener, LogSe
 use complete::demo::{demo_apps, no_apps, run_demo_app};
 use complete::flags::Files;
 use complete::hardened::{
-    AccessLog, Arrival, Bound, Hardening, answer_safely, raise_open_files_limit, say_enough,
-    serve_until_shutdown,
+    AccessLog, Arrival, Bound, Hardening, answer_safely, forward_with_deadlines,
+    raise_open_files_limit, say_enough, serve_until_shutdown,
 };
-use complete::on_demand::{Apps, apps_then_routes, discover_apps, stop_idle_apps};
+use complete::metrics::Metrics;
+use complete::on_demand::{Apps, Found, apps_then_routes, discover_apps, stop_idle_apps};
 use complete::routes_file::{Routes, Source};
-use complete::routing::{Forward, reload};
+use complete::routing::{MatchedRule, reload};
 use complete::watch::{self, shutdown_signal};
+use http::Request;
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
+use workshop::body::MadeByProxy;
 use workshop::http2::{self, tls_acceptor};
 use workshop::{cli, streaming, x_forwarded};
 
@@ -132,8 +136,9 @@ async fn main() {
     cli::try_this_over(&bound[0].listener, tls, &lines);
 
     // ANCHOR: main
-    let forward = Forward::new(
+    let forward = forward_with_deadlines(
         args.forwarding,
+        config.timeouts.connect,
         config.timeouts.response_head,
         args.http2.upstream_http2,
     );
@@ -141,14 +146,38 @@ async fn main() {
     let admin_token: Option<Arc<str>> = config.admin_token.as_deref().map(Arc::from);
     let log = access_log(&config.log);
     let service_apps = apps.clone();
-    let handler = move |request| {
+    let metrics = Arc::new(Metrics::default());
+    let service_metrics = metrics.clone();
+    let handler = move |request: Request<Incoming>| {
         let (apps, routes, forward) = (service_apps.clone(), routes.clone(), forward.clone());
-        let (admin_token, log) = (admin_token.clone(), log.clone());
+        let (admin_token, log, metrics) =
+            (admin_token.clone(), log.clone(), service_metrics.clone());
         async move {
             let arrival = Arrival::from(&request);
+            let app = apps.find(Some(&arrival.host));
+            // The proxy's own endpoints: no access line, no count.
+            if let Some(token) = admin_token.as_deref()
+                && app.is_none()
+                && arrival.target.starts_with("/_proxy/")
+            {
+                if request.uri().path() == "/_proxy/metrics" {
+                    return metrics.answer(&apps, token, &request);
+                }
+                return apps_then_routes(&apps, &routes, &forward, Some(token), request).await;
+            }
             let answer =
                 apps_then_routes(&apps, &routes, &forward, admin_token.as_deref(), request);
             let response = answer_safely(answer).await;
+            let rule = match (&app, response.extensions().get::<MatchedRule>()) {
+                (Some(Found::App(app)), _) => format!("app {}", app.name),
+                (_, Some(MatchedRule(line))) => format!("line {line}"),
+                _ => "none".to_string(),
+            };
+            metrics.count(rule, response.status(), arrival.started.elapsed());
+            let made_here = response.extensions().get::<MadeByProxy>().is_some();
+            if made_here && matches!(response.status().as_u16(), 502 | 504) {
+                metrics.upstream_error(response.status());
+            }
             let response = say_enough(response, &arrival.method, &arrival.target).await;
             match &log {
                 Some(log) => log.when_sent(arrival, response),
@@ -161,7 +190,7 @@ async fn main() {
         max_connections: config.limits.max_connections,
         grace: config.shutdown_grace,
     };
-    let left = serve_until_shutdown(bound, hardening, handler, shutdown_signal()).await;
+    let left = serve_until_shutdown(bound, hardening, metrics, handler, shutdown_signal()).await;
     apps.stop_children().await;
     info!("stopped ({left} connection(s) cut at the end of the grace period)");
     // ANCHOR_END: main

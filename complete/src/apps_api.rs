@@ -69,7 +69,7 @@ pub async fn answer<B>(apps: &Arc<Apps>, token: &str, request: &Request<B>) -> R
 }
 
 /// `Authorization: Bearer TOKEN`, the token compared in constant time.
-fn authorized<B>(request: &Request<B>, token: &str) -> bool {
+pub fn authorized<B>(request: &Request<B>, token: &str) -> bool {
     // The scheme's name is case-insensitive (RFC 9110 §11.1).
     let given = request
         .headers()

@@ -11,6 +11,7 @@
 //!
 //! [timeouts]
 //! header_read = "10s"                 # a request head must arrive within this (slowloris)
+//! connect = "5s"                      # to an upstream: 502 after this
 //! response_head = "30s"               # from an upstream: 504 after this (step 08)
 //!
 //! [limits]
@@ -74,6 +75,7 @@ pub enum Tls {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub header_read: Duration,
+    pub connect: Duration,
     pub response_head: Duration,
 }
 
@@ -106,6 +108,7 @@ impl Default for Timeouts {
     fn default() -> Timeouts {
         Timeouts {
             header_read: Duration::from_secs(10),
+            connect: Duration::from_secs(5),
             response_head: Duration::from_secs(30),
         }
     }
@@ -184,6 +187,7 @@ pub fn parse(text: &str, name: &str, origin: Option<&Authority>) -> Result<Confi
     let timeouts = file.timeouts.unwrap_or_default();
     let timeouts = Timeouts {
         header_read: timeouts.header_read.map_or(defaults.header_read, |d| d.0),
+        connect: timeouts.connect.map_or(defaults.connect, |d| d.0),
         response_head: timeouts
             .response_head
             .map_or(defaults.response_head, |d| d.0),
@@ -296,6 +300,7 @@ enum TlsFile {
 #[serde(deny_unknown_fields)]
 struct TimeoutsFile {
     header_read: Option<Human>,
+    connect: Option<Human>,
     response_head: Option<Human>,
 }
 

@@ -21,6 +21,7 @@ pub mod children;
 pub mod config;
 pub mod demo;
 pub mod flags;
+pub mod metrics;
 pub mod patterns;
 pub mod routes_file;
 pub mod watch;

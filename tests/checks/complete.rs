@@ -376,3 +376,128 @@ pub async fn version_flag(ctx: Ctx) -> Outcome {
     );
     Ok(())
 }
+
+/// An upstream that never completes a connection (its accept queue is
+/// full: the kernel drops our SYNs) is a 502 after `connect`, not a request
+/// that waits forever.
+pub async fn connect_timeout_502(ctx: Ctx) -> Outcome {
+    let socket = tokio::net::TcpSocket::new_v4().or_fail("a socket")?;
+    socket
+        .bind("127.0.0.1:0".parse().or_fail("an address")?)
+        .or_fail("binding")?;
+    let listener = socket.listen(1).or_fail("listening")?;
+    let full = listener.local_addr().or_fail("its address")?;
+    // Fill its queue (nobody accepts): once a connect does not complete
+    // within 200 ms, the next ones hang too.
+    let mut fillers = Vec::new();
+    for _ in 0..16 {
+        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(full)).await {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => break,
+        }
+    }
+    let (proxy, _file) = configured(
+        &ctx,
+        &format!(
+            "[timeouts]\nconnect = \"1s\"\nresponse_head = \"60s\"\n\n[[rules]]\npath = \"/*rest\"\nforward = \"http://{full}\"\n"
+        ),
+    )
+    .await?;
+    let reply = within(10, "an answer (connect = 1 s)", get(proxy.addr, "/echo")).await?;
+    ensure!(
+        reply.status == StatusCode::BAD_GATEWAY,
+        "an upstream that never completes the connection should be a 502 after `connect` \
+         (1 s), got {} {}",
+        reply.status,
+        excerpt(&reply.text())
+    );
+    drop((fillers, listener));
+    Ok(())
+}
+
+/// `/_proxy/metrics`, with the admin token: Prometheus' text format, with
+/// requests by rule and status class, the 502s the proxy made, the open
+/// connections and the apps by state; `401` without the token; no access
+/// log line for it.
+pub async fn metrics_need_token(ctx: Ctx) -> Outcome {
+    let dead = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .or_fail("binding")?;
+        listener.local_addr().or_fail("local address")?
+    };
+    let (proxy, _file) = configured(
+        &ctx,
+        &format!(
+            "admin_token = \"m3trics\"\n\n[log]\naccess = \"stdout\"\nformat = \"json\"\n\n\
+             [[rules]]\npath = \"/dead/*rest\"\nforward = \"http://{dead}\"\n\n{FORWARD_ALL}"
+        ),
+    )
+    .await?;
+    let ok = get(proxy.addr, "/echo").await?;
+    let down = get(proxy.addr, "/dead/x").await?;
+    ensure!(
+        ok.status == StatusCode::OK && down.status == StatusCode::BAD_GATEWAY,
+        "expected 200 and 502 first, got {} and {}",
+        ok.status,
+        down.status
+    );
+    let scrape = |token: Option<&str>| {
+        let mut request = Request::new(empty());
+        *request.uri_mut() = http::Uri::from_static("/_proxy/metrics");
+        if let Ok(host) = proxy.addr.to_string().parse() {
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+        if let Some(token) = token
+            && let Ok(value) = format!("Bearer {token}").parse()
+        {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value);
+        }
+        crate::harness::client::fetch(proxy.addr, request)
+    };
+    let refused = scrape(None).await?;
+    ensure!(
+        refused.status == StatusCode::UNAUTHORIZED,
+        "/_proxy/metrics without the token should be 401, got {}",
+        refused.status
+    );
+    let metrics = scrape(Some("m3trics")).await?;
+    let text = metrics.text();
+    let has = |start: &str, end: &str| {
+        text.lines()
+            .any(|line| line.starts_with(start) && line.ends_with(end))
+    };
+    let expected = [
+        // Named by the rule's line in the file.
+        ("proxy_requests_total{rule=\"line ", "class=\"2xx\"} 1"),
+        ("proxy_requests_total{rule=\"line ", "class=\"5xx\"} 1"),
+        ("proxy_upstream_errors_total{status=\"502\"}", " 1"),
+        ("proxy_request_duration_seconds_count", " 2"),
+        ("proxy_open_connections", ""),
+        ("proxy_apps{state=\"asleep\"}", " 0"),
+    ];
+    for (start, end) in expected {
+        ensure!(
+            metrics.status == StatusCode::OK && has(start, end),
+            "/_proxy/metrics with the token should have a line `{start}…{end}`; got {}:\n{text}",
+            metrics.status
+        );
+    }
+    // Both requests have their access line, the scrapes none.
+    proxy
+        .stdout_until(
+            |lines| lines.iter().any(|line| line.contains("/dead/x")),
+            10,
+        )
+        .await?;
+    ensure!(
+        !proxy
+            .stdout()
+            .iter()
+            .any(|line| line.contains("/_proxy/metrics")),
+        "the access log should have no line for /_proxy/metrics"
+    );
+    Ok(())
+}

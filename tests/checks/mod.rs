@@ -129,6 +129,8 @@ checks![
     complete::access_log_lines,
     complete::config_file_checked,
     complete::version_flag,
+    complete::connect_timeout_502,
+    complete::metrics_need_token,
     routing::routes_by_path,
     routing::routes_methods_and_captures,
     routing::routes_host_wildcard,
