@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use clap::Parser;
 use complete::apps_file;
 use complete::config::{self, AccessLog as LogTo, Config, Limits, Listener, LogSettings, Tls};
+use complete::cookies::keep_to_own_host;
 use complete::demo::{demo_apps, no_apps, run_demo_app};
 use complete::flags::Files;
 use complete::hardened::{
@@ -22,7 +23,7 @@ use complete::hardened::{
     raise_open_files_limit, say_enough, serve_until_shutdown,
 };
 use complete::metrics::Metrics;
-use complete::on_demand::{Apps, Found, apps_then_routes, discover_apps, stop_idle_apps};
+use complete::on_demand::{App, Apps, Found, apps_then_routes, discover_apps, stop_idle_apps};
 use complete::routes_file::{Routes, Source};
 use complete::routing::{MatchedRule, reload};
 use complete::watch::{self, shutdown_signal};
@@ -167,7 +168,10 @@ async fn main() {
             }
             let answer =
                 apps_then_routes(&apps, &routes, &forward, admin_token.as_deref(), request);
-            let response = answer_safely(answer).await;
+            let mut response = answer_safely(answer).await;
+            if let Some(Found::App(app)) = &app {
+                keep_cookies_home(&apps, app, response.headers_mut());
+            }
             let rule = match (&app, response.extensions().get::<MatchedRule>()) {
                 (Some(Found::App(app)), _) => format!("app {}", app.name),
                 (_, Some(MatchedRule(line))) => format!("line {line}"),
@@ -194,6 +198,22 @@ async fn main() {
     apps.stop_children().await;
     info!("stopped ({left} connection(s) cut at the end of the grace period)");
     // ANCHOR_END: main
+}
+
+/// Drops the cookies an app sets for its siblings or its parent domain
+/// (`[on_demand] isolate_apps`, on by default), and says so.
+fn keep_cookies_home(apps: &Apps, app: &App, headers: &mut http::HeaderMap) {
+    let registry = apps.registry();
+    if !registry.isolate_apps {
+        return;
+    }
+    let host = format!("{}.{}", app.name, registry.domain);
+    for dropped in keep_to_own_host(headers, &host) {
+        warn!(
+            "{}: Set-Cookie {dropped} dropped: an app sets cookies for its own host only",
+            app.name
+        );
+    }
 }
 
 /// Reads the settings: the config file, or what the flags name.

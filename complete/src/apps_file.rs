@@ -44,6 +44,8 @@ pub struct AppsFile {
     /// In file order.
     pub apps: Vec<AppSpec>,
     pub discover: Option<Discover>,
+    /// Whether an app's cookies are kept to its own host (step 13 does it).
+    pub isolate_apps: bool,
     /// The defaults, for apps a discovery command adds.
     pub defaults: Defaults,
     /// Where it comes from, for logs.
@@ -134,6 +136,7 @@ pub fn parse(text: &str, name: &str) -> Result<AppsFile, String> {
     }
     let settings = AppsSettings {
         domain: file.domain,
+        isolate_apps: file.isolate_apps,
         idle: file.idle,
         start_timeout: file.start_timeout,
         discover: file.discover,
@@ -191,6 +194,7 @@ pub(crate) fn compile(
         domain,
         apps,
         discover,
+        isolate_apps: file.isolate_apps.unwrap_or(true),
         defaults,
         source: name.to_string(),
     })
@@ -330,6 +334,7 @@ fn is_label(label: &str) -> bool {
 #[serde(deny_unknown_fields)]
 struct File {
     domain: Option<Spanned<String>>,
+    isolate_apps: Option<bool>,
     idle: Option<Human>,
     start_timeout: Option<Human>,
     discover: Option<DiscoverFile>,
@@ -342,6 +347,7 @@ struct File {
 #[serde(deny_unknown_fields)]
 pub(crate) struct AppsSettings {
     domain: Option<Spanned<String>>,
+    isolate_apps: Option<bool>,
     idle: Option<Human>,
     start_timeout: Option<Human>,
     discover: Option<DiscoverFile>,

@@ -33,6 +33,7 @@ pub fn demo_apps() -> Result<AppsFile, String> {
         domain: "localhost".to_string(),
         apps: vec![app("hello", &[]), app("docs", &["hello"])],
         discover: None,
+        isolate_apps: true,
         defaults: Defaults::default(),
         source: "the built-in demo".to_string(),
     })
@@ -44,6 +45,7 @@ pub fn no_apps() -> AppsFile {
         domain: "localhost".to_string(),
         apps: Vec::new(),
         discover: None,
+        isolate_apps: true,
         defaults: Defaults::default(),
         source: "no file".to_string(),
     }

@@ -19,6 +19,7 @@ pub mod apps_api;
 pub mod apps_file;
 pub mod children;
 pub mod config;
+pub mod cookies;
 pub mod demo;
 pub mod flags;
 pub mod metrics;

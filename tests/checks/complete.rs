@@ -501,3 +501,52 @@ pub async fn metrics_need_token(ctx: Ctx) -> Outcome {
     );
     Ok(())
 }
+
+/// An app's `Set-Cookie` for the apps' shared domain, or for a sibling, is
+/// dropped (and logged); its cookies for its own host pass.
+pub async fn apps_cookies_stay_home(ctx: Ctx) -> Outcome {
+    let origin = env!("CARGO_BIN_EXE_origin");
+    let (proxy, _file) = configured(
+        &ctx,
+        &format!(
+            "[on_demand]\ndomain = \"localhost\"\n\n[[apps]]\nname = \"hello\"\n\
+             command = [\"{origin}\", \"--listen\", \"127.0.0.1:{{port}}\"]\n\n{FORWARD_ALL}"
+        ),
+    )
+    .await?;
+    let mut request = Request::new(empty());
+    *request.uri_mut() = "/headers?add=set-cookie:parent%3D5%3B%20Domain%3Dlocalhost\
+        &add=set-cookie:own%3D2%3B%20Domain%3Dhello.localhost\
+        &add=set-cookie:sibling%3D6%3B%20Domain%3D.docs.localhost"
+        .parse()
+        .or_fail("a target")?;
+    request.headers_mut().insert(
+        http::header::HOST,
+        "hello.localhost".parse().or_fail("a host")?,
+    );
+    let reply = within(
+        30,
+        "the app's answer",
+        crate::harness::client::fetch(proxy.addr, request),
+    )
+    .await?;
+    let cookies: Vec<String> = reply
+        .header_values("set-cookie")
+        .iter()
+        .map(|cookie| cookie.split('=').next().unwrap_or("").to_string())
+        .collect();
+    ensure!(
+        reply.status == StatusCode::OK && cookies == ["a", "b", "own"],
+        "hello.localhost may set cookies for itself only: expected a, b and own to pass, \
+         parent (Domain=localhost) and sibling (Domain=.docs.localhost) to be dropped; got {} {cookies:?}",
+        reply.status
+    );
+    proxy
+        .stderr_until(
+            "a log line about the dropped cookies",
+            |log| log.contains("parent=") && log.contains("sibling=") && log.contains("dropped"),
+            5,
+        )
+        .await?;
+    Ok(())
+}

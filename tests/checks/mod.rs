@@ -131,6 +131,7 @@ checks![
     complete::version_flag,
     complete::connect_timeout_502,
     complete::metrics_need_token,
+    complete::apps_cookies_stay_home,
     routing::routes_by_path,
     routing::routes_methods_and_captures,
     routing::routes_host_wildcard,
