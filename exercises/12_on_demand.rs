@@ -752,6 +752,8 @@ pub struct Registry {
     /// Whether the domain is ours at all: not without apps and discovery
     /// (step 11's routes keep every host then).
     pub claims_domain: bool,
+    /// Whether an app's cookies are kept to its own host (step 13 does it).
+    pub isolate_apps: bool,
 }
 
 /// The apps of the proxy: the registry (swapped whole on a reload, as
@@ -783,6 +785,7 @@ impl Apps {
                 domain: file.domain.clone(),
                 apps: BTreeMap::new(),
                 claims_domain: false,
+                isolate_apps: true,
             }),
             sources: Mutex::new(Sources {
                 file,
@@ -903,6 +906,7 @@ impl Apps {
             Registry {
                 domain: file.domain.clone(),
                 claims_domain: file.discover.is_some() || !apps.is_empty(),
+                isolate_apps: file.isolate_apps,
                 apps,
             }
         });
@@ -918,6 +922,7 @@ impl Apps {
         self.registry.rcu(|old| Registry {
             domain: old.domain.clone(),
             claims_domain: old.claims_domain,
+            isolate_apps: old.isolate_apps,
             apps: old
                 .apps
                 .iter()

@@ -359,13 +359,15 @@ fn watch_settings(
                                 path.display()
                             );
                         }
-                        routes.store(Arc::new(
-                            fresh
-                                .routes
-                                .unwrap_or_else(|| Routes::new(Vec::new(), "no rules".into())),
-                        ));
+                        let fresh_routes = fresh
+                            .routes
+                            .unwrap_or_else(|| Routes::new(Vec::new(), "no rules".into()));
+                        info!(
+                            "config reloaded from {}: routes reloaded: {fresh_routes}",
+                            path.display()
+                        );
+                        routes.store(Arc::new(fresh_routes));
                         apps.use_file(fresh.apps);
-                        info!("config reloaded: {}", path.display());
                     }
                     Err(err) => warn!("config not reloaded (the one in force stays): {err}"),
                 }

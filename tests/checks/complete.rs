@@ -550,3 +550,11 @@ pub async fn apps_cookies_stay_home(ctx: Ctx) -> Outcome {
         .await?;
     Ok(())
 }
+
+/// Ten reloads of the config file under four busy keep-alive clients, a
+/// slow request and a WebSocket: no request fails, both rule sets are seen.
+pub async fn config_reload_under_load(ctx: Ctx) -> Outcome {
+    let rules = super::routing::colored_rules(&ctx);
+    let (proxy, file) = configured(&ctx, &rules("blue")).await?;
+    super::routing::reloads_under_load(&proxy, |text| file.write(&ctx, text), rules).await
+}

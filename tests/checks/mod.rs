@@ -132,6 +132,7 @@ checks![
     complete::connect_timeout_502,
     complete::metrics_need_token,
     complete::apps_cookies_stay_home,
+    complete::config_reload_under_load,
     routing::routes_by_path,
     routing::routes_methods_and_captures,
     routing::routes_host_wildcard,

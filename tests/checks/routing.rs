@@ -747,15 +747,30 @@ pub async fn routes_check_flag(ctx: Ctx) -> Outcome {
 }
 
 pub async fn routes_reload_under_load(ctx: Ctx) -> Outcome {
-    let rules = |color: &str| {
+    let rules = colored_rules(&ctx);
+    let (proxy, file) = routed(&ctx, &rules("blue")).await?;
+    reloads_under_load(&proxy, |text| file.replace(text), rules).await
+}
+
+/// Rules that answer `color` (a slow path and a WebSocket path beside).
+pub(super) fn colored_rules(ctx: &Ctx) -> impl Fn(&str) -> String {
+    let origin = ctx.origin;
+    move |color: &str| {
         format!(
             "[[rules]]\npath = \"/slow\"\nforward = \"http://{origin}/slow?ms=1500\"\n\n\
              [[rules]]\npath = \"/live/*rest\"\nforward = \"http://{origin}/\"\n\n\
-             [[rules]]\npath = \"/*rest\"\nrespond = {{ status = 200, body = \"{color}\" }}\n",
-            origin = ctx.origin
+             [[rules]]\npath = \"/*rest\"\nrespond = {{ status = 200, body = \"{color}\" }}\n"
         )
-    };
-    let (proxy, file) = routed(&ctx, &rules("blue")).await?;
+    }
+}
+
+/// Ten reloads (by `replace`, of `rules` blue and green) under four busy
+/// keep-alive clients, a slow request and a WebSocket: nothing fails.
+pub(super) async fn reloads_under_load(
+    proxy: &Proxy,
+    replace: impl Fn(&str) -> Outcome,
+    rules: impl Fn(&str) -> String,
+) -> Outcome {
     // A WebSocket and a slow request, open across every reload.
     let (mut socket, _) = open_at(proxy.addr, "/live/ws").await?;
     let slow = tokio::spawn(ask(proxy.addr, "GET", "/slow", &[]));
@@ -792,8 +807,8 @@ pub async fn routes_reload_under_load(ctx: Ctx) -> Outcome {
     // Ten reloads, each seen by the proxy before the next.
     for round in 0..10 {
         let before = reloads(&proxy.stderr());
-        file.replace(&rules(if round % 2 == 0 { "green" } else { "blue" }))?;
-        next_reload(&proxy, before).await?;
+        replace(&rules(if round % 2 == 0 { "green" } else { "blue" }))?;
+        next_reload(proxy, before).await?;
     }
     let _ = stop.send(true);
     let mut total = 0;
