@@ -21,31 +21,15 @@ every wait by a timeout; it ends the processes it started, by their PID.
 import argparse
 import http.client
 import os
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
 
+from loopback import free_port, until_accepts
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "bench-token"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def until_accepts(port, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.0002)
-    raise SystemExit(f"nothing accepted on port {port} within {timeout} s")
 
 
 def app_alone(origin, rounds):

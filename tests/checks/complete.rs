@@ -43,6 +43,14 @@ impl ConfigFile {
     }
 }
 
+/// An address nothing listens on: bound, noted, closed.
+async fn dead_address() -> Result<SocketAddr, Failure> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .or_fail("binding")?;
+    listener.local_addr().or_fail("local address")
+}
+
 const FORWARD_ALL: &str = "[[rules]]\npath = \"/*rest\"\nforward = \"http://{origin}\"\n";
 
 /// The step with `--config` (and `--listen 127.0.0.1:0`).
@@ -225,12 +233,7 @@ async fn raw_get(addr: SocketAddr) -> Result<String, Failure> {
 /// upstream's address; the log has the details. (Steps 02 and 08 named
 /// the upstream in the body: a choice for a workshop, not for production.)
 pub async fn errors_say_enough(ctx: Ctx) -> Outcome {
-    let dead = {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .or_fail("binding")?;
-        listener.local_addr().or_fail("local address")?
-    };
+    let dead = dead_address().await?;
     let (proxy, _file) = configured(
         &ctx,
         &format!(
@@ -420,12 +423,7 @@ pub async fn connect_timeout_502(ctx: Ctx) -> Outcome {
 /// connections and the apps by state; `401` without the token; no access
 /// log line for it.
 pub async fn metrics_need_token(ctx: Ctx) -> Outcome {
-    let dead = {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .or_fail("binding")?;
-        listener.local_addr().or_fail("local address")?
-    };
+    let dead = dead_address().await?;
     let (proxy, _file) = configured(
         &ctx,
         &format!(

@@ -1,0 +1,32 @@
+"""What the bench scripts share: free loopback ports, waiting for one to
+accept, a process's resident memory. Standard library only."""
+import socket
+import time
+
+
+def free_port():
+    """A port free on 127.0.0.1 now (a process could take it before us)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def until_accepts(port, timeout=10.0):
+    """Waits (at most `timeout`) until something accepts on `port`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.0002)
+    raise SystemExit(f"nothing accepted on port {port} within {timeout} s")
+
+
+def rss_kib(pid):
+    """The resident memory of process `pid` (VmRSS), KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
