@@ -101,7 +101,7 @@ pub fn tls_acceptor(options: &Options) -> Result<Option<(TlsAcceptor, String)>, 
     }
     let (chain, key) = match (&options.cert, &options.key) {
         (Some(cert), Some(key)) => load_pem(cert, key)?,
-        _ => self_signed()?,
+        _ => self_signed(&[])?,
     };
     let fingerprint = chain.first().map(fingerprint).unwrap_or_default();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -117,22 +117,26 @@ pub fn tls_acceptor(options: &Options) -> Result<Option<(TlsAcceptor, String)>, 
 }
 // ANCHOR_END: tls
 
-/// A certificate for `localhost`, made now: good for a demo, and for a
-/// browser once its warning is accepted. A real proxy loads one (or asks
-/// an ACME CA for one).
-fn self_signed() -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
-    let names = vec![
+/// A certificate for `localhost` (and `more` names), made now: good for a
+/// demo, and for a browser once its warning is accepted. A real proxy
+/// loads one (or asks an ACME CA for one).
+pub fn self_signed(
+    more: &[String],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let mut names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
         "::1".to_string(),
     ];
+    names.extend(more.iter().cloned());
     let certified = rcgen::generate_simple_self_signed(names)
         .map_err(|err| format!("making a certificate: {err}"))?;
     let key = PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
     Ok((vec![certified.cert.der().clone()], key.into()))
 }
 
-fn load_pem(
+/// A certificate chain and its key, from PEM files.
+pub fn load_pem(
     cert: &PathBuf,
     key: &PathBuf,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {

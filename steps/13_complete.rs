@@ -14,6 +14,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use clap::Parser;
 use complete::apps_file;
+use complete::certificates::{self, Fallback};
 use complete::config::{self, AccessLog as LogTo, Config, Limits, Listener, LogSettings, Tls};
 use complete::cookies::keep_to_own_host;
 use complete::demo::{demo_apps, no_apps, run_demo_app};
@@ -32,7 +33,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 use workshop::body::MadeByProxy;
-use workshop::http2::{self, tls_acceptor};
+use workshop::http2;
 use workshop::{cli, streaming, x_forwarded};
 
 #[derive(Parser)]
@@ -227,6 +228,7 @@ fn load(settings: &Settings, args: &Args, demo: bool) -> Result<Config, String> 
                 (None, false) => no_apps(),
             };
             Ok(Config {
+                certificates: Vec::new(),
                 listeners: vec![Listener {
                     address: args
                         .common
@@ -282,23 +284,21 @@ async fn bind(config: &Config, args: &Args) -> Vec<Bound> {
         let tls = match &listener.tls {
             None => None,
             Some(tls) => {
-                let options = http2::Options {
-                    tls: true,
-                    cert: match tls {
-                        Tls::Pem { cert, .. } => Some(cert.clone()),
-                        Tls::SelfSigned => None,
+                // The self-signed certificate names the apps too.
+                let fallback = match tls {
+                    Tls::SelfSigned => {
+                        Fallback::SelfSigned(vec![format!("*.{}", config.apps.domain)])
+                    }
+                    Tls::Pem { cert, key } => Fallback::Pem {
+                        cert: cert.clone(),
+                        key: key.clone(),
                     },
-                    key: match tls {
-                        Tls::Pem { key, .. } => Some(key.clone()),
-                        Tls::SelfSigned => None,
-                    },
-                    ..http2::Options::default()
                 };
-                match tls_acceptor(&options) {
-                    Ok(acceptor) => acceptor.map(|(acceptor, fingerprint)| {
+                match certificates::acceptor(&fallback, &config.certificates) {
+                    Ok((acceptor, fingerprint)) => {
                         fingerprints.push(fingerprint);
-                        acceptor
-                    }),
+                        Some(acceptor)
+                    }
                     Err(err) => exit_with(&err),
                 }
             }

@@ -24,6 +24,11 @@
 //! access = "stdout"                   # or "off", or a file path
 //! format = "common"                   # or "json"
 //!
+//! [[tls]]                             # a certificate per host name (SNI), on TLS listeners
+//! hosts = ["example.com", "*.example.com"]
+//! cert = "example.pem"
+//! key = "example-key.pem"
+//!
 //! [accept]  …  [[rules]]  …           # step 11's routes
 //! [on_demand]  …  [[apps]]  …         # step 12's apps (domain, idle, start_timeout, discover)
 //! ```
@@ -38,12 +43,16 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::apps_file::{self, AppFile, AppsFile, AppsSettings, Human};
+use crate::certificates::NamedCertificate;
 use crate::routes_file::{self, Routes, RoutesSection, RuleFile, line_column, toml_error};
 
 /// A config file, checked.
 #[derive(Debug)]
 pub struct Config {
     pub listeners: Vec<Listener>,
+    /// Chosen by SNI on every TLS listener; a name none covers gets the
+    /// listener's own certificate.
+    pub certificates: Vec<NamedCertificate>,
     pub admin_token: Option<String>,
     pub timeouts: Timeouts,
     pub limits: Limits,
@@ -245,8 +254,35 @@ pub fn parse(text: &str, name: &str, origin: Option<&Authority>) -> Result<Confi
             "{name}: no [[rules]], no [[apps]], no discover command: nothing to serve"
         ));
     }
+    let mut certificates = Vec::new();
+    for entry in file.tls {
+        let start = entry.span().start;
+        let entry = entry.into_inner();
+        let valid = |host: &String| {
+            let name = host.strip_prefix("*.").unwrap_or(host);
+            !name.is_empty()
+                && name.split('.').all(|label| {
+                    !label.is_empty()
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        };
+        if entry.hosts.is_empty() || !entry.hosts.iter().all(valid) {
+            return Err(at(
+                start,
+                "[[tls]] hosts: host names, like \"example.com\" or \"*.example.com\"",
+            ));
+        }
+        certificates.push(NamedCertificate {
+            hosts: entry.hosts,
+            cert: entry.cert,
+            key: entry.key,
+        });
+    }
     Ok(Config {
         listeners,
+        certificates,
         admin_token: file.admin_token.filter(|token| !token.is_empty()),
         timeouts,
         limits,
@@ -265,6 +301,8 @@ pub fn parse(text: &str, name: &str, origin: Option<&Authority>) -> Result<Confi
 struct File {
     #[serde(default)]
     listen: Vec<Spanned<ListenFile>>,
+    #[serde(default)]
+    tls: Vec<Spanned<NamedFile>>,
     admin_token: Option<String>,
     timeouts: Option<TimeoutsFile>,
     limits: Option<LimitsFile>,
@@ -277,6 +315,14 @@ struct File {
     on_demand: Option<AppsSettings>,
     #[serde(default)]
     apps: Vec<Spanned<AppFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamedFile {
+    hosts: Vec<String>,
+    cert: PathBuf,
+    key: PathBuf,
 }
 
 #[derive(Deserialize)]

@@ -17,6 +17,7 @@
 
 pub mod apps_api;
 pub mod apps_file;
+pub mod certificates;
 pub mod children;
 pub mod config;
 pub mod cookies;

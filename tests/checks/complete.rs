@@ -41,6 +41,12 @@ impl ConfigFile {
     fn path(&self) -> PathBuf {
         self.folder.file("proxy.toml")
     }
+
+    /// Writes another file beside the config (a certificate), and says where.
+    fn beside(&self, name: &str, text: &str) -> Result<PathBuf, Failure> {
+        self.folder.rewrite(name, text)?;
+        Ok(self.folder.file(name))
+    }
 }
 
 /// An address nothing listens on: bound, noted, closed.
@@ -555,4 +561,81 @@ pub async fn config_reload_under_load(ctx: Ctx) -> Outcome {
     let rules = super::routing::colored_rules(&ctx);
     let (proxy, file) = configured(&ctx, &rules("blue")).await?;
     super::routing::reloads_under_load(&proxy, |text| file.write(&ctx, text), rules).await
+}
+
+/// `[[tls]]`: the certificate a client gets is the one for the name it
+/// asked for (SNI), `*.name` covering one label; another name gets the
+/// listener's own (self-signed) certificate.
+pub async fn certificates_by_name(ctx: Ctx) -> Outcome {
+    let make = |name: &str| rcgen::generate_simple_self_signed(vec![name.to_string()]);
+    let (a, b) = (
+        make("a.example").or_fail("a certificate")?,
+        make("b.example").or_fail("a certificate")?,
+    );
+    let file = ConfigFile::new(&ctx, FORWARD_ALL)?;
+    let mut tls = String::new();
+    for (name, hosts, certified) in [
+        ("a", "\"a.example\"", &a),
+        ("b", "\"*.b.example\", \"b.example\"", &b),
+    ] {
+        let cert = file.beside(&format!("{name}.pem"), &certified.cert.pem())?;
+        let key = file.beside(
+            &format!("{name}-key.pem"),
+            &certified.signing_key.serialize_pem(),
+        )?;
+        tls.push_str(&format!(
+            "[[tls]]\nhosts = [{hosts}]\ncert = {:?}\nkey = {:?}\n\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ));
+    }
+    file.write(
+        &ctx,
+        &format!("listen = [{{ address = \"127.0.0.1:0\", tls = \"self-signed\" }}]\n\n{tls}{FORWARD_ALL}"),
+    )?;
+    let path = file.path().display().to_string();
+    let proxy = ctx.spawn(&["--config", &path]).await?;
+    for (asked, expected) in [
+        ("a.example", Some(&a)),
+        ("b.example", Some(&b)),
+        ("www.b.example", Some(&b)),
+        ("c.example", None),
+    ] {
+        let tcp = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
+        let url: http::Uri = format!("https://{asked}/").parse().or_fail("a URL")?;
+        let tls = within(10, "the TLS handshake", async {
+            workshop::tls::connect_tls(
+                tcp,
+                &url,
+                Some(workshop::tls::Trust::Anything),
+                &[b"http/1.1"],
+            )
+            .await
+            .map_err(fail)
+        })
+        .await?;
+        let presented = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|cert| cert.as_ref().to_vec())
+            .unwrap_or_default();
+        let is = |certified: &rcgen::CertifiedKey<rcgen::KeyPair>| {
+            presented == certified.cert.der().as_ref()
+        };
+        let right = match expected {
+            Some(certified) => is(certified),
+            None => !is(&a) && !is(&b) && !presented.is_empty(),
+        };
+        ensure!(
+            right,
+            "asking for {asked} (SNI), the client should get {}",
+            match expected {
+                Some(_) => "the [[tls]] certificate for that name",
+                None => "the listener's own certificate (no [[tls]] entry covers it)",
+            }
+        );
+    }
+    Ok(())
 }

@@ -133,6 +133,7 @@ checks![
     complete::metrics_need_token,
     complete::apps_cookies_stay_home,
     complete::config_reload_under_load,
+    complete::certificates_by_name,
     routing::routes_by_path,
     routing::routes_methods_and_captures,
     routing::routes_host_wildcard,
