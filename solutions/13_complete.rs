@@ -5,11 +5,12 @@
 //! - step 01 accepted every connection, forever: [`serve_until_shutdown`]
 //!   takes a permit per connection (beyond the limit, new connections wait
 //!   in the kernel's backlog instead of exhausting file descriptors), and
-//!   stops on a signal without dropping a request (hyper-util's graceful
-//!   shutdown: idle connections closed, HTTP/2 clients told with GOAWAY,
-//!   in-flight requests and streams given a grace period);
+//!   stops on a signal without dropping a request in flight (hyper-util's
+//!   graceful shutdown: idle HTTP/1.1 connections closed, HTTP/2 clients
+//!   told with GOAWAY, requests, streams and tunnels given a grace period);
 //! - step 01 waited for a request head forever: [`builder`] gives it
-//!   `header_read` (a slowloris client is cut off);
+//!   `header_read` (a slowloris client is cut off), and a connection that
+//!   asks nothing within it is closed;
 //! - a panic in one request's code took its connection down with it:
 //!   [`answer_safely`] turns it into a `500` and a log line (Rust's panic
 //!   message, on stderr, says where);
@@ -26,6 +27,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt;
@@ -87,15 +89,18 @@ where
     let (stop, stopped) = watch::channel(false);
     // One permit per open connection, shared by every listener.
     let permits = Arc::new(Semaphore::new(hardening.max_connections));
-    let builder = Arc::new((builder(hardening.header_read), hardening.header_read));
+    let protocol = Arc::new(Protocol {
+        builder: builder(hardening.header_read),
+        header_read: hardening.header_read,
+    });
     let mut accepting = tokio::task::JoinSet::new();
     for Bound { listener, tls } in listeners {
         let (graceful, mut stopped) = (graceful.clone(), stopped.clone());
-        let (permits, builder, handler) = (permits.clone(), builder.clone(), handler.clone());
+        let (permits, protocol, handler) = (permits.clone(), protocol.clone(), handler.clone());
         let metrics = metrics.clone();
         accepting.spawn(async move {
             loop {
-                // EXERCISE: take a permit (permits.clone().acquire_owned()) before accepting, so that beyond the limit connections wait in the backlog; break when `stopped` changes; spawn serve_connection for each connection, with a graceful.watcher() and, in an Arc (a tunnel may keep it), the permit with metrics.connection_opened()
+                // EXERCISE: race stopped.changed() (break) against "a permit (permits.clone().acquire_owned()), then accept(&listener)" so that beyond the limit connections wait in the backlog; break if the permit is an Err; then clone tls, protocol and handler, and spawn serve_connection with a graceful.watcher() and open = Arc::new((permit, metrics.connection_opened()))
                 // ANCHOR: permit_then_accept
                 let accepted = tokio::select! {
                     _ = stopped.changed() => break,
@@ -107,10 +112,10 @@ where
                 let (Ok(permit), (stream, peer)) = accepted else {
                     break;
                 };
-                let (tls, builder, handler) = (tls.clone(), builder.clone(), handler.clone());
+                let (tls, protocol, handler) = (tls.clone(), protocol.clone(), handler.clone());
                 let open = Arc::new((permit, metrics.connection_opened()));
                 let watcher = graceful.watcher();
-                let served = serve_connection(stream, peer, tls, builder, handler, watcher, open);
+                let served = serve_connection(stream, peer, tls, protocol, handler, watcher, open);
                 tokio::spawn(served);
                 // ANCHOR_END: permit_then_accept
                 // END EXERCISE
@@ -120,12 +125,12 @@ where
     }
     drop(stopped);
     shutdown.await;
+    let _ = stop.send(true);
+    while accepting.join_next().await.is_some() {}
     info!(
         "shutting down: no new connections; in-flight requests have {:?}",
         hardening.grace
     );
-    let _ = stop.send(true);
-    while accepting.join_next().await.is_some() {}
     // The accept loops are done: theirs were the only other handles.
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
         return permits_in_use(&permits, hardening.max_connections);
@@ -148,7 +153,7 @@ where
         Err(_) => {
             let left = permits_in_use(&permits, hardening.max_connections);
             warn!(
-                "{left} connection(s) still open after {:?}: closed",
+                "{left} connection(s) still open after {:?}: they end with the process",
                 hardening.grace
             );
             left
@@ -164,9 +169,9 @@ fn permits_in_use(permits: &Semaphore, max: usize) -> usize {
 
 // ANCHOR: builder
 /// Step 09's builder (HTTP/1.1 and HTTP/2, request heads bounded), with a
-/// deadline for each request head. hyper times the wait for a head from
-/// when it starts waiting, so an idle keep-alive connection is closed after
-/// `header_read` too. (hyper's default deadline needs a timer: without
+/// deadline for each HTTP/1.1 request head. hyper times the wait for a
+/// head from when it starts waiting, so an idle HTTP/1.1 keep-alive
+/// connection is closed after `header_read` too. (hyper's default deadline needs a timer: without
 /// one, it is silently off.)
 pub fn builder(header_read: Duration) -> auto::Builder<TokioExecutor> {
     let mut builder = workshop::http2::builder();
@@ -182,42 +187,42 @@ pub fn builder(header_read: Duration) -> auto::Builder<TokioExecutor> {
 }
 // ANCHOR_END: builder
 
-/// One connection: a first byte within `header_read` (hyper's own
-/// deadline only starts once it knows HTTP/1.1 from HTTP/2), its TLS
-/// handshake (bounded), then HTTP, watched by the graceful shutdown. Its
-/// permit goes back when it closes, or when its last tunnel does.
+/// One connection: its TLS handshake (bounded), then HTTP, watched by the
+/// graceful shutdown. Its permit goes back when it closes, or when its last
+/// tunnel does.
 async fn serve_connection<H, F>(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
-    builder: Arc<(auto::Builder<TokioExecutor>, Duration)>,
+    protocol: Arc<Protocol>,
     handler: H,
     graceful: hyper_util::server::graceful::Watcher,
-    permit: Open,
+    open: Open,
 ) where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let (builder, header_read) = (&builder.0, builder.1);
-    let mut first = [0u8; 1];
-    let peeked = tokio::time::timeout(header_read, stream.peek(&mut first)).await;
-    if !matches!(peeked, Ok(Ok(1..))) {
-        return debug!("{peer} sent nothing within {header_read:?}: closed");
-    }
     let connection = Connection {
         peer,
         handler,
         graceful,
-        permit,
+        open,
     };
     match tls {
-        None => connection.serve(stream, "http", builder).await,
+        None => connection.serve(stream, "http", &protocol).await,
         // Step 09's handshake, bounded in time.
         Some(tls) => match handshake(&tls, stream).await {
-            Ok(stream) => connection.serve(stream, "https", builder).await,
+            Ok(stream) => connection.serve(stream, "https", &protocol).await,
             Err(err) => debug!("TLS handshake with {peer} failed: {err}"),
         },
     }
+}
+
+/// How connections speak: step 09's builder with its deadlines, and the
+/// time a connection has to send its first request.
+pub struct Protocol {
+    pub builder: auto::Builder<TokioExecutor>,
+    pub header_read: Duration,
 }
 
 /// A connection's permit, and its count in the metrics: both held until
@@ -229,7 +234,7 @@ struct Connection<H> {
     peer: SocketAddr,
     handler: H,
     graceful: hyper_util::server::graceful::Watcher,
-    permit: Open,
+    open: Open,
 }
 
 impl<H, F> Connection<H>
@@ -237,7 +242,7 @@ where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    async fn serve<I>(self, io: I, scheme: &'static str, builder: &auto::Builder<TokioExecutor>)
+    async fn serve<I>(self, io: I, scheme: &'static str, protocol: &Protocol)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -245,32 +250,52 @@ where
             peer,
             handler,
             graceful,
-            permit,
+            open,
         } = self;
+        let asked = Arc::new(AtomicBool::new(false));
+        let asked_here = asked.clone();
         let service = service_fn(move |mut request: Request<Incoming>| {
+            asked_here.store(true, Ordering::Relaxed);
             request.extensions_mut().insert(ClientAddr(peer));
             request.extensions_mut().insert(Scheme(scheme));
             // A WebSocket outlives its HTTP connection: it keeps the permit.
             let switching = request.headers().contains_key(header::UPGRADE)
                 || request.method() == http::Method::CONNECT;
             if switching {
-                keep_while_open(&mut request, permit.clone());
+                keep_while_open(&mut request, open.clone());
             }
             let answer = handler(request);
             async move { Ok::<_, std::convert::Infallible>(answer.await) }
         });
-        let connection = builder
+        let connection = protocol
+            .builder
             .serve_connection_with_upgrades(TokioIo::new(io), service)
             .into_owned();
-        if let Err(err) = graceful.watch(connection).await {
-            debug!("connection from {peer} ended: {err}");
+        // hyper's head deadline starts once hyper-util has told HTTP/1.1
+        // from HTTP/2, which waits for bytes; an HTTP/2 connection has no
+        // head deadline at all. So: no first request within header_read,
+        // and the connection is closed, whatever it sent.
+        let no_request = async {
+            tokio::time::sleep(protocol.header_read).await;
+            if asked.load(Ordering::Relaxed) {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            ended = graceful.watch(connection) => {
+                if let Err(err) = ended {
+                    debug!("connection from {peer} ended: {err}");
+                }
+            }
+            () = no_request => debug!("{peer} asked nothing within {:?}: closed", protocol.header_read),
         }
     }
 }
 
 // ANCHOR: answer_safely
 /// Runs one request's code; if it panics, the client gets a `500` and the
-/// log a line. Other requests and connections never notice.
+/// log a line. Other requests and connections never notice. (A panic while
+/// a response body streams is hyper's to catch: it closes that connection.)
 pub async fn answer_safely<F>(answer: F) -> Response<Body>
 where
     F: Future<Output = Response<Body>>,
@@ -414,10 +439,10 @@ impl AccessLog {
                 "{client} - - [{}] \"{} {} {:?}\" {} {bytes} \"{}\" {:.3}ms",
                 humantime::format_rfc3339_seconds(arrival.at),
                 arrival.method,
-                arrival.target,
+                quoted(&arrival.target),
                 arrival.version,
                 status.as_u16(),
-                arrival.host,
+                quoted(&arrival.host),
                 took.as_secs_f64() * 1000.0,
             ),
             LogFormat::Json => serde_json::json!({
@@ -436,6 +461,18 @@ impl AccessLog {
         // request is not held.
         let _ = self.lines.try_send(line);
     }
+}
+
+/// What a client sent, fit to stand between quotes in a log line: a `"`
+/// or a control character cannot forge a field.
+fn quoted(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            c if c.is_control() => format!("\\x{:02x}", c as u32).chars().collect(),
+            c => vec![c],
+        })
+        .collect()
 }
 
 /// A body that counts what went through it and calls `done` with the

@@ -53,7 +53,11 @@ struct Args {
 
     /// The config file (TOML): listeners, timeouts, limits, log, routes and
     /// apps. Without it: the flags below, as in steps 11 and 12.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["routes", "apps", "upstream"])]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["routes", "apps", "upstream", "tls", "cert", "key", "upstream_timeout"]
+    )]
     config: Option<PathBuf>,
 
     #[command(flatten)]
@@ -97,9 +101,12 @@ async fn main() {
     let mut config = load(&settings, &args, demo).unwrap_or_else(|err| exit_with(&err));
     cli::init_logs();
     raise_open_files_limit();
+    // The access log's file too: every problem before listening.
+    let log = access_log(&config.log);
     let bound = bind(&config, &args).await;
     for file in complete::exercises_in_use() {
-        println!("running your exercises/{file} (--features exNN) instead of solutions/{file}");
+        let step = &file[..2];
+        println!("running your exercises/{file} (--features ex{step}) instead of solutions/{file}");
     }
     // The example routes run in front of a demo origin of their own.
     let mut settings = settings;
@@ -145,8 +152,9 @@ async fn main() {
         args.http2.upstream_http2,
     );
     let forward = Arc::new(forward);
-    let admin_token: Option<Arc<str>> = config.admin_token.as_deref().map(Arc::from);
-    let log = access_log(&config.log);
+    // The file's token, or else --admin-token / PROXY_ADMIN_TOKEN.
+    let admin_token = config.admin_token.as_deref().or(args.files.admin_token());
+    let admin_token: Option<Arc<str>> = admin_token.map(Arc::from);
     let service_apps = apps.clone();
     let metrics = Arc::new(Metrics::default());
     let service_metrics = metrics.clone();
@@ -195,7 +203,16 @@ async fn main() {
         max_connections: config.limits.max_connections,
         grace: config.shutdown_grace,
     };
-    let left = serve_until_shutdown(bound, hardening, metrics, handler, shutdown_signal()).await;
+    // A second Ctrl-C (or SIGTERM) does not wait for the grace period.
+    let shutdown = async {
+        shutdown_signal().await;
+        tokio::spawn(async {
+            shutdown_signal().await;
+            warn!("a second signal: exiting now, without waiting");
+            std::process::exit(1);
+        });
+    };
+    let left = serve_until_shutdown(bound, hardening, metrics, handler, shutdown).await;
     apps.stop_children().await;
     info!("stopped ({left} connection(s) cut at the end of the grace period)");
     // ANCHOR_END: main
@@ -230,11 +247,7 @@ fn load(settings: &Settings, args: &Args, demo: bool) -> Result<Config, String> 
             Ok(Config {
                 certificates: Vec::new(),
                 listeners: vec![Listener {
-                    address: args
-                        .common
-                        .listen
-                        .parse()
-                        .map_err(|_| format!("--listen {}: not an address", args.common.listen))?,
+                    address: listen_address(&args.common.listen)?,
                     tls: args
                         .http2
                         .uses_tls()
@@ -265,15 +278,24 @@ fn load(settings: &Settings, args: &Args, demo: bool) -> Result<Config, String> 
     }
 }
 
+/// `--listen`'s value: an address, or a name and a port
+/// (`localhost:8080`), as steps 01 to 12 took it.
+fn listen_address(listen: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    listen
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .ok_or_else(|| format!("--listen {listen}: not an address to listen on"))
+}
+
 /// Binds every listener (`--listen`, when given, takes the place of the
 /// config's), and says where: the first line is `listening on …`.
 async fn bind(config: &Config, args: &Args) -> Vec<Bound> {
     let listen_flag = std::env::args().any(|arg| arg == "--listen" || arg.starts_with("--listen="));
     let mut listeners = config.listeners.clone();
-    if listen_flag
-        && args.config.is_some()
-        && let Ok(address) = args.common.listen.parse()
-    {
+    if listen_flag && args.config.is_some() {
+        let address = listen_address(&args.common.listen).unwrap_or_else(|err| exit_with(&err));
         listeners = vec![Listener {
             address,
             tls: listeners.first().and_then(|first| first.tls.clone()),
@@ -281,27 +303,13 @@ async fn bind(config: &Config, args: &Args) -> Vec<Bound> {
     }
     let (mut bound, mut fingerprints) = (Vec::new(), Vec::new());
     for listener in listeners {
-        let tls = match &listener.tls {
+        let tls = match tls_of(&listener, config) {
             None => None,
-            Some(tls) => {
-                // The self-signed certificate names the apps too.
-                let fallback = match tls {
-                    Tls::SelfSigned => {
-                        Fallback::SelfSigned(vec![format!("*.{}", config.apps.domain)])
-                    }
-                    Tls::Pem { cert, key } => Fallback::Pem {
-                        cert: cert.clone(),
-                        key: key.clone(),
-                    },
-                };
-                match certificates::acceptor(&fallback, &config.certificates) {
-                    Ok((acceptor, fingerprint)) => {
-                        fingerprints.push(fingerprint);
-                        Some(acceptor)
-                    }
-                    Err(err) => exit_with(&err),
-                }
+            Some(Ok((acceptor, fingerprint))) => {
+                fingerprints.push(fingerprint);
+                Some(acceptor)
             }
+            Some(Err(err)) => exit_with(&err),
         };
         let socket = match TcpListener::bind(listener.address).await {
             Ok(socket) => socket,
@@ -324,6 +332,22 @@ async fn bind(config: &Config, args: &Args) -> Vec<Bound> {
         println!("certificate sha256 fingerprint: {fingerprint}");
     }
     bound
+}
+
+/// The TLS side of a listener, if it has one: its certificates (`[[tls]]`
+/// by name, its own otherwise; the self-signed one names the apps too).
+fn tls_of(
+    listener: &Listener,
+    config: &Config,
+) -> Option<Result<(tokio_rustls::TlsAcceptor, String), String>> {
+    let fallback = match listener.tls.as_ref()? {
+        Tls::SelfSigned => Fallback::SelfSigned(vec![format!("*.{}", config.apps.domain)]),
+        Tls::Pem { cert, key } => Fallback::Pem {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+    };
+    Some(certificates::acceptor(&fallback, &config.certificates))
 }
 
 /// Reloads on a change (or SIGHUP): the routes and the apps; what only a
@@ -433,10 +457,14 @@ fn check(args: &Args) {
         }
         return;
     };
-    match config::load(path, None) {
-        Ok(config) => println!("{}: {config}: valid", path.display()),
-        Err(err) => exit_with(&err),
+    let config = config::load(path, None).unwrap_or_else(|err| exit_with(&err));
+    // The certificates too: a file that passes --check starts.
+    for listener in &config.listeners {
+        if let Some(Err(err)) = tls_of(listener, &config) {
+            exit_with(&err);
+        }
     }
+    println!("{}: {config}: valid", path.display());
 }
 
 fn exit_with(err: &str) -> ! {

@@ -163,7 +163,7 @@ pub fn parse(text: &str, name: &str, origin: Option<&Authority>) -> Result<Confi
     for spanned in &file.listen {
         let (address, tls) = match spanned.get_ref() {
             ListenFile::Address(address) => (address.clone(), None),
-            ListenFile::Table { address, tls } => (address.clone(), tls.clone()),
+            ListenFile::Table(table) => (table.address.clone(), table.tls.clone()),
         };
         let address = address.parse().map_err(|_| {
             at(
@@ -182,7 +182,10 @@ pub fn parse(text: &str, name: &str, origin: Option<&Authority>) -> Result<Confi
                     ),
                 ));
             }
-            Some(TlsFile::Pem { cert, key }) => Some(Tls::Pem { cert, key }),
+            Some(TlsFile::Pem(files)) => Some(Tls::Pem {
+                cert: files.cert,
+                key: files.key,
+            }),
         };
         listeners.push(Listener { address, tls });
     }
@@ -203,10 +206,10 @@ pub fn parse(text: &str, name: &str, origin: Option<&Authority>) -> Result<Confi
     };
     let limits_file = file.limits.unwrap_or_default();
     let max_connections = match limits_file.max_connections {
-        Some(max) if *max.get_ref() == 0 => {
+        Some(max) if *max.get_ref() == 0 || *max.get_ref() > 1_000_000 => {
             return Err(at(
                 max.span().start,
-                "max_connections = 0 would accept nothing",
+                "max_connections: from 1 to 1000000 (each is an open file)",
             ));
         }
         Some(max) => *max.get_ref(),
@@ -326,20 +329,37 @@ struct NamedFile {
 }
 
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "an address (\"127.0.0.1:8080\"), or { address = \"…\", tls = … }"
+)]
 enum ListenFile {
     Address(String),
-    Table {
-        address: String,
-        tls: Option<TlsFile>,
-    },
+    Table(ListenTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenTable {
+    address: String,
+    tls: Option<TlsFile>,
 }
 
 #[derive(Deserialize, Clone)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "tls = \"self-signed\", or tls = { cert = \"chain.pem\", key = \"key.pem\" }"
+)]
 enum TlsFile {
     Named(String),
-    Pem { cert: PathBuf, key: PathBuf },
+    Pem(PemFiles),
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct PemFiles {
+    cert: PathBuf,
+    key: PathBuf,
 }
 
 #[derive(Deserialize, Default)]
@@ -434,6 +454,12 @@ command = ["true"]
             (
                 format!("[limits]\nmax_connections = 0\n{rule}"),
                 "proxy.toml:2:19:",
+            ),
+            (
+                format!(
+                    "listen = [{{ address = \"127.0.0.1:1\", tsl = \"self-signed\" }}]\n{rule}"
+                ),
+                "proxy.toml:1:10:",
             ),
             (
                 format!("[log]\nformat = \"xml\"\n{rule}"),

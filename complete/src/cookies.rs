@@ -5,7 +5,9 @@
 //! meant for another). Browsers refuse that for domains on the Public
 //! Suffix List (`github.io`, `herokuapp.com`); the apps' domain is not on
 //! it, so the proxy refuses in their place: a `Set-Cookie` whose `Domain`
-//! is not the app's own host (or under it) is dropped. Kit of step 13.
+//! is not the app's own host (or under it) is dropped. (Cookies an app's
+//! scripts set with `document.cookie` never pass the proxy: only a real
+//! public suffix stops those.) Kit of step 13.
 
 use http::HeaderMap;
 use http::header::SET_COOKIE;

@@ -72,8 +72,9 @@ async fn configured(ctx: &Ctx, text: &str) -> Result<(Proxy, ConfigFile), Failur
     Ok((proxy, file))
 }
 
-/// A client that sends its request head one byte every 200 ms is cut off
-/// after `header_read` (1 s here), long before it is done.
+/// A client that sends its request head one byte every 40 ms is cut off
+/// after `header_read` (1 s here), long before it is done; one that sends
+/// nothing is closed as soon.
 pub async fn slowloris_cut_off(ctx: Ctx) -> Outcome {
     let (proxy, _file) = configured(
         &ctx,
@@ -103,7 +104,7 @@ pub async fn slowloris_cut_off(ctx: Ctx) -> Outcome {
     );
     // A client that connects and sends nothing at all: the same.
     let mut silent = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
-    let closed = within(10, "the proxy to close a silent connection", async {
+    let closed = within(5, "the proxy to close a silent connection", async {
         let mut answer = Vec::new();
         Ok(silent.read_to_end(&mut answer).await.is_ok())
     })
@@ -150,6 +151,19 @@ pub async fn graceful_shutdown(ctx: Ctx) -> Outcome {
         .await
         .or_fail("running kill")?;
     ensure!(sent.success(), "kill -s TERM {pid} failed");
+    // Once it says so, the proxy takes no new connection (the grace is for
+    // those it has).
+    proxy
+        .stderr_until(
+            "`shutting down` in the log",
+            |log| log.contains("shutting down"),
+            10,
+        )
+        .await?;
+    ensure!(
+        TcpStream::connect(proxy.addr).await.is_err(),
+        "during the grace period, new connections should be refused"
+    );
     let slow = within(10, "the slow answer", async {
         slow.await
             .or_fail("the slow request's task")?
