@@ -42,7 +42,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
@@ -86,52 +86,53 @@ where
 {
     // Shared by the accept loops, which make a watcher per connection.
     let graceful = Arc::new(GracefulShutdown::new());
-    let (stop, stopped) = watch::channel(false);
+    let (stop, mut stopped) = watch::channel(false);
     // One permit per open connection, shared by every listener.
     let permits = Arc::new(Semaphore::new(hardening.max_connections));
     let protocol = Arc::new(Protocol {
         builder: builder(hardening.header_read),
         header_read: hardening.header_read,
     });
-    let mut accepting = tokio::task::JoinSet::new();
-    for Bound { listener, tls } in listeners {
-        let (graceful, mut stopped) = (graceful.clone(), stopped.clone());
-        let (permits, protocol, handler) = (permits.clone(), protocol.clone(), handler.clone());
-        let metrics = metrics.clone();
-        accepting.spawn(async move {
-            loop {
-                // EXERCISE: race stopped.changed() (break) against "a permit (permits.clone().acquire_owned()), then accept(&listener)" so that beyond the limit connections wait in the backlog; break if the permit is an Err; then clone tls, protocol and handler, and spawn serve_connection with a graceful.watcher() and open = Arc::new((permit, metrics.connection_opened()))
-                // ANCHOR: permit_then_accept
-                let accepted = tokio::select! {
-                    _ = stopped.changed() => break,
-                    accepted = async {
-                        let permit = permits.clone().acquire_owned().await;
-                        (permit, accept(&listener).await)
-                    } => accepted,
-                };
-                let (Ok(permit), (stream, peer)) = accepted else {
-                    break;
-                };
-                let (tls, protocol, handler) = (tls.clone(), protocol.clone(), handler.clone());
-                let open = Arc::new((permit, metrics.connection_opened()));
-                let watcher = graceful.watcher();
-                let served = serve_connection(stream, peer, tls, protocol, handler, watcher, open);
-                tokio::spawn(served);
-                // ANCHOR_END: permit_then_accept
-                // END EXERCISE
-            }
-            // The listener is dropped here: new connections are refused.
-        });
-    }
-    drop(stopped);
+    // One loop for every listener: a permit, then whichever accepts first
+    // (a loop per listener would hold a permit each while it waits).
+    let accepting_graceful = graceful.clone();
+    let (accepting_permits, accepting_metrics) = (permits.clone(), metrics.clone());
+    let accepting = tokio::spawn(async move {
+        let (graceful, permits, metrics) =
+            (accepting_graceful, accepting_permits, accepting_metrics);
+        // The listeners live in this task: when it ends, they close.
+        let listeners = listeners;
+        loop {
+            // EXERCISE: race stopped.changed() (break) against "a permit (permits.clone().acquire_owned()), then accept_any(&listeners)" so that beyond the limit connections wait in the backlog; break if the permit is an Err; then clone the listener's tls, protocol and handler, and spawn serve_connection with a graceful.watcher() and open = Arc::new((permit, metrics.connection_opened()))
+            // ANCHOR: permit_then_accept
+            let accepted = tokio::select! {
+                _ = stopped.changed() => break,
+                accepted = async {
+                    let permit = permits.clone().acquire_owned().await;
+                    (permit, accept_any(&listeners).await)
+                } => accepted,
+            };
+            let (Ok(permit), (stream, peer, tls)) = accepted else {
+                break;
+            };
+            let (protocol, handler) = (protocol.clone(), handler.clone());
+            let open = Arc::new((permit, metrics.connection_opened()));
+            let watcher = graceful.watcher();
+            let served = serve_connection(stream, peer, tls, protocol, handler, watcher, open);
+            tokio::spawn(served);
+            // ANCHOR_END: permit_then_accept
+            // END EXERCISE
+        }
+        // The listeners are dropped here: new connections are refused.
+    });
     shutdown.await;
     let _ = stop.send(true);
-    while accepting.join_next().await.is_some() {}
+    let _ = accepting.await;
     info!(
         "shutting down: no new connections; in-flight requests have {:?}",
         hardening.grace
     );
-    // The accept loops are done: theirs were the only other handles.
+    // The accept loop is done: its handle was the only other one.
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
         return permits_in_use(&permits, hardening.max_connections);
     };
@@ -163,6 +164,18 @@ where
 }
 // ANCHOR_END: serve_until_shutdown
 
+/// The next connection on any of `listeners` (step 01's accept on each),
+/// with the listener's TLS.
+async fn accept_any(listeners: &[Bound]) -> (TcpStream, SocketAddr, Option<TlsAcceptor>) {
+    let each = listeners.iter().map(|bound| {
+        Box::pin(async move {
+            let (stream, peer) = accept(&bound.listener).await;
+            (stream, peer, bound.tls.clone())
+        })
+    });
+    futures_util::future::select_all(each).await.0
+}
+
 fn permits_in_use(permits: &Semaphore, max: usize) -> usize {
     max.saturating_sub(permits.available_permits())
 }
@@ -191,7 +204,7 @@ pub fn builder(header_read: Duration) -> auto::Builder<TokioExecutor> {
 /// graceful shutdown. Its permit goes back when it closes, or when its last
 /// tunnel does.
 async fn serve_connection<H, F>(
-    stream: tokio::net::TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     protocol: Arc<Protocol>,
@@ -372,6 +385,21 @@ pub struct Arrival {
     pub version: http::Version,
 }
 
+impl Arrival {
+    /// Nothing known (never used for a line).
+    fn none() -> Arrival {
+        Arrival {
+            started: Instant::now(),
+            at: SystemTime::now(),
+            client: None,
+            method: http::Method::GET,
+            host: String::new(),
+            target: String::new(),
+            version: http::Version::HTTP_11,
+        }
+    }
+}
+
 impl<B> From<&Request<B>> for Arrival {
     fn from(request: &Request<B>) -> Arrival {
         let host = request
@@ -419,7 +447,7 @@ impl AccessLog {
     // ANCHOR: access_log
     /// The response, whose body, once sent (or abandoned), writes the line:
     /// its status, its bytes, how long it all took.
-    pub fn when_sent(&self, arrival: Arrival, response: Response<Body>) -> Response<Body> {
+    pub fn when_sent(&self, arrival: Arc<Arrival>, response: Response<Body>) -> Response<Body> {
         let (log, status) = (self.clone(), response.status());
         response.map(|body| {
             boxed(OnDrop::new(body, move |sent| {
@@ -460,6 +488,56 @@ impl AccessLog {
         // A full queue (the disk cannot keep up): the line is dropped, the
         // request is not held.
         let _ = self.lines.try_send(line);
+    }
+}
+
+/// A request not answered yet: if its future is dropped first (the client
+/// left, an HTTP/2 stream was reset, the grace ran out), the access log and
+/// the metrics still get it, with status 499 (nginx's "client closed
+/// request").
+pub struct Unanswered {
+    arrival: Option<Arc<Arrival>>,
+    log: Option<AccessLog>,
+    metrics: Arc<Metrics>,
+}
+
+impl Unanswered {
+    pub fn new(arrival: Arrival, log: Option<AccessLog>, metrics: Arc<Metrics>) -> Unanswered {
+        Unanswered {
+            arrival: Some(Arc::new(arrival)),
+            log,
+            metrics,
+        }
+    }
+
+    /// What the request said, to read while it is answered.
+    pub fn arrival(&self) -> Arc<Arrival> {
+        self.arrival
+            .clone()
+            .unwrap_or_else(|| Arc::new(Arrival::none()))
+    }
+
+    /// Answered: the line is the response's to write.
+    pub fn answered(&mut self) -> Option<Arc<Arrival>> {
+        self.arrival.take()
+    }
+
+    /// Not a request to log (the proxy's own endpoints).
+    pub fn forget(&mut self) {
+        self.arrival = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(arrival) = self.arrival.take() {
+            let left = StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST);
+            self.metrics
+                .count("none".into(), left, arrival.started.elapsed());
+            if let Some(log) = &self.log {
+                log.write(&arrival, left, 0);
+            }
+        }
     }
 }
 

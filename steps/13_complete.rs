@@ -20,7 +20,7 @@ use complete::cookies::keep_to_own_host;
 use complete::demo::{demo_apps, no_apps, run_demo_app};
 use complete::flags::Files;
 use complete::hardened::{
-    AccessLog, Arrival, Bound, Hardening, answer_safely, forward_with_deadlines,
+    AccessLog, Arrival, Bound, Hardening, Unanswered, answer_safely, forward_with_deadlines,
     raise_open_files_limit, say_enough, serve_until_shutdown,
 };
 use complete::metrics::Metrics;
@@ -165,11 +165,15 @@ async fn main() {
         async move {
             let arrival = Arrival::from(&request);
             let app = apps.find(Some(&arrival.host));
+            // A client that leaves before the answer still gets its line.
+            let mut pending = Unanswered::new(arrival, log.clone(), metrics.clone());
+            let arrival = pending.arrival();
             // The proxy's own endpoints: no access line, no count.
             if let Some(token) = admin_token.as_deref()
                 && app.is_none()
                 && arrival.target.starts_with("/_proxy/")
             {
+                pending.forget();
                 if request.uri().path() == "/_proxy/metrics" {
                     return metrics.answer(&apps, token, &request);
                 }
@@ -192,9 +196,10 @@ async fn main() {
                 metrics.upstream_error(response.status());
             }
             let response = say_enough(response, &arrival.method, &arrival.target).await;
-            match &log {
-                Some(log) => log.when_sent(arrival, response),
-                None => response,
+            let arrival = pending.answered();
+            match (&log, arrival) {
+                (Some(log), Some(arrival)) => log.when_sent(arrival, response),
+                _ => response,
             }
         }
     };
