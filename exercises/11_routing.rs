@@ -33,9 +33,8 @@ use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use tracing::{info, warn};
-use workshop::body::{Body, full, text};
+use workshop::body::{Body, RequestBody, full, text};
 use workshop::copy_headers::round_trip;
 use workshop::hop_by_hop::{strip_request, strip_response};
 use workshop::http2::{h2_to_h1, scheme_of};
@@ -95,9 +94,9 @@ impl Forward {
     /// a client's `Connection` can then no longer remove), add who asked and
     /// where, then send (a round trip, a tunnel or an RFC 8441 bridge) under
     /// one deadline, and clean the response.
-    pub async fn forward(
+    pub async fn forward<B: RequestBody>(
         &self,
-        mut request: Request<Incoming>,
+        mut request: Request<B>,
         after_stripping: impl FnOnce(&mut HeaderMap),
     ) -> Response<Body> {
         h2_to_h1(&mut request);
@@ -242,10 +241,10 @@ fn rule_matches<'a>(
 
 // ANCHOR: dispatch
 /// Answers one request by the rules in force when it arrived.
-pub async fn dispatch(
+pub async fn dispatch<B: RequestBody>(
     routes: &ArcSwap<Routes>,
     forward: &Forward,
-    mut request: Request<Incoming>,
+    mut request: Request<B>,
 ) -> Response<Body> {
     // This request keeps these rules to its end, whatever a reload swaps in.
     let routes = routes.load_full();

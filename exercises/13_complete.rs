@@ -626,6 +626,84 @@ pub fn forward_with_deadlines(
 }
 // ANCHOR_END: connect_deadline
 
+// ANCHOR: body_limit
+/// A request body counted while it streams, never buffered: past `limit`
+/// bytes it fails (the upstream gets a broken body, never the excess) and
+/// `over` says so, for a 413.
+pub struct LimitedBody {
+    inner: Incoming,
+    seen: u64,
+    limit: u64,
+    over: Arc<AtomicBool>,
+}
+
+/// The request with its body limited to `limit` bytes (`None`: counted
+/// only), and the flag that says it went over; `None` when its
+/// `Content-Length` is over the limit already (a 413 at once).
+pub fn limit_body(
+    request: Request<Incoming>,
+    limit: Option<u64>,
+) -> Option<(Request<LimitedBody>, Arc<AtomicBool>)> {
+    let limit = limit.unwrap_or(u64::MAX);
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > limit) {
+        return None;
+    }
+    let over = Arc::new(AtomicBool::new(false));
+    let flag = over.clone();
+    let request = request.map(|inner| LimitedBody {
+        inner,
+        seen: 0,
+        limit,
+        over: flag,
+    });
+    Some((request, over))
+}
+// ANCHOR_END: body_limit
+
+/// `413 Content Too Large`.
+pub fn too_large(limit: u64) -> Response<Body> {
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("413 Content Too Large: request bodies stop at {limit} bytes"),
+    )
+}
+
+impl hyper::body::Body for LimitedBody {
+    type Data = bytes::Bytes;
+    type Error = workshop::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.seen += data.len() as u64;
+            if self.seen > self.limit {
+                self.over.store(true, Ordering::Relaxed);
+                return std::task::Poll::Ready(Some(Err(
+                    "the request body is over the limit".into()
+                )));
+            }
+        }
+        polled.map(|frame| frame.map(|frame| frame.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Raises the soft limit on open files to the hard one: each connection
 /// is a file, and the default soft limit (often 1024) is lower than what
 /// a proxy is allowed.

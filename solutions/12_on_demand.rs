@@ -43,12 +43,11 @@ use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
-use workshop::body::{Body, boxed, full, text};
+use workshop::body::{Body, RequestBody, boxed, full, text};
 use workshop::websocket::keep_while_open;
 
 use crate::apps_api;
@@ -554,11 +553,11 @@ impl Drop for Activity {
 // ANCHOR: serve_app
 /// Answers a request for an app: once the app is awake, through step 11's
 /// pipeline, counting as the app's activity until it is all sent.
-pub async fn serve_app(
+pub async fn serve_app<B: RequestBody>(
     apps: &Arc<Apps>,
     app: Arc<App>,
     forward: &Forward,
-    mut request: Request<Incoming>,
+    mut request: Request<B>,
 ) -> Response<Body> {
     let activity = Arc::new(Activity::begin(app.clone()));
     let upstream = match hold_until_awake(apps, &app, &request).await {
@@ -611,12 +610,12 @@ async fn hold_until_awake<B>(
 // ANCHOR: apps_then_routes
 /// Apps first, by host; then, on other hosts, the proxy's own API (with
 /// a token configured); then step 11's routes.
-pub async fn apps_then_routes(
+pub async fn apps_then_routes<B: RequestBody>(
     apps: &Arc<Apps>,
     routes: &ArcSwap<Routes>,
     forward: &Forward,
     admin_token: Option<&str>,
-    request: Request<Incoming>,
+    request: Request<B>,
 ) -> Response<Body> {
     match apps.find(host_of(&request)) {
         Some(Found::App(app)) => serve_app(apps, app, forward, request).await,

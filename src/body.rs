@@ -13,6 +13,18 @@ use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
 /// Any error a body may fail with: hyper's, an I/O error, a timeout...
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Any request body a proxy can pass on: chunks of [`Bytes`], an error it
+/// can box. hyper's `Incoming` is one; step 13 wraps it in a counting one.
+pub trait RequestBody:
+    hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static
+{
+}
+
+impl<B> RequestBody for B where
+    B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static
+{
+}
+
 /// The body of every request and response the steps build.
 ///
 /// `Unsync` because hyper only needs bodies to be `Send`, and some bodies

@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwap;
 use clap::Parser;
@@ -21,7 +22,7 @@ use complete::demo::{demo_apps, no_apps, run_demo_app};
 use complete::flags::Files;
 use complete::hardened::{
     AccessLog, Arrival, Bound, Hardening, Unanswered, answer_safely, forward_with_deadlines,
-    raise_open_files_limit, say_enough, serve_until_shutdown,
+    limit_body, raise_open_files_limit, say_enough, serve_until_shutdown, too_large,
 };
 use complete::metrics::Metrics;
 use complete::on_demand::{App, Apps, Found, apps_then_routes, discover_apps, stop_idle_apps};
@@ -156,6 +157,7 @@ async fn main() {
     let admin_token = config.admin_token.as_deref().or(args.files.admin_token());
     let admin_token: Option<Arc<str>> = admin_token.map(Arc::from);
     let service_apps = apps.clone();
+    let max_request_body = config.limits.max_request_body;
     let metrics = Arc::new(Metrics::default());
     let service_metrics = metrics.clone();
     let handler = move |request: Request<Incoming>| {
@@ -179,9 +181,19 @@ async fn main() {
                 }
                 return apps_then_routes(&apps, &routes, &forward, Some(token), request).await;
             }
-            let answer =
-                apps_then_routes(&apps, &routes, &forward, admin_token.as_deref(), request);
-            let mut response = answer_safely(answer).await;
+            let mut response = match limit_body(request, max_request_body) {
+                None => too_large(max_request_body.unwrap_or_default()),
+                Some((request, over)) => {
+                    let token = admin_token.as_deref();
+                    let answer = apps_then_routes(&apps, &routes, &forward, token, request);
+                    let response = answer_safely(answer).await;
+                    // Cut at the limit: whatever the upstream said, a 413.
+                    match over.load(Ordering::Relaxed) {
+                        true => too_large(max_request_body.unwrap_or_default()),
+                        false => response,
+                    }
+                }
+            };
             if let Some(Found::App(app)) = &app {
                 keep_cookies_home(&apps, app, response.headers_mut());
             }

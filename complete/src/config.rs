@@ -16,6 +16,7 @@
 //!
 //! [limits]
 //! max_connections = 10000             # beyond: new connections wait in the backlog
+//! max_request_body = 10485760         # bytes, counted while streaming: 413 (none by default)
 //!
 //! [shutdown]
 //! grace = "30s"                       # SIGTERM: in-flight requests finish within this
@@ -91,6 +92,8 @@ pub struct Timeouts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_connections: usize,
+    /// Bytes; `None`: no limit.
+    pub max_request_body: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +130,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_connections: 10_000,
+            max_request_body: None,
         }
     }
 }
@@ -215,7 +219,10 @@ pub fn parse(text: &str, name: &str, origin: Option<&Authority>) -> Result<Confi
         Some(max) => *max.get_ref(),
         None => Limits::default().max_connections,
     };
-    let limits = Limits { max_connections };
+    let limits = Limits {
+        max_connections,
+        max_request_body: limits_file.max_request_body,
+    };
     let shutdown_grace = file
         .shutdown
         .and_then(|shutdown| shutdown.grace)
@@ -374,6 +381,7 @@ struct TimeoutsFile {
 #[serde(deny_unknown_fields)]
 struct LimitsFile {
     max_connections: Option<Spanned<usize>>,
+    max_request_body: Option<u64>,
 }
 
 #[derive(Deserialize)]

@@ -653,3 +653,64 @@ pub async fn certificates_by_name(ctx: Ctx) -> Outcome {
     }
     Ok(())
 }
+
+/// `max_request_body`: a body announced bigger is a 413 at once; a chunked
+/// one is counted while it streams and cut at the limit (a 413 too); one
+/// under the limit goes through.
+pub async fn request_body_limit_413(ctx: Ctx) -> Outcome {
+    let (proxy, _file) = configured(
+        &ctx,
+        &format!("[limits]\nmax_request_body = 1024\n{FORWARD_ALL}"),
+    )
+    .await?;
+    let post = |head: String, body: Vec<u8>| async move {
+        let mut tcp = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
+        let mut bytes = head.into_bytes();
+        bytes.extend(body);
+        // The proxy may answer and close before reading it all.
+        let _ = tcp.write_all(&bytes).await;
+        let mut answer = Vec::new();
+        let _ = tcp.read_to_end(&mut answer).await;
+        Ok::<_, Failure>(String::from_utf8_lossy(&answer).into_owned())
+    };
+    let head = |extra: &str| {
+        format!("POST /upload HTTP/1.1\r\nhost: big.example\r\nconnection: close\r\n{extra}\r\n")
+    };
+    let announced = within(
+        10,
+        "an answer",
+        post(head("content-length: 2048\r\n"), vec![b'a'; 2048]),
+    )
+    .await?;
+    let mut chunked = Vec::new();
+    for _ in 0..4 {
+        chunked.extend(b"3e8\r\n");
+        chunked.extend(vec![b'b'; 1000]);
+        chunked.extend(b"\r\n");
+    }
+    chunked.extend(b"0\r\n\r\n");
+    let streamed = within(
+        10,
+        "an answer",
+        post(head("transfer-encoding: chunked\r\n"), chunked),
+    )
+    .await?;
+    let small = within(
+        10,
+        "an answer",
+        post(head("content-length: 1000\r\n"), vec![b'c'; 1000]),
+    )
+    .await?;
+    for (what, answer, status) in [
+        ("announced as 2048 bytes", &announced, "413"),
+        ("chunked, 4000 bytes", &streamed, "413"),
+        ("of 1000 bytes", &small, "200"),
+    ] {
+        ensure!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "with max_request_body = 1024, a body {what} should get a {status}, got {:?}",
+            excerpt(answer)
+        );
+    }
+    Ok(())
+}

@@ -134,6 +134,7 @@ checks![
     complete::apps_cookies_stay_home,
     complete::config_reload_under_load,
     complete::certificates_by_name,
+    complete::request_body_limit_413,
     routing::routes_by_path,
     routing::routes_methods_and_captures,
     routing::routes_host_wildcard,
