@@ -13,10 +13,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use clap::Parser;
+use complete::flags::listen_with_tls;
 use complete::routes_file::{self, Source};
 use complete::routing::{Forward, dispatch, reload};
 use complete::watch;
-use workshop::http2::{self, serve, tls_acceptor};
+use workshop::http2::{self, serve};
 use workshop::{cli, streaming, x_forwarded};
 
 #[derive(Parser)]
@@ -63,26 +64,7 @@ async fn main() {
         eprintln!("error: {err}");
         std::process::exit(2);
     }
-    let tls = match tls_acceptor(&args.http2) {
-        Ok(tls) => tls,
-        Err(err) => {
-            eprintln!("error: {err}");
-            std::process::exit(2);
-        }
-    };
-    let scheme = if args.http2.uses_tls() {
-        "https"
-    } else {
-        "http"
-    };
-    let listener = cli::listen_as(&args.common, scheme).await;
-    for file in complete::exercises_in_use() {
-        println!("running your exercises/{file} (--features ex11) instead of solutions/{file}");
-    }
-    let tls = tls.map(|(acceptor, fingerprint)| {
-        println!("certificate sha256 fingerprint: {fingerprint}");
-        acceptor
-    });
+    let (listener, tls) = listen_with_tls(&args.common, &args.http2).await;
     // The example runs in front of a demo origin of its own.
     let example_in_use = source.is_example();
     if example_in_use && let Source::File { origin, .. } = &mut source {

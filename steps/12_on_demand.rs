@@ -17,11 +17,12 @@ use clap::Parser;
 use complete::apps_file::{self, AppsFile};
 use complete::demo::{demo_apps, no_apps, run_demo_app};
 use complete::flags::Files;
+use complete::flags::listen_with_tls;
 use complete::on_demand::{Apps, apps_then_routes, discover_apps, stop_idle_apps};
 use complete::routes_file::Source;
 use complete::routing::{Forward, reload};
 use complete::watch::{self, shutdown_signal};
-use workshop::http2::{self, serve, tls_acceptor};
+use workshop::http2::{self, serve};
 use workshop::{cli, streaming, x_forwarded};
 
 #[derive(Parser)]
@@ -72,20 +73,7 @@ async fn main() {
     if let Err(err) = source.load() {
         exit_with(&err);
     }
-    let tls = tls_acceptor(&args.http2).unwrap_or_else(|err| exit_with(&err));
-    let scheme = if args.http2.uses_tls() {
-        "https"
-    } else {
-        "http"
-    };
-    let listener = cli::listen_as(&args.common, scheme).await;
-    for file in complete::exercises_in_use() {
-        println!("running your exercises/{file} (--features exNN) instead of solutions/{file}");
-    }
-    let tls = tls.map(|(acceptor, fingerprint)| {
-        println!("certificate sha256 fingerprint: {fingerprint}");
-        acceptor
-    });
+    let (listener, tls) = listen_with_tls(&args.common, &args.http2).await;
     if source.is_example()
         && let Source::File { origin, .. } = &mut source
     {
