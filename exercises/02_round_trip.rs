@@ -22,7 +22,7 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use tracing::warn;
 
@@ -34,11 +34,18 @@ use crate::body::{Body, full, text};
 /// equivalent of Go's `http.DefaultTransport`: a request reuses a connection
 /// instead of paying for a new TCP handshake. Cloning it shares that pool
 /// (step 11 points clones at other upstreams).
+///
+/// `C` is how the client opens connections: plain TCP until step 13, whose
+/// connector adds TLS and groups of servers.
 #[derive(Clone)]
-pub struct Upstream {
+pub struct Upstream<C = HttpConnector> {
     pub uri: Uri,
-    pub client: Client<HttpConnector, Body>,
+    pub client: Client<C, Body>,
 }
+
+/// What hyper-util's client asks of a connector, in one name.
+pub trait Connector: Connect + Clone + Send + Sync + 'static {}
+impl<C: Connect + Clone + Send + Sync + 'static> Connector for C {}
 
 impl Upstream {
     pub fn new(uri: Uri) -> Upstream {

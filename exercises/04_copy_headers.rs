@@ -22,7 +22,7 @@ use http::{HeaderMap, Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::body::{Body, BoxError, boxed};
-use crate::round_trip::{Upstream, bad_gateway, upstream_uri};
+use crate::round_trip::{Connector, Upstream, bad_gateway, upstream_uri};
 
 // ANCHOR: copy_headers
 /// Copies every header line of `from` into `to`, repeated names included.
@@ -37,7 +37,10 @@ pub fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
 // ANCHOR: round_trip
 /// Sends a new request built from `request` upstream, and answers with a new
 /// response built from the upstream's.
-pub async fn round_trip<B>(upstream: &Upstream, request: Request<B>) -> Response<Body>
+pub async fn round_trip<B, C: Connector>(
+    upstream: &Upstream<C>,
+    request: Request<B>,
+) -> Response<Body>
 where
     // Any request body that yields bytes: `Incoming` as it came, or a body
     // a later step wraps around it.

@@ -26,12 +26,13 @@ use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
 use tracing::{info, warn};
 use workshop::body::{Body, RequestBody, full, text};
 use workshop::copy_headers::round_trip;
 use workshop::hop_by_hop::{strip_request, strip_response};
 use workshop::http2::{h2_to_h1, scheme_of};
-use workshop::round_trip::Upstream;
+use workshop::round_trip::{Connector, Upstream};
 use workshop::streaming::{notice_when_sent, with_deadline};
 use workshop::trailers::{announce_trailers, announced_trailers, client_takes_trailers};
 use workshop::websocket::{
@@ -48,13 +49,16 @@ use crate::routes_file::{Action, Layer, Routes, Rule};
 // ANCHOR: forward_struct
 /// Everything steps 02 to 10 do to a request on its way to one upstream,
 /// as a value: a rule points it at its upstream with [`Forward::to`].
+///
+/// `C` is how its clients connect: plain TCP here, TLS and server groups in
+/// step 13.
 #[derive(Clone)]
-pub struct Forward {
+pub struct Forward<C = HttpConnector> {
     /// Where requests go, and the client that takes them there (HTTP/1.1,
     /// or h2c with `--upstream-http2`: step 09).
-    pub upstream: Upstream,
+    pub upstream: Upstream<C>,
     /// The same upstream over HTTP/1.1, for upgrades (step 10).
-    pub upgrades: Upstream,
+    pub upgrades: Upstream<C>,
     pub options: Arc<x_forwarded::Options>,
     /// No response head within this long: 504 (step 08).
     pub timeout: Duration,
@@ -72,10 +76,12 @@ impl Forward {
             timeout,
         }
     }
+}
 
+impl<C: Connector> Forward<C> {
     /// The same pipeline towards another upstream. The clients are shared:
     /// each keeps a pool of connections per upstream it has talked to.
-    pub fn to(&self, uri: Uri) -> Forward {
+    pub fn to(&self, uri: Uri) -> Forward<C> {
         let mut forward = self.clone();
         forward.upstream.uri = uri.clone();
         forward.upgrades.uri = uri;
@@ -250,9 +256,9 @@ fn rule_matches<'a>(
 
 // ANCHOR: dispatch
 /// Answers one request by the rules in force when it arrived.
-pub async fn dispatch<B: RequestBody>(
+pub async fn dispatch<B: RequestBody, C: Connector>(
     routes: &ArcSwap<Routes>,
-    forward: &Forward,
+    forward: &Forward<C>,
     mut request: Request<B>,
 ) -> Response<Body> {
     // This request keeps these rules to its end, whatever a reload swaps in.

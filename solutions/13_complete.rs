@@ -30,14 +30,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use futures_util::FutureExt;
 use http::header;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -49,11 +49,14 @@ use tracing::{debug, info, warn};
 use workshop::body::{Body, MadeByProxy, boxed, text};
 use workshop::http2::{Scheme, handshake};
 use workshop::listen_and_serve::{ClientAddr, accept};
+use workshop::round_trip::Upstream;
 use workshop::websocket::keep_while_open;
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, Timeouts};
+use crate::connector::{UpstreamConnector, upstream_connector};
 use crate::metrics::{Metrics, OpenConnection};
 use crate::routing::Forward;
+use crate::upstream_groups::Groups;
 
 /// What the server loop needs from the config.
 #[derive(Debug, Clone, Copy)]
@@ -610,27 +613,36 @@ where
 }
 
 // ANCHOR: connect_deadline
-/// Step 11's pipeline, with a deadline for each connection to an upstream:
-/// a host that drops our SYNs is a 502 after `connect`, not a request
-/// that waits forever (step 08's deadline starts once the request is sent).
+/// Step 11's pipeline, with step 13's connector: a deadline for each
+/// connection to an upstream (a host that drops our SYNs is a 502 after
+/// `connect`, not a request that waits forever: step 08's deadline starts
+/// once the request is sent), the groups of servers (a failed connect is
+/// made again to another server), and TLS for `https://` upstreams.
 pub fn forward_with_deadlines(
     options: workshop::x_forwarded::Options,
-    connect: Duration,
-    response_head: Duration,
+    timeouts: &Timeouts,
     upstream_http2: bool,
-) -> Forward {
-    let client = |http2: bool| {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect));
-        Client::builder(TokioExecutor::new())
+    groups: Arc<ArcSwap<Groups>>,
+    tls: rustls::ClientConfig,
+) -> Forward<UpstreamConnector> {
+    let upstream = |http2: bool, http1_only: bool| Upstream {
+        uri: Uri::default(),
+        client: Client::builder(TokioExecutor::new())
             .http2_only(http2)
-            .build(connector)
+            .build(upstream_connector(
+                timeouts.connect,
+                groups.clone(),
+                tls.clone(),
+                http1_only,
+            )),
     };
-    let mut forward = Forward::new(options, response_head, upstream_http2);
-    forward.upstream.client = client(upstream_http2);
-    forward.upgrades.client = client(false);
-    forward
+    Forward {
+        upstream: upstream(upstream_http2, false),
+        // Upgrades are HTTP/1.1 (step 10): not even offered HTTP/2 by ALPN.
+        upgrades: upstream(false, true),
+        options: Arc::new(options),
+        timeout: timeouts.response_head,
+    }
 }
 // ANCHOR_END: connect_deadline
 

@@ -17,6 +17,7 @@ use clap::Parser;
 use complete::apps_file;
 use complete::certificates::{self, Fallback};
 use complete::config::{self, AccessLog as LogTo, Config, Limits, Listener, LogSettings, Tls};
+use complete::connector::{UpstreamRoots, client_tls};
 use complete::cookies::keep_to_own_host;
 use complete::demo::{demo_apps, no_apps, run_demo_app};
 use complete::flags::Files;
@@ -28,6 +29,7 @@ use complete::metrics::Metrics;
 use complete::on_demand::{App, Apps, Found, apps_then_routes, discover_apps, stop_idle_apps};
 use complete::routes_file::{Routes, Source};
 use complete::routing::{MatchedRule, reload};
+use complete::upstream_groups::Groups;
 use complete::watch::{self, shutdown_signal};
 use http::Request;
 use hyper::body::Incoming;
@@ -129,7 +131,9 @@ async fn main() {
     let apps = Apps::new(config.apps.clone());
     tokio::spawn(stop_idle_apps(apps.clone()));
     tokio::spawn(discover_apps(apps.clone()));
-    watch_settings(&settings, &config, &routes, &apps);
+    let groups = Arc::new(ArcSwap::from_pointee(std::mem::take(&mut config.groups)));
+    let upstream_tls = client_tls(&config.upstream_roots).unwrap_or_else(|err| exit_with(&err));
+    watch_settings(&settings, &config, &routes, &groups, &apps);
     println!("routes: {}", routes.load());
     println!("apps: {}", config.apps);
     let tls = bound[0].tls.is_some();
@@ -148,9 +152,10 @@ async fn main() {
     // ANCHOR: main
     let forward = forward_with_deadlines(
         args.forwarding,
-        config.timeouts.connect,
-        config.timeouts.response_head,
+        &config.timeouts,
         args.http2.upstream_http2,
+        groups,
+        upstream_tls,
     );
     let forward = Arc::new(forward);
     // The file's token, or else --admin-token / PROXY_ADMIN_TOKEN.
@@ -288,6 +293,8 @@ fn load(settings: &Settings, args: &Args, demo: bool) -> Result<Config, String> 
                     format: config::LogFormat::Common,
                 },
                 routes: Some(routes.load()?),
+                groups: Groups::default(),
+                upstream_roots: UpstreamRoots::System,
                 apps,
                 source: "the command line".into(),
             })
@@ -373,11 +380,13 @@ fn watch_settings(
     settings: &Settings,
     config: &Config,
     routes: &Arc<ArcSwap<Routes>>,
+    groups: &Arc<ArcSwap<Groups>>,
     apps: &Arc<Apps>,
 ) {
     match settings {
         Settings::File(path) => {
             let (routes, apps, path) = (routes.clone(), apps.clone(), path.clone());
+            let (groups, upstream_roots) = (groups.clone(), config.upstream_roots.clone());
             let (listeners, timeouts, limits) =
                 (config.listeners.clone(), config.timeouts, config.limits);
             let (grace, log, admin_token) = (
@@ -393,10 +402,11 @@ fn watch_settings(
                             || fresh.limits != limits
                             || fresh.shutdown_grace != grace
                             || fresh.log != log
-                            || fresh.admin_token != admin_token;
+                            || fresh.admin_token != admin_token
+                            || fresh.upstream_roots != upstream_roots;
                         if later {
                             warn!(
-                                "{}: listeners, timeouts, limits, grace, log and admin_token change at the next restart",
+                                "{}: listeners, timeouts, limits, grace, log, admin_token and upstream_tls change at the next restart",
                                 path.display()
                             );
                         }
@@ -407,6 +417,8 @@ fn watch_settings(
                             "config reloaded from {}: routes reloaded: {fresh_routes}",
                             path.display()
                         );
+                        // The rules' groups, with them (their servers' health starts afresh).
+                        groups.store(Arc::new(fresh.groups));
                         routes.store(Arc::new(fresh_routes));
                         apps.use_file(fresh.apps);
                     }
@@ -480,6 +492,9 @@ fn check(args: &Args) {
         if let Some(Err(err)) = tls_of(listener, &config) {
             exit_with(&err);
         }
+    }
+    if let Err(err) = client_tls(&config.upstream_roots) {
+        exit_with(&err);
     }
     println!("{}: {config}: valid", path.display());
 }

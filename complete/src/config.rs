@@ -25,6 +25,14 @@
 //! access = "stdout"                   # or "off", or a file path
 //! format = "common"                   # or "json"
 //!
+//! [upstreams.api]                     # a group: forward = "http://api/…" takes its servers in turn
+//! servers = ["10.0.0.1:8080", "10.0.0.2:8080"]
+//! fail_after = 3                      # connect failures in a row before a server rests
+//! cool_down = "10s"                   # … for this long; a failed connect is retried on another server
+//!
+//! [upstream_tls]
+//! ca = "internal-ca.pem"              # https:// upstreams: this CA only (default: the system's roots)
+//!
 //! [[tls]]                             # a certificate per host name (SNI), on TLS listeners
 //! hosts = ["example.com", "*.example.com"]
 //! cert = "example.pem"
@@ -45,7 +53,9 @@ use toml::Spanned;
 
 use crate::apps_file::{self, AppFile, AppsFile, AppsSettings, Human};
 use crate::certificates::NamedCertificate;
+use crate::connector::UpstreamRoots;
 use crate::routes_file::{self, Routes, RoutesSection, RuleFile, line_column, toml_error};
+use crate::upstream_groups::{Group, Groups};
 
 /// A config file, checked.
 #[derive(Debug)]
@@ -61,6 +71,10 @@ pub struct Config {
     pub log: LogSettings,
     /// `None`: no `[[rules]]` (every host that is not an app's: 404).
     pub routes: Option<Routes>,
+    /// `[upstreams.NAME]`: the rules' groups of servers.
+    pub groups: Groups,
+    /// What `https://` upstreams are verified against.
+    pub upstream_roots: UpstreamRoots,
     pub apps: AppsFile,
     pub source: String,
 }
@@ -140,8 +154,9 @@ impl fmt::Display for Config {
         let rules = self.routes.as_ref().map_or(0, |routes| routes.rules.len());
         write!(
             f,
-            "{} listener(s), {rules} rule(s), {} app(s) from {}",
+            "{} listener(s), {rules} rule(s), {} upstream group(s), {} app(s) from {}",
             self.listeners.len(),
+            self.groups.len(),
             self.apps.apps.len(),
             self.source
         )
@@ -249,6 +264,11 @@ pub fn parse(text: &str, name: &str, origin: Option<&Authority>) -> Result<Confi
             }
         },
     };
+    let mut groups = Vec::new();
+    for (group_name, spanned) in &file.upstreams {
+        groups.push(group(group_name, spanned, &at)?);
+    }
+    let groups = Groups::new(groups);
     let routes = if file.rules.is_empty() {
         None
     } else {
@@ -256,7 +276,17 @@ pub fn parse(text: &str, name: &str, origin: Option<&Authority>) -> Result<Confi
             accept: file.accept,
             rules: file.rules,
         };
-        Some(routes_file::compile(text, name, &section, origin)?)
+        Some(routes_file::compile(
+            text,
+            name,
+            &section,
+            origin,
+            Some(&groups),
+        )?)
+    };
+    let upstream_roots = match file.upstream_tls.and_then(|tls| tls.ca) {
+        Some(ca) => UpstreamRoots::Ca(ca),
+        None => UpstreamRoots::System,
     };
     let apps = apps_file::compile(text, name, &file.on_demand.unwrap_or_default(), &file.apps)?;
     if routes.is_none() && apps.apps.is_empty() && apps.discover.is_none() {
@@ -299,9 +329,65 @@ pub fn parse(text: &str, name: &str, origin: Option<&Authority>) -> Result<Confi
         shutdown_grace,
         log,
         routes,
+        groups,
+        upstream_roots,
         apps,
         source: name.to_string(),
     })
+}
+
+/// One `[upstreams.NAME]` table, checked.
+fn group(
+    name: &str,
+    spanned: &Spanned<GroupFile>,
+    at: &dyn Fn(usize, &str) -> String,
+) -> Result<Group, String> {
+    let file = spanned.get_ref();
+    let start = spanned.span().start;
+    let valid_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !valid_name {
+        return Err(at(
+            start,
+            &format!(
+                "[upstreams.{name}]: a group's name is a host name (letters, digits, `-`, `.`)"
+            ),
+        ));
+    }
+    if file.servers.is_empty() {
+        return Err(at(start, &format!("[upstreams.{name}]: list its servers")));
+    }
+    let mut servers = Vec::new();
+    for server in &file.servers {
+        let authority = server
+            .get_ref()
+            .parse::<Authority>()
+            .ok()
+            .filter(|authority| authority.port_u16().is_some() && !authority.host().is_empty())
+            .ok_or_else(|| {
+                at(
+                    server.span().start,
+                    &format!("{:?} is not a server: write host:port", server.get_ref()),
+                )
+            })?;
+        servers.push(authority);
+    }
+    if file.fail_after == Some(0) {
+        return Err(at(
+            start,
+            &format!("[upstreams.{name}] fail_after: 1 or more"),
+        ));
+    }
+    Ok(Group::new(
+        name.to_string(),
+        servers,
+        file.fail_after.unwrap_or(3),
+        file.cool_down
+            .as_ref()
+            .map_or(Duration::from_secs(10), |d| d.0),
+    ))
 }
 
 // --- the file as written -----------------------------------------------------
@@ -325,6 +411,23 @@ struct File {
     on_demand: Option<AppsSettings>,
     #[serde(default)]
     apps: Vec<Spanned<AppFile>>,
+    #[serde(default)]
+    upstreams: std::collections::BTreeMap<String, Spanned<GroupFile>>,
+    upstream_tls: Option<UpstreamTlsFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupFile {
+    servers: Vec<Spanned<String>>,
+    fail_after: Option<u32>,
+    cool_down: Option<Human>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamTlsFile {
+    ca: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -482,11 +585,40 @@ command = ["true"]
                 "[[apps]]\nname = \"A\"\ncommand = [\"x\"]\n".to_string(),
                 "proxy.toml:1:1:",
             ),
+            (
+                format!("{rule}[upstreams.api]\nservers = [\"10.0.0.1\"]\n"),
+                "proxy.toml:5:12:",
+            ),
+            (
+                format!("{rule}[upstreams.api]\nservers = [\"10.0.0.1:80\"]\nretries = 2\n"),
+                "proxy.toml:6:1:",
+            ),
+            (
+                "[upstreams.api]\nservers = [\"10.0.0.1:80\"]\n[[rules]]\npath = \"/*rest\"\nforward = \"http://api:80/\"\n"
+                    .to_string(),
+                "proxy.toml:5:11:",
+            ),
         ];
         for (text, expected) in cases {
             let err = parse(&text, "proxy.toml", None).expect_err(&text);
             assert!(err.starts_with(expected), "{text:?}: {err}");
         }
         assert!(parse("", "proxy.toml", None).is_err(), "nothing to serve");
+    }
+
+    #[test]
+    fn a_rule_forwards_to_a_group_in_turn() {
+        let text = "[upstreams.api]\nservers = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n\
+                    [[rules]]\npath = \"/*rest\"\nforward = \"http://api/v1\"\n";
+        let config = parse(text, "proxy.toml", None).expect("valid");
+        let routes = config.routes.expect("rules");
+        let routes_file::Action::Forward(template) = &routes.rules[0].action else {
+            panic!("a forward rule");
+        };
+        let captures = crate::patterns::Captures::default();
+        let first = template.render(&captures).expect("a URL").to_string();
+        let second = template.render(&captures).expect("a URL").to_string();
+        assert_eq!(first, "http://127.0.0.1:1/v1");
+        assert_eq!(second, "http://127.0.0.1:2/v1");
     }
 }

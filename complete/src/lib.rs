@@ -20,12 +20,14 @@ pub mod apps_file;
 pub mod certificates;
 pub mod children;
 pub mod config;
+pub mod connector;
 pub mod cookies;
 pub mod demo;
 pub mod flags;
 pub mod metrics;
 pub mod patterns;
 pub mod routes_file;
+pub mod upstream_groups;
 pub mod watch;
 
 // Step 11: rules choose the upstream; they change while the proxy runs.

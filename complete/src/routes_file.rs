@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::uri::Authority;
@@ -29,6 +30,7 @@ use toml::Spanned;
 use workshop::hop_by_hop::HOP_BY_HOP;
 
 use crate::patterns::{Captures, HostPattern, MediaRange, PathPattern};
+use crate::upstream_groups::{Group, Groups};
 
 /// The rules of one routes file, in file order.
 #[derive(Debug)]
@@ -160,15 +162,34 @@ impl HeaderChanges {
 }
 
 /// `http://{sub}.internal:8080/items/{id}`: a URL with captures to fill in.
+/// In step 13, its host may name a group of servers (`http://api/`): each
+/// URL then takes the group's next server.
 #[derive(Debug, Clone)]
-pub struct UrlTemplate(String);
+pub struct UrlTemplate {
+    text: String,
+    group: Option<Arc<Group>>,
+}
 
 impl UrlTemplate {
+    fn new(text: String) -> UrlTemplate {
+        UrlTemplate { text, group: None }
+    }
+
     /// The URL for one request. A capture that makes it invalid (a host
     /// label with odd bytes, say) is an error to answer, not a panic.
     pub fn render(&self, captures: &Captures) -> Result<Uri, String> {
-        let mut url = String::with_capacity(self.0.len());
-        let mut rest = self.0.as_str();
+        let uri = self.fill(captures)?;
+        let Some(group) = &self.group else {
+            return Ok(uri);
+        };
+        let mut parts = uri.into_parts();
+        parts.authority = Some(group.choose());
+        Uri::from_parts(parts).map_err(|err| format!("group {}: {err}", group.name))
+    }
+
+    fn fill(&self, captures: &Captures) -> Result<Uri, String> {
+        let mut url = String::with_capacity(self.text.len());
+        let mut rest = self.text.as_str();
         while let Some(open) = rest.find('{') {
             url.push_str(&rest[..open]);
             let close = rest[open..].find('}').map_or(rest.len(), |at| open + at);
@@ -183,7 +204,7 @@ impl UrlTemplate {
 
     /// The names it uses, `{name}`.
     fn names(&self) -> Vec<&str> {
-        self.0
+        self.text
             .split('{')
             .skip(1)
             .filter_map(|part| part.split_once('}').map(|(name, _)| name))
@@ -204,7 +225,7 @@ pub fn forward_everything(upstream: &Uri) -> Routes {
         host: None,
         path: PathPattern::parse("/*rest").expect("a valid pattern"),
         accept: None,
-        action: Action::Forward(UrlTemplate(upstream.to_string())),
+        action: Action::Forward(UrlTemplate::new(upstream.to_string())),
         request_headers: HeaderChanges::default(),
         response_headers: HeaderChanges::default(),
     };
@@ -288,16 +309,18 @@ pub fn parse(text: &str, name: &str) -> Result<Routes, String> {
 
 fn parse_with_origin(text: &str, name: &str, origin: Option<&Authority>) -> Result<Routes, String> {
     let file: RoutesSection = toml::from_str(text).map_err(|err| toml_error(text, name, &err))?;
-    compile(text, name, &file, origin)
+    compile(text, name, &file, origin, None)
 }
 
 /// Checks the `[accept]` and `[[rules]]` read from `text` (a routes file,
-/// or step 13's config file, which has them too) into rules.
+/// or step 13's config file, which has them too) into rules. `groups`:
+/// step 13's upstream groups, whose connector also takes `https://`.
 pub(crate) fn compile(
     text: &str,
     name: &str,
     file: &RoutesSection,
     origin: Option<&Authority>,
+    upstream_groups: Option<&Groups>,
 ) -> Result<Routes, String> {
     let at = |span: Range<usize>, message: &str| {
         let (line, column) = line_column(text, span.start);
@@ -420,7 +443,8 @@ pub(crate) fn compile(
         }
         let action = match (&rule.forward, &rule.respond) {
             (Some(forward), None) => Action::Forward(
-                check_forward(forward, &captures, origin).map_err(|e| fail(forward.span(), e))?,
+                check_forward(forward, &captures, origin, upstream_groups)
+                    .map_err(|e| fail(forward.span(), e))?,
             ),
             (None, Some(respond)) => Action::Respond(canned(respond.get_ref(), &fail)?),
             (Some(_), Some(respond)) => {
@@ -469,17 +493,19 @@ struct Captured<'a> {
 /// A `forward` URL: `http://`, a host, a valid port, and only captures the
 /// rule has, each where it belongs: host captures (letters, digits, `-`)
 /// may name the upstream, path captures only go in its path. `origin`,
-/// when given, replaces `127.0.0.1:9000`.
+/// when given, replaces `127.0.0.1:9000`. With `groups` (step 13), the
+/// host may name a group, and `https://` is allowed.
 fn check_forward(
     forward: &Spanned<String>,
     captured: &Captured,
     origin: Option<&Authority>,
+    groups: Option<&Groups>,
 ) -> Result<UrlTemplate, String> {
     let text = forward.get_ref();
     if text.matches('{').count() != text.matches('}').count() {
         return Err(format!("{text:?}: a `{{` without its `}}`, or the reverse"));
     }
-    let template = UrlTemplate(match origin {
+    let mut template = UrlTemplate::new(match origin {
         Some(origin) => text.replace("127.0.0.1:9000", origin.as_str()),
         None => text.clone(),
     });
@@ -532,15 +558,29 @@ fn check_forward(
     }
     match uri.scheme_str() {
         Some("http") => {}
+        Some("https") if groups.is_some() => {}
         Some(other) => {
+            let what = if groups.is_some() {
+                "http:// or https://"
+            } else {
+                "http://"
+            };
             return Err(format!(
-                "forward to {other}:// is not supported; use http://"
+                "forward to {other}:// is not supported; use {what}"
             ));
         }
         None => return Err(format!("{:?} needs http://host:port", forward.get_ref())),
     }
-    if uri.host().is_none_or(str::is_empty) {
+    let Some(host) = uri.host().filter(|host| !host.is_empty()) else {
         return Err(format!("{:?} names no host", forward.get_ref()));
+    };
+    if let Some(group) = groups.and_then(|groups| groups.named(host)) {
+        if uri.port().is_some() {
+            return Err(format!(
+                "{host:?} is an upstream group: its servers have their ports; write no port here"
+            ));
+        }
+        template.group = Some(group);
     }
     Ok(template)
 }

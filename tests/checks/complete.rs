@@ -714,3 +714,179 @@ pub async fn request_body_limit_413(ctx: Ctx) -> Outcome {
     }
     Ok(())
 }
+
+/// A second upstream of our own, which answers every request with `name`
+/// (keep-alive, HTTP/1.1); it stops when the check's runtime does.
+async fn named_server(name: &'static str) -> Result<SocketAddr, Failure> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .or_fail("binding")?;
+    let addr = listener.local_addr().or_fail("local address")?;
+    tokio::spawn(async move {
+        // Bounded: a check makes a few dozen connections at most.
+        for _ in 0..1000 {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let service = hyper::service::service_fn(move |_request| async move {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(workshop::body::full(name)))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
+            );
+        }
+    });
+    Ok(addr)
+}
+
+/// `[upstreams.api]` with two servers: a rule forwarding to `http://api/`
+/// sends the requests of one keep-alive client to each in turn.
+pub async fn upstream_group_round_robin(ctx: Ctx) -> Outcome {
+    let second = named_server("second server").await?;
+    let (proxy, _file) = configured(
+        &ctx,
+        &format!(
+            "[upstreams.api]\nservers = [\"{{origin}}\", \"{second}\"]\n\n\
+             [[rules]]\npath = \"/*rest\"\nforward = \"http://api/\"\n"
+        ),
+    )
+    .await?;
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let reply = within(10, "an answer", get(proxy.addr, "/echo")).await?;
+        ensure!(
+            reply.status == StatusCode::OK,
+            "a group of two live servers should answer 200, got {} {}",
+            reply.status,
+            excerpt(&reply.text())
+        );
+        seen.push(reply.text() == "second server");
+    }
+    let alternates = seen.windows(2).all(|pair| pair[0] != pair[1]);
+    ensure!(
+        alternates,
+        "round robin: requests should go to each server in turn, got (true = the second) {seen:?}"
+    );
+    Ok(())
+}
+
+/// A group whose first server is dead (connections refused): no request
+/// fails, a POST's body included (a failed connect is made again to the
+/// other server: nothing was sent); after `fail_after` failures the dead
+/// server rests, and the log says so.
+pub async fn upstream_group_dead_server(ctx: Ctx) -> Outcome {
+    let dead = dead_address().await?;
+    let (proxy, _file) = configured(
+        &ctx,
+        &format!(
+            "[upstreams.api]\nservers = [\"{dead}\", \"{{origin}}\"]\nfail_after = 2\ncool_down = \"1h\"\n\n\
+             [[rules]]\npath = \"/*rest\"\nforward = \"http://api/\"\n"
+        ),
+    )
+    .await?;
+    for i in 0..8 {
+        let body = format!("upload number {i}");
+        let mut request = Request::new(workshop::body::full(body.clone()));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = "/echo".parse().or_fail("a path")?;
+        if let Ok(host) = proxy.addr.to_string().parse() {
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+        let reply = within(
+            10,
+            "an answer",
+            crate::harness::client::fetch(proxy.addr, request),
+        )
+        .await?;
+        // The origin answers with the SHA-256 of the body it received.
+        let digest: String = {
+            use sha2::Digest;
+            sha2::Sha256::digest(body.as_bytes())
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect()
+        };
+        ensure!(
+            reply.status == StatusCode::OK && reply.text().contains(&digest),
+            "request {i}: with one dead server in a group of two, every request should be \
+             answered by the live one, its body intact; got {} {}",
+            reply.status,
+            excerpt(&reply.text())
+        );
+    }
+    let log = proxy
+        .stderr_until(
+            "the log saying the dead server rests",
+            |log| log.contains(&dead.to_string()) && log.contains("skipped for"),
+            10,
+        )
+        .await?;
+    let retried = log.matches("instead").count();
+    ensure!(
+        retried == 2,
+        "with fail_after = 2, the dead server should be tried twice (each connect made again \
+         to the live one), then skipped: the log shows {retried} retries:\n{}",
+        excerpt(&log)
+    );
+    Ok(())
+}
+
+/// `https://` upstreams are verified: against `[upstream_tls] ca` they
+/// answer; against the system's roots, the same upstream (signed by a CA
+/// they do not know) is a 502.
+pub async fn https_upstream_verified(ctx: Ctx) -> Outcome {
+    let ca_key = rcgen::KeyPair::generate().or_fail("a key")?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).or_fail("params")?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).or_fail("a CA")?;
+    let leaf_key = rcgen::KeyPair::generate().or_fail("a key")?;
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .or_fail("params")?
+        .signed_by(&leaf_key, &ca)
+        .or_fail("a certificate")?;
+    // The upstream: another instance of the step, on TLS, in front of the origin.
+    let upstream_file = ConfigFile::new(&ctx, "")?;
+    let cert = upstream_file.beside("leaf.pem", &leaf.pem())?;
+    let key = upstream_file.beside("leaf-key.pem", &leaf_key.serialize_pem())?;
+    let ca_file = upstream_file.beside("ca.pem", &ca.pem())?;
+    upstream_file.write(
+        &ctx,
+        &format!(
+            "listen = [{{ address = \"127.0.0.1:0\", tls = {{ cert = {:?}, key = {:?} }} }}]\n{FORWARD_ALL}",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    )?;
+    let path = upstream_file.path().display().to_string();
+    let upstream = ctx.spawn(&["--config", &path]).await?;
+    let port = upstream.addr.port();
+    let forward =
+        format!("[[rules]]\npath = \"/*rest\"\nforward = \"https://localhost:{port}/\"\n");
+    let (trusting, _file) = configured(
+        &ctx,
+        &format!(
+            "[upstream_tls]\nca = {:?}\n\n{forward}",
+            ca_file.display().to_string()
+        ),
+    )
+    .await?;
+    let reply = within(10, "an answer", get(trusting.addr, "/echo")).await?;
+    ensure!(
+        reply.status == StatusCode::OK && reply.text().contains("/echo"),
+        "forwarding to https://localhost:{port}/ with [upstream_tls] ca = its CA should reach \
+         the origin, got {} {}",
+        reply.status,
+        excerpt(&reply.text())
+    );
+    let (doubting, _file) = configured(&ctx, &forward).await?;
+    let reply = within(10, "an answer", get(doubting.addr, "/echo")).await?;
+    ensure!(
+        reply.status == StatusCode::BAD_GATEWAY,
+        "the same upstream, checked against the system's roots (which do not know its CA), \
+         should be a 502, got {} {}",
+        reply.status,
+        excerpt(&reply.text())
+    );
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! How step 13 connects to its upstreams: TCP, to one server of a group if
+//! the address names one (`upstream_groups`), then TLS for `https://`
+//! upstreams, verified against the system's roots or the CA the config
+//! names (`[upstream_tls] ca`). Kit of step 13: steps 02 to 12 speak plain
+//! TCP (`HttpConnector`), and their code takes any connector.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use tracing::{debug, warn};
+
+use crate::upstream_groups::{GroupConnector, Groups};
+
+/// Step 13's connector: groups, then TLS when the scheme says `https`.
+pub type UpstreamConnector = HttpsConnector<GroupConnector>;
+
+/// Which certificates an `https://` upstream may show.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum UpstreamRoots {
+    /// The system's (`/etc/ssl/certs`, or `SSL_CERT_FILE`/`SSL_CERT_DIR`).
+    #[default]
+    System,
+    /// Only those signed by the CA in this PEM file (an internal PKI).
+    Ca(std::path::PathBuf),
+}
+
+/// The TLS client settings for `roots`: an error names the file.
+pub fn client_tls(roots: &UpstreamRoots) -> Result<rustls::ClientConfig, String> {
+    let mut store = RootCertStore::empty();
+    match roots {
+        UpstreamRoots::System => {
+            let found = rustls_native_certs::load_native_certs();
+            for err in &found.errors {
+                debug!("system certificates: {err}");
+            }
+            let (added, ignored) = store.add_parsable_certificates(found.certs);
+            if added == 0 {
+                // Not fatal: plain http:// upstreams do not care. An
+                // https:// one will fail to verify, and say why.
+                warn!(
+                    "no system root certificates found ({ignored} unusable): https:// upstreams will fail"
+                );
+            }
+        }
+        UpstreamRoots::Ca(path) => add_ca(&mut store, path)?,
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| format!("TLS: {err}"))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+fn add_ca(store: &mut RootCertStore, path: &Path) -> Result<(), String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|err| format!("{}: {err}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in it", path.display()));
+    }
+    for cert in certs {
+        store
+            .add(cert)
+            .map_err(|err| format!("{}: {err}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A connector: TCP without Nagle's delay (step 08), at most `connect` per
+/// attempt, aware of `groups`; TLS with `tls` for `https://`, offering
+/// HTTP/2 by ALPN unless `http1_only` (upgrades need HTTP/1.1: step 10).
+pub fn upstream_connector(
+    connect: Duration,
+    groups: Arc<ArcSwap<Groups>>,
+    tls: rustls::ClientConfig,
+    http1_only: bool,
+) -> UpstreamConnector {
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(connect));
+    // hyper-rustls checks the scheme itself; the TCP connector must let
+    // https:// through.
+    tcp.enforce_http(false);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    let tcp = GroupConnector::new(tcp, groups);
+    if http1_only {
+        builder.enable_http1().wrap_connector(tcp)
+    } else {
+        builder.enable_http1().enable_http2().wrap_connector(tcp)
+    }
+}
