@@ -617,7 +617,7 @@ pub fn forward_with_deadlines(
     groups: Arc<ArcSwap<Groups>>,
     tls: rustls::ClientConfig,
 ) -> Forward<UpstreamConnector> {
-    let upstream = |http2: bool, http1_only: bool| Upstream {
+    let upstream = |http2: bool, http1_only: bool, idle: Option<Duration>| Upstream {
         uri: Uri::default(),
         client: Client::builder(TokioExecutor::new())
             .http2_only(http2)
@@ -626,12 +626,14 @@ pub fn forward_with_deadlines(
                 groups.clone(),
                 tls.clone(),
                 http1_only,
+                idle,
             )),
     };
     Forward {
-        upstream: upstream(upstream_http2, false),
+        upstream: upstream(upstream_http2, false, None),
         // Upgrades are HTTP/1.1 (step 10): not even offered HTTP/2 by ALPN.
-        upgrades: upstream(false, true),
+        // Their connections become tunnels, closed when idle too long.
+        upgrades: upstream(false, true, Some(timeouts.tunnel_idle)),
         options: Arc::new(options),
         timeout: timeouts.response_head,
     }

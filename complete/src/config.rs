@@ -13,6 +13,7 @@
 //! header_read = "10s"                 # a request head must arrive within this (slowloris)
 //! connect = "5s"                      # to an upstream: 502 after this
 //! response_head = "30s"               # from an upstream: 504 after this (step 08)
+//! tunnel_idle = "1h"                  # a WebSocket with no byte either way: closed after this
 //!
 //! [limits]
 //! max_connections = 10000             # beyond: new connections wait in the backlog
@@ -101,6 +102,9 @@ pub struct Timeouts {
     pub header_read: Duration,
     pub connect: Duration,
     pub response_head: Duration,
+    /// A WebSocket (any upgraded connection) with no byte either way for
+    /// this long is closed.
+    pub tunnel_idle: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +140,7 @@ impl Default for Timeouts {
             header_read: Duration::from_secs(10),
             connect: Duration::from_secs(5),
             response_head: Duration::from_secs(30),
+            tunnel_idle: Duration::from_secs(3600),
         }
     }
 }
@@ -222,6 +227,7 @@ pub fn parse(text: &str, name: &str, origin: Option<&Authority>) -> Result<Confi
         response_head: timeouts
             .response_head
             .map_or(defaults.response_head, |d| d.0),
+        tunnel_idle: timeouts.tunnel_idle.map_or(defaults.tunnel_idle, |d| d.0),
     };
     let limits_file = file.limits.unwrap_or_default();
     let max_connections = match limits_file.max_connections {
@@ -478,6 +484,7 @@ struct TimeoutsFile {
     header_read: Option<Human>,
     connect: Option<Human>,
     response_head: Option<Human>,
+    tunnel_idle: Option<Human>,
 }
 
 #[derive(Deserialize, Default)]

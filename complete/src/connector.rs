@@ -78,11 +78,13 @@ fn add_ca(store: &mut RootCertStore, path: &Path) -> Result<(), String> {
 /// A connector: TCP without Nagle's delay (step 08), at most `connect` per
 /// attempt, aware of `groups`; TLS with `tls` for `https://`, offering
 /// HTTP/2 by ALPN unless `http1_only` (upgrades need HTTP/1.1: step 10).
+/// With `idle`, a connection with no byte either way for that long closes.
 pub fn upstream_connector(
     connect: Duration,
     groups: Arc<ArcSwap<Groups>>,
     tls: rustls::ClientConfig,
     http1_only: bool,
+    idle: Option<Duration>,
 ) -> UpstreamConnector {
     let mut tcp = HttpConnector::new();
     tcp.set_nodelay(true);
@@ -93,7 +95,7 @@ pub fn upstream_connector(
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
-    let tcp = GroupConnector::new(tcp, groups);
+    let tcp = GroupConnector::new(tcp, groups, idle);
     if http1_only {
         builder.enable_http1().wrap_connector(tcp)
     } else {

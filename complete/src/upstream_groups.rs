@@ -195,16 +195,26 @@ impl Group {
 /// The client files connections by the request's address: the retried
 /// connection would be pooled as the first server's, and hide that it is
 /// down. So it serves its one request, and is closed.
+///
+/// With `idle`, its connections close after that long without a byte either
+/// way: the connector of upgrades (step 10's tunnels) bounds an idle
+/// WebSocket this way, on the upstream's side; the client's side closes
+/// with it.
 #[derive(Clone)]
 pub struct GroupConnector {
     tcp: HttpConnector,
     groups: Arc<ArcSwap<Groups>>,
+    idle: Option<Duration>,
 }
 
 impl GroupConnector {
     /// `groups` is shared with whoever reloads the config.
-    pub fn new(tcp: HttpConnector, groups: Arc<ArcSwap<Groups>>) -> GroupConnector {
-        GroupConnector { tcp, groups }
+    pub fn new(
+        tcp: HttpConnector,
+        groups: Arc<ArcSwap<Groups>>,
+        idle: Option<Duration>,
+    ) -> GroupConnector {
+        GroupConnector { tcp, groups, idle }
     }
 }
 
@@ -223,6 +233,7 @@ impl Service<Uri> for GroupConnector {
 
     fn call(&mut self, uri: Uri) -> Connecting {
         let mut tcp = self.tcp.clone();
+        let idle = self.idle;
         let group = uri.authority().and_then(|authority| {
             Some((
                 self.groups.load().serving(authority)?.clone(),
@@ -231,12 +242,12 @@ impl Service<Uri> for GroupConnector {
         });
         Box::pin(async move {
             let Some((group, first)) = group else {
-                return Ok(GroupStream::pooled(tcp.call(uri).await?));
+                return Ok(GroupStream::new(tcp.call(uri).await?, false, idle));
             };
             let err = match tcp.call(uri.clone()).await {
                 Ok(io) => {
                     group.connected(&first);
-                    return Ok(GroupStream::pooled(io));
+                    return Ok(GroupStream::new(io, false, idle));
                 }
                 Err(err) => err,
             };
@@ -254,10 +265,7 @@ impl Service<Uri> for GroupConnector {
                         group.name
                     );
                     group.connected(&other);
-                    Ok(GroupStream {
-                        io,
-                        single_use: true,
-                    })
+                    Ok(GroupStream::new(io, true, idle))
                 }
                 Err(again) => {
                     group.failed(&other, &again.to_string());
@@ -268,18 +276,61 @@ impl Service<Uri> for GroupConnector {
     }
 }
 
-/// A connection to an upstream, which says whether the pool may keep it.
+/// A connection to an upstream, which says whether the pool may keep it,
+/// and closes itself when idle too long (if asked).
 pub struct GroupStream {
     io: TokioIo<TcpStream>,
     single_use: bool,
+    idle: Option<Idle>,
+}
+
+/// No byte either way for `limit`: the connection fails with `TimedOut`.
+struct Idle {
+    limit: Duration,
+    last: tokio::time::Instant,
+    timer: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl GroupStream {
-    fn pooled(io: TokioIo<TcpStream>) -> GroupStream {
+    fn new(io: TokioIo<TcpStream>, single_use: bool, idle: Option<Duration>) -> GroupStream {
+        let idle = idle.map(|limit| Idle {
+            limit,
+            last: tokio::time::Instant::now(),
+            timer: Box::pin(tokio::time::sleep(limit)),
+        });
         GroupStream {
             io,
-            single_use: false,
+            single_use,
+            idle,
         }
+    }
+
+    /// Bytes went through: the idle time starts again. (Only a clock read:
+    /// the timer is moved when it fires.)
+    fn touch(&mut self) {
+        if let Some(idle) = &mut self.idle {
+            idle.last = tokio::time::Instant::now();
+        }
+    }
+
+    /// Whether the connection has been idle for its limit; if not, the
+    /// timer is set for when it would be.
+    fn idle_for_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(idle) = &mut self.idle else {
+            return false;
+        };
+        // Bounded: each turn moves the timer to a deadline in the future.
+        for _ in 0..3 {
+            if idle.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let deadline = idle.last + idle.limit;
+            if tokio::time::Instant::now() >= deadline {
+                return true;
+            }
+            idle.timer.as_mut().reset(deadline);
+        }
+        false
     }
 }
 
@@ -294,14 +345,24 @@ impl Connection for GroupStream {
     }
 }
 
-// The bytes go straight through.
+// The bytes go straight through; each one counts as activity.
 impl hyper::rt::Read for GroupStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        match Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Pending if self.idle_for_too_long(cx) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no byte either way for the tunnel's idle time",
+            ))),
+            Poll::Pending => Poll::Pending,
+            ready => {
+                self.touch();
+                ready
+            }
+        }
     }
 }
 
@@ -311,7 +372,11 @@ impl hyper::rt::Write for GroupStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        if written.is_ready() {
+            self.touch();
+        }
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -331,7 +396,11 @@ impl hyper::rt::Write for GroupStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if written.is_ready() {
+            self.touch();
+        }
+        written
     }
 }
 

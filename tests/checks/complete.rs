@@ -890,3 +890,53 @@ pub async fn https_upstream_verified(ctx: Ctx) -> Outcome {
     );
     Ok(())
 }
+
+/// `tunnel_idle`: a WebSocket busy for twice that long stays open (the idle
+/// time starts again with each byte); silent, it is closed after it.
+pub async fn tunnel_idle_closes(ctx: Ctx) -> Outcome {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let (proxy, _file) = configured(
+        &ctx,
+        &format!("[timeouts]\ntunnel_idle = \"1s\"\n\n{FORWARD_ALL}"),
+    )
+    .await?;
+    let (mut socket, _) = super::websocket::open_at(proxy.addr, "/ws").await?;
+    // Pacing, not synchronisation: a message every 300 ms for 2 s.
+    let busy = tokio::time::Instant::now();
+    let mut last_byte = busy;
+    for i in 0..20 {
+        if busy.elapsed() >= Duration::from_secs(2) {
+            break;
+        }
+        super::websocket::echo(&mut socket, &format!("message {i}"), "a busy WebSocket")
+            .await
+            .map_err(|failure| {
+                fail(format!(
+                    "with tunnel_idle = 1s, a WebSocket with a message every 300 ms must stay \
+                     open ({failure})"
+                ))
+            })?;
+        last_byte = tokio::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    within(
+        10,
+        "the silent WebSocket to be closed (tunnel_idle = 1s)",
+        async {
+            loop {
+                match socket.next().await {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
+                    Some(Ok(_)) => continue,
+                }
+            }
+        },
+    )
+    .await?;
+    ensure!(
+        last_byte.elapsed() >= Duration::from_millis(900),
+        "the WebSocket was closed {:?} after its last message: before tunnel_idle (1 s)",
+        last_byte.elapsed()
+    );
+    Ok(())
+}

@@ -138,6 +138,7 @@ checks![
     complete::upstream_group_round_robin,
     complete::upstream_group_dead_server,
     complete::https_upstream_verified,
+    complete::tunnel_idle_closes,
     routing::routes_by_path,
     routing::routes_methods_and_captures,
     routing::routes_host_wildcard,
