@@ -73,11 +73,14 @@ pub fn keep_while_open<B>(
 }
 
 // ANCHOR: requested
-/// The protocol a request asks to switch to: `Connection: upgrade` and an
-/// `Upgrade` header. Read it before the hop-by-hop headers are stripped.
+/// The protocols a request asks to switch to, in its order of preference:
+/// `Connection: upgrade` and an `Upgrade` list (`websocket`, or
+/// `websocket, foo/2`). Read them before the hop-by-hop headers are stripped.
 pub fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
-    // TODO: return the Upgrade value when a Connection token is `upgrade`, except for h2c
-    todo!("return the Upgrade value when a Connection token is `upgrade`, except for h2c")
+    // TODO: return the Upgrade tokens (step 05's `tokens`) joined by ", " when a Connection token is `upgrade`, except h2c; None if none is left
+    todo!(
+        "return the Upgrade tokens (step 05's `tokens`) joined by \", \" when a Connection token is `upgrade`, except h2c; None if none is left"
+    )
 }
 // ANCHOR_END: requested
 
@@ -120,7 +123,7 @@ where
     *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     copy_headers(response.headers(), answer.headers_mut());
     strip_response(answer.headers_mut());
-    restore_upgrade(answer.headers_mut(), &protocol);
+    restore_upgrade(answer.headers_mut(), &switched_to);
     answer
 }
 // ANCHOR_END: tunnel

@@ -66,17 +66,20 @@ pub fn keep_while_open<B>(
 }
 
 // ANCHOR: requested
-/// The protocol a request asks to switch to: `Connection: upgrade` and an
-/// `Upgrade` header. Read it before the hop-by-hop headers are stripped.
+/// The protocols a request asks to switch to, in its order of preference:
+/// `Connection: upgrade` and an `Upgrade` list (`websocket`, or
+/// `websocket, foo/2`). Read them before the hop-by-hop headers are stripped.
 pub fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
-    // EXERCISE: return the Upgrade value when a Connection token is `upgrade`, except for h2c
+    // EXERCISE: return the Upgrade tokens (step 05's `tokens`) joined by ", " when a Connection token is `upgrade`, except h2c; None if none is left
     let asks = tokens(headers, &header::CONNECTION).any(|token| token == "upgrade");
-    let protocol = headers.get(header::UPGRADE)?;
     // h2c would switch a connection we still parse as HTTP/1.1: never.
-    if !asks || protocol.as_bytes().eq_ignore_ascii_case(b"h2c") {
+    let offered: Vec<String> = tokens(headers, &header::UPGRADE)
+        .filter(|token| token != "h2c")
+        .collect();
+    if !asks || offered.is_empty() {
         return None;
     }
-    Some(protocol.clone())
+    HeaderValue::from_str(&offered.join(", ")).ok()
     // END EXERCISE
 }
 // ANCHOR_END: requested
@@ -113,10 +116,20 @@ where
     }
     // EXERCISE: refuse (502) a switch to another protocol than `protocol`; otherwise take the upstream's side of the switch (hyper::upgrade::on) and splice the two (and `kept`) on a task of its own
     // ANCHOR: switch
-    let switched_to = response.headers().get(header::UPGRADE);
-    if !switched_to.is_some_and(|to| to.as_bytes().eq_ignore_ascii_case(protocol.as_bytes())) {
+    // One of the protocols offered, compared token by token.
+    let switched_to = response.headers().get(header::UPGRADE).cloned();
+    let offered = |to: &HeaderValue| {
+        let to = String::from_utf8_lossy(to.as_bytes())
+            .trim()
+            .to_ascii_lowercase();
+        protocol
+            .to_str()
+            .is_ok_and(|list| list.split(',').any(|p| p.trim() == to))
+    };
+    let Some(switched_to) = switched_to.filter(offered) else {
+        let switched_to = response.headers().get(header::UPGRADE);
         return switched_badly(&upstream.uri, switched_to, Some(&protocol));
-    }
+    };
     let upstream_side = hyper::upgrade::on(&mut response);
     tokio::spawn(splice(client_side, upstream_side, kept));
     // ANCHOR_END: switch
@@ -126,7 +139,7 @@ where
     *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     copy_headers(response.headers(), answer.headers_mut());
     strip_response(answer.headers_mut());
-    restore_upgrade(answer.headers_mut(), &protocol);
+    restore_upgrade(answer.headers_mut(), &switched_to);
     answer
 }
 // ANCHOR_END: tunnel

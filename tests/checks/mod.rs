@@ -88,6 +88,7 @@ checks![
     http2::upstream_http2_grpc,
     http2::h2c_upgrade_not_tunnelled,
     websocket::websocket_echo,
+    websocket::upgrade_token_list,
     websocket::websocket_with_upstream_http2,
     websocket::websocket_1mib,
     websocket::websocket_fragmented,

@@ -370,3 +370,60 @@ pub async fn websocket_chat_room(ctx: Ctx) -> Outcome {
     );
     Ok(())
 }
+
+/// `Upgrade: foo/2, WebSocket, h2c`: the upstream is offered the list
+/// without h2c, and may pick any of it; its choice (`websocket`, once) is
+/// compared token by token, and is what the client's 101 says.
+pub async fn upgrade_token_list(ctx: Ctx) -> Outcome {
+    let upstream = Scripted::start(4, |_| Reply {
+        bytes:
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+                .to_vec(),
+        close: false,
+    })
+    .await?;
+    let proxy = ctx
+        .spawn(&["--upstream", &format!("http://{}", upstream.addr)])
+        .await?;
+    let mut stream = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
+    stream
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: foo/2, WebSocket, h2c\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .or_fail("sending the upgrade request")?;
+    let response = within(
+        10,
+        "the answer",
+        read_response(&mut BufReader::new(stream), true),
+    )
+    .await?;
+    ensure!(
+        response.status == 101,
+        "the client offered `foo/2, WebSocket, h2c` and the upstream switched to websocket, one \
+         of them: expected 101, got {}",
+        response.status
+    );
+    let said = response.header("upgrade").join(",").to_ascii_lowercase();
+    ensure!(
+        said.trim() == "websocket",
+        "the client's 101 should name the protocol switched to (websocket), got `Upgrade: {said}`"
+    );
+    let offered: Vec<String> = upstream
+        .seen()
+        .iter()
+        .flat_map(|seen| {
+            seen.head
+                .all("upgrade")
+                .into_iter()
+                .map(str::to_ascii_lowercase)
+        })
+        .collect();
+    let offered = offered.join(",");
+    ensure!(
+        offered.contains("websocket") && offered.contains("foo/2") && !offered.contains("h2c"),
+        "the upstream should be offered foo/2 and websocket, never h2c; it was offered `{offered}`"
+    );
+    Ok(())
+}
