@@ -613,11 +613,8 @@ where
 }
 
 // ANCHOR: connect_deadline
-/// Step 11's pipeline, with step 13's connector: a deadline for each
-/// connection to an upstream (a host that drops our SYNs is a 502 after
-/// `connect`, not a request that waits forever: step 08's deadline starts
-/// once the request is sent), the groups of servers (a failed connect is
-/// made again to another server), and TLS for `https://` upstreams.
+/// Step 11's pipeline, with the kit's connector: a deadline per connect,
+/// groups of servers, TLS for `https://` upstreams.
 pub fn forward_with_deadlines(
     options: workshop::x_forwarded::Options,
     timeouts: &Timeouts,
