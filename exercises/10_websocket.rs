@@ -123,10 +123,22 @@ where
     *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     copy_headers(response.headers(), answer.headers_mut());
     strip_response(answer.headers_mut());
-    restore_upgrade(answer.headers_mut(), &switched_to);
+    // The protocol it switched to, not the whole list offered.
+    let switched_to = response.headers().get(header::UPGRADE);
+    restore_upgrade(answer.headers_mut(), switched_to.unwrap_or(&protocol));
     answer
 }
 // ANCHOR_END: tunnel
+
+/// Whether `chosen` is one of the `offered` protocols (`foo/2, websocket`).
+fn offers(offered: &HeaderValue, chosen: &HeaderValue) -> bool {
+    let chosen = String::from_utf8_lossy(chosen.as_bytes())
+        .trim()
+        .to_ascii_lowercase();
+    offered
+        .to_str()
+        .is_ok_and(|list| list.split(',').any(|token| token.trim() == chosen))
+}
 
 // ANCHOR: extended_connect
 /// RFC 8441: the protocol an HTTP/2 extended CONNECT asks for.

@@ -117,19 +117,10 @@ where
     // EXERCISE: refuse (502) a switch to another protocol than `protocol`; otherwise take the upstream's side of the switch (hyper::upgrade::on) and splice the two (and `kept`) on a task of its own
     // ANCHOR: switch
     // One of the protocols offered, compared token by token.
-    let switched_to = response.headers().get(header::UPGRADE).cloned();
-    let offered = |to: &HeaderValue| {
-        let to = String::from_utf8_lossy(to.as_bytes())
-            .trim()
-            .to_ascii_lowercase();
-        protocol
-            .to_str()
-            .is_ok_and(|list| list.split(',').any(|p| p.trim() == to))
-    };
-    let Some(switched_to) = switched_to.filter(offered) else {
-        let switched_to = response.headers().get(header::UPGRADE);
+    let switched_to = response.headers().get(header::UPGRADE);
+    if !switched_to.is_some_and(|to| offers(&protocol, to)) {
         return switched_badly(&upstream.uri, switched_to, Some(&protocol));
-    };
+    }
     let upstream_side = hyper::upgrade::on(&mut response);
     tokio::spawn(splice(client_side, upstream_side, kept));
     // ANCHOR_END: switch
@@ -139,10 +130,22 @@ where
     *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     copy_headers(response.headers(), answer.headers_mut());
     strip_response(answer.headers_mut());
-    restore_upgrade(answer.headers_mut(), &switched_to);
+    // The protocol it switched to, not the whole list offered.
+    let switched_to = response.headers().get(header::UPGRADE);
+    restore_upgrade(answer.headers_mut(), switched_to.unwrap_or(&protocol));
     answer
 }
 // ANCHOR_END: tunnel
+
+/// Whether `chosen` is one of the `offered` protocols (`foo/2, websocket`).
+fn offers(offered: &HeaderValue, chosen: &HeaderValue) -> bool {
+    let chosen = String::from_utf8_lossy(chosen.as_bytes())
+        .trim()
+        .to_ascii_lowercase();
+    offered
+        .to_str()
+        .is_ok_and(|list| list.split(',').any(|token| token.trim() == chosen))
+}
 
 // ANCHOR: extended_connect
 /// RFC 8441: the protocol an HTTP/2 extended CONNECT asks for.
