@@ -19,6 +19,11 @@
 //!   failed in one plain sentence;
 //! - nothing was logged per request: [`AccessLog`] writes one line each,
 //!   when its response has been sent.
+//! - steps 02 to 12 connected over plain TCP, to one server per upstream,
+//!   for as long as the kernel let a connect wait:
+//!   [`forward_with_deadlines`] plugs in the kit's connector (`connector`,
+//!   `upstream_groups`): a deadline per connect, groups of servers, TLS for
+//!   `https://`, idle tunnels closed.
 //!
 //! The config file is the kit's (`config`); what a request meets inside is
 //! step 12's `apps_then_routes`, unchanged.

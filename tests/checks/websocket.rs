@@ -297,6 +297,29 @@ pub async fn unasked_101_is_502(ctx: Ctx) -> Outcome {
     Ok(())
 }
 
+/// A WebSocket handshake asking for `upgrade`, written by hand, and the
+/// answer (a 101's head, or a refusal with its body).
+async fn raw_upgrade(
+    addr: SocketAddr,
+    upgrade: &str,
+) -> Result<crate::harness::raw::RawResponse, Failure> {
+    let mut stream = TcpStream::connect(addr).await.or_fail("connecting")?;
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: {upgrade}\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .or_fail("sending the upgrade request")?;
+    within(
+        10,
+        "the answer",
+        read_response(&mut BufReader::new(stream), false),
+    )
+    .await
+}
+
 pub async fn wrong_protocol_101_is_502(ctx: Ctx) -> Outcome {
     let upstream = Scripted::start(4, |_| Reply {
         bytes: b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: something-else\r\n\r\n".to_vec(),
@@ -306,20 +329,7 @@ pub async fn wrong_protocol_101_is_502(ctx: Ctx) -> Outcome {
     let proxy = ctx
         .spawn(&["--upstream", &format!("http://{}", upstream.addr)])
         .await?;
-    let mut stream = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
-    stream
-        .write_all(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
-              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        )
-        .await
-        .or_fail("sending the upgrade request")?;
-    let response = within(
-        10,
-        "the answer",
-        read_response(&mut BufReader::new(stream), false),
-    )
-    .await?;
+    let response = raw_upgrade(proxy.addr, "websocket").await?;
     ensure!(
         response.status == 502,
         "the client asked for websocket and the upstream switched to something-else; expected 502, got {}",
@@ -385,20 +395,7 @@ pub async fn upgrade_token_list(ctx: Ctx) -> Outcome {
     let proxy = ctx
         .spawn(&["--upstream", &format!("http://{}", upstream.addr)])
         .await?;
-    let mut stream = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
-    stream
-        .write_all(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: foo/2, WebSocket, h2c\r\n\
-              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        )
-        .await
-        .or_fail("sending the upgrade request")?;
-    let response = within(
-        10,
-        "the answer",
-        read_response(&mut BufReader::new(stream), true),
-    )
-    .await?;
+    let response = raw_upgrade(proxy.addr, "foo/2, WebSocket, h2c").await?;
     ensure!(
         response.status == 101,
         "the client offered `foo/2, WebSocket, h2c` and the upstream switched to websocket, one \
