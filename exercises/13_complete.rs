@@ -8,9 +8,11 @@
 //!   stops on a signal without dropping a request in flight (hyper-util's
 //!   graceful shutdown: idle HTTP/1.1 connections closed, HTTP/2 clients
 //!   told with GOAWAY, requests, streams and tunnels given a grace period);
-//! - step 01 waited for a request head forever: [`builder`] gives it
-//!   `header_read` (a slowloris client is cut off), and a connection that
-//!   asks nothing within it is closed;
+//! - step 01 waited for a request head forever: each head has
+//!   `header_read` from its first byte (a slowloris client is cut off: the
+//!   kit's `head_clock`), an idle keep-alive connection `keep_alive`
+//!   ([`builder`]), and a connection that asks nothing within `header_read`
+//!   is closed;
 //! - a panic in one request's code took its connection down with it:
 //!   [`answer_safely`] turns it into a `500` and a log line (Rust's panic
 //!   message, on stderr, says where);
@@ -66,6 +68,7 @@ use workshop::websocket::keep_while_open;
 
 use crate::config::{LogFormat, Timeouts};
 use crate::connector::{UpstreamConnector, upstream_connector};
+use crate::head_clock::HeadClock;
 use crate::metrics::{Metrics, OpenConnection};
 use crate::routing::Forward;
 use crate::upstream_groups::Groups;
@@ -74,6 +77,7 @@ use crate::upstream_groups::Groups;
 #[derive(Debug, Clone, Copy)]
 pub struct Hardening {
     pub header_read: Duration,
+    pub keep_alive: Duration,
     pub max_connections: usize,
     pub grace: Duration,
 }
@@ -105,7 +109,7 @@ where
     // One permit per open connection, shared by every listener.
     let permits = Arc::new(Semaphore::new(hardening.max_connections));
     let protocol = Arc::new(Protocol {
-        builder: builder(hardening.header_read),
+        builder: builder(hardening.keep_alive),
         header_read: hardening.header_read,
     });
     // One loop for every listener: a permit, then whichever accepts first
@@ -181,17 +185,17 @@ fn permits_in_use(permits: &Semaphore, max: usize) -> usize {
 }
 
 // ANCHOR: builder
-/// Step 09's builder (HTTP/1.1 and HTTP/2, request heads bounded), with a
-/// deadline for each HTTP/1.1 request head. hyper times the wait for a
-/// head from when it starts waiting, so an idle HTTP/1.1 keep-alive
-/// connection is closed after `header_read` too. (hyper's default deadline needs a timer: without
-/// one, it is silently off.)
-pub fn builder(header_read: Duration) -> auto::Builder<TokioExecutor> {
+/// Step 09's builder (HTTP/1.1 and HTTP/2, request heads bounded), with
+/// hyper's head deadline. hyper starts it when it starts waiting for a
+/// head, idle time included: so it is the keep-alive deadline, and each
+/// head's own (`header_read`, from its first byte) is the kit's HeadClock.
+/// (hyper's deadline needs a timer: without one, it is silently off.)
+pub fn builder(keep_alive: Duration) -> auto::Builder<TokioExecutor> {
     let mut builder = workshop::http2::builder();
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read);
+        .header_read_timeout(keep_alive);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -267,6 +271,9 @@ where
         } = self;
         let asked = Arc::new(AtomicBool::new(false));
         let asked_here = asked.clone();
+        // Each HTTP/1.1 head, timed from its first byte.
+        let clock = HeadClock::new(protocol.header_read);
+        let io = clock.clocked(io);
         let service = service_fn(move |mut request: Request<Incoming>| {
             asked_here.store(true, Ordering::Relaxed);
             request.extensions_mut().insert(ClientAddr(peer));
@@ -277,8 +284,20 @@ where
             if switching {
                 keep_while_open(&mut request, open.clone());
             }
+            // Frames of HTTP/2 or of a tunnel are not heads to time.
+            let timed = request.version() < http::Version::HTTP_2 && !switching;
+            let done = clock.request_started(timed);
             let answer = handler(request);
-            async move { Ok::<_, std::convert::Infallible>(answer.await) }
+            async move {
+                // The next head can start once this response is done.
+                let response = answer.await.map(|body| {
+                    boxed(body.map_frame(move |frame| {
+                        let _done = &done;
+                        frame
+                    }))
+                });
+                Ok::<_, std::convert::Infallible>(response)
+            }
         });
         let connection = protocol
             .builder

@@ -222,6 +222,7 @@ async fn main() {
     };
     let hardening = Hardening {
         header_read: config.timeouts.header_read,
+        keep_alive: config.timeouts.keep_alive,
         max_connections: config.limits.max_connections,
         grace: config.shutdown_grace,
     };

@@ -10,7 +10,8 @@
 //! admin_token = "…"                   # /_proxy/apps and /_proxy/metrics (or PROXY_ADMIN_TOKEN)
 //!
 //! [timeouts]
-//! header_read = "10s"                 # a request head must arrive within this (slowloris)
+//! header_read = "10s"                 # a request head, from its first byte (slowloris)
+//! keep_alive = "60s"                  # an idle keep-alive connection: closed after this
 //! connect = "5s"                      # to an upstream: 502 after this
 //! response_head = "30s"               # from an upstream: 504 after this (step 08)
 //! tunnel_idle = "1h"                  # a WebSocket with no byte either way: closed after this
@@ -100,6 +101,8 @@ pub enum Tls {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub header_read: Duration,
+    /// An idle keep-alive connection is closed after this.
+    pub keep_alive: Duration,
     pub connect: Duration,
     pub response_head: Duration,
     /// A WebSocket (any upgraded connection) with no byte either way for
@@ -138,6 +141,7 @@ impl Default for Timeouts {
     fn default() -> Timeouts {
         Timeouts {
             header_read: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(60),
             connect: Duration::from_secs(5),
             response_head: Duration::from_secs(30),
             tunnel_idle: Duration::from_secs(3600),
@@ -223,6 +227,7 @@ pub fn parse(text: &str, name: &str, origin: Option<&Authority>) -> Result<Confi
     let timeouts = file.timeouts.unwrap_or_default();
     let timeouts = Timeouts {
         header_read: timeouts.header_read.map_or(defaults.header_read, |d| d.0),
+        keep_alive: timeouts.keep_alive.map_or(defaults.keep_alive, |d| d.0),
         connect: timeouts.connect.map_or(defaults.connect, |d| d.0),
         response_head: timeouts
             .response_head
@@ -482,6 +487,7 @@ struct PemFiles {
 #[serde(deny_unknown_fields)]
 struct TimeoutsFile {
     header_read: Option<Human>,
+    keep_alive: Option<Human>,
     connect: Option<Human>,
     response_head: Option<Human>,
     tunnel_idle: Option<Human>,

@@ -24,6 +24,7 @@ pub mod connector;
 pub mod cookies;
 pub mod demo;
 pub mod flags;
+pub mod head_clock;
 pub mod metrics;
 pub mod patterns;
 pub mod routes_file;

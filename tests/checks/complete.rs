@@ -940,3 +940,93 @@ pub async fn tunnel_idle_closes(ctx: Ctx) -> Outcome {
     );
     Ok(())
 }
+
+/// `header_read = 1s`, `keep_alive = 4s`: a keep-alive connection idle for
+/// 2 s still serves (waiting is not a head); a head then sent a byte every
+/// 40 ms on it is cut off after 1 s; a connection left idle is closed
+/// after 4 s, not 1.
+pub async fn keep_alive_apart_from_header_read(ctx: Ctx) -> Outcome {
+    use crate::harness::raw::read_response;
+    use tokio::io::BufReader;
+    let (proxy, _file) = configured(
+        &ctx,
+        &format!("[timeouts]\nheader_read = \"1s\"\nkeep_alive = \"4s\"\n\n{FORWARD_ALL}"),
+    )
+    .await?;
+    let request = b"GET /echo HTTP/1.1\r\nhost: keep.example\r\n\r\n";
+    let (read, mut write) = TcpStream::connect(proxy.addr)
+        .await
+        .or_fail("connecting")?
+        .into_split();
+    let mut reader = BufReader::new(read);
+    write.write_all(request).await.or_fail("sending")?;
+    let first = within(10, "the first answer", read_response(&mut reader, false)).await?;
+    ensure!(
+        first.status == 200,
+        "the first request got {}",
+        first.status
+    );
+    // Pacing, not synchronisation: idle for twice header_read.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    write.write_all(request).await.or_fail("sending")?;
+    let second = within(10, "the second answer", read_response(&mut reader, false))
+        .await
+        .map_err(|failure| {
+            fail(format!(
+                "after 2 s idle (header_read = 1s, keep_alive = 4s), the keep-alive connection \
+                 should still serve: the wait for a request is not a request head ({failure})"
+            ))
+        })?;
+    ensure!(
+        second.status == 200,
+        "the second request got {}",
+        second.status
+    );
+    // A slow head on the same connection: header_read counts from its first byte.
+    let slow =
+        b"GET /echo HTTP/1.1\r\nhost: slow.example\r\nx-padding: aaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let cut = within(10, "the proxy to cut the slow head off", async {
+        for byte in slow {
+            if write.write_all(&[*byte]).await.is_err() {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        let mut answer = Vec::new();
+        let _ = reader.read_to_end(&mut answer).await;
+        Ok(answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"))
+    })
+    .await?;
+    ensure!(
+        cut,
+        "a second request head sent a byte every 40 ms (about 3 s in all) on a keep-alive \
+         connection should be cut off after header_read (1 s), not served"
+    );
+    // A connection left idle after its answer: closed after keep_alive.
+    let (read, mut write) = TcpStream::connect(proxy.addr)
+        .await
+        .or_fail("connecting")?
+        .into_split();
+    let mut reader = BufReader::new(read);
+    write.write_all(request).await.or_fail("sending")?;
+    let answer = within(10, "an answer", read_response(&mut reader, false)).await?;
+    ensure!(answer.status == 200, "the request got {}", answer.status);
+    let idle = tokio::time::Instant::now();
+    let mut rest = Vec::new();
+    within(
+        10,
+        "the idle connection to be closed (keep_alive = 4s)",
+        async {
+            let _ = reader.read_to_end(&mut rest).await;
+            Ok(())
+        },
+    )
+    .await?;
+    ensure!(
+        idle.elapsed() >= Duration::from_millis(3500) && rest.is_empty(),
+        "an idle keep-alive connection should be closed after keep_alive (4 s), not before: \
+         closed after {:?}",
+        idle.elapsed()
+    );
+    Ok(())
+}

@@ -140,6 +140,7 @@ checks![
     complete::upstream_group_dead_server,
     complete::https_upstream_verified,
     complete::tunnel_idle_closes,
+    complete::keep_alive_apart_from_header_read,
     routing::routes_by_path,
     routing::routes_methods_and_captures,
     routing::routes_host_wildcard,
