@@ -630,7 +630,7 @@ where
 
 // ANCHOR: connect_deadline
 /// Step 11's pipeline, with the kit's connector: a deadline per connect,
-/// groups of servers, TLS for `https://` upstreams.
+/// groups of servers, TLS for `https://` upstreams, idle tunnels closed.
 pub fn forward_with_deadlines(
     options: workshop::x_forwarded::Options,
     timeouts: &Timeouts,
