@@ -17,6 +17,8 @@
 //! shows exactly the work.
 #![allow(unused, unreachable_code)]
 
+use std::pin::Pin;
+
 use http::uri::{Parts, PathAndQuery};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
@@ -26,7 +28,7 @@ use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use tracing::warn;
 
-use crate::body::{Body, full, text};
+use crate::body::{Body, BoxError, full, text};
 
 /// Where requests go, and the client that takes them there.
 ///
@@ -35,17 +37,33 @@ use crate::body::{Body, full, text};
 /// instead of paying for a new TCP handshake. Cloning it shares that pool
 /// (step 11 points clones at other upstreams).
 ///
-/// `C` is how the client opens connections: plain TCP until step 13, whose
-/// connector adds TLS and groups of servers.
+/// `T` is the client: hyper-util's, over plain TCP, until step 13, whose
+/// client adds TLS, groups of servers, and HTTP/2 upstreams of its own.
 #[derive(Clone)]
-pub struct Upstream<C = HttpConnector> {
+pub struct Upstream<T = Client<HttpConnector, Body>> {
     pub uri: Uri,
-    pub client: Client<C, Body>,
+    pub client: T,
 }
 
-/// What hyper-util's client asks of a connector, in one name.
-pub trait Connector: Connect + Clone + Send + Sync + 'static {}
-impl<C: Connect + Clone + Send + Sync + 'static> Connector for C {}
+/// What the proxy asks of a client: send a request, get the response's
+/// head (its body streams after). hyper-util's client is one, whatever its
+/// connector.
+pub trait HttpClient: Clone + Send + Sync + 'static {
+    fn request(&self, request: Request<Body>) -> ResponseFuture;
+}
+
+/// A response on its way: owns what it needs, so the client is not borrowed
+/// while it waits.
+pub type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
+
+impl<C: Connect + Clone + Send + Sync + 'static> HttpClient for Client<C, Body> {
+    fn request(&self, request: Request<Body>) -> ResponseFuture {
+        // hyper-util's own method (inherent methods come first).
+        let response = Client::request(self, request);
+        Box::pin(async move { Ok(response.await?) })
+    }
+}
 
 impl Upstream {
     pub fn new(uri: Uri) -> Upstream {

@@ -49,7 +49,7 @@ use tracing::{debug, warn};
 use crate::body::{Body, BoxError, empty, text};
 use crate::copy_headers::{client_response, copy_headers, outgoing_request};
 use crate::hop_by_hop::{strip_response, tokens};
-use crate::round_trip::{Connector, Upstream, bad_gateway};
+use crate::round_trip::{HttpClient, Upstream, bad_gateway};
 
 /// Whatever later steps need kept while a tunnel is open, in the
 /// request's extensions: the tunnel holds it until it closes. Step 12
@@ -93,8 +93,8 @@ pub fn restore_upgrade(headers: &mut HeaderMap, protocol: &HeaderValue) {
 // ANCHOR: tunnel
 /// Forwards an upgrade request; on `101` for the same protocol, splices the
 /// client's connection and the upstream's until either side closes.
-pub async fn tunnel<B, C: Connector>(
-    upstream: &Upstream<C>,
+pub async fn tunnel<B, T: HttpClient>(
+    upstream: &Upstream<T>,
     mut request: Request<B>,
     protocol: HeaderValue,
 ) -> Response<Body>
@@ -108,7 +108,7 @@ where
     let outgoing = outgoing_request(&upstream.uri, request);
     let mut response = match upstream.client.request(outgoing).await {
         Ok(response) => response,
-        Err(err) => return bad_gateway(&upstream.uri, &err),
+        Err(err) => return bad_gateway(&upstream.uri, &*err),
     };
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The upstream said no (a 400, a 401...): an ordinary response.
@@ -151,8 +151,8 @@ pub fn extended_connect<B>(request: &Request<B>) -> Option<HeaderValue> {
 }
 
 /// Bridges an HTTP/2 WebSocket (extended CONNECT) to an HTTP/1.1 upgrade.
-pub async fn bridge_extended_connect<B, C: Connector>(
-    upstream: &Upstream<C>,
+pub async fn bridge_extended_connect<B, T: HttpClient>(
+    upstream: &Upstream<T>,
     mut request: Request<B>,
     protocol: HeaderValue,
 ) -> Response<Body>

@@ -33,13 +33,14 @@ use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tracing::{info, warn};
 use workshop::body::{Body, RequestBody, full, text};
 use workshop::copy_headers::round_trip;
 use workshop::hop_by_hop::{strip_request, strip_response};
 use workshop::http2::{h2_to_h1, scheme_of};
-use workshop::round_trip::{Connector, Upstream};
+use workshop::round_trip::{HttpClient, Upstream};
 use workshop::streaming::{notice_when_sent, with_deadline};
 use workshop::trailers::{announce_trailers, announced_trailers, client_takes_trailers};
 use workshop::websocket::{
@@ -57,15 +58,15 @@ use crate::routes_file::{Action, Layer, Routes, Rule};
 /// Everything steps 02 to 10 do to a request on its way to one upstream,
 /// as a value: a rule points it at its upstream with [`Forward::to`].
 ///
-/// `C` is how its clients connect: plain TCP here, TLS and server groups in
-/// step 13.
+/// `T` is its clients: hyper-util's over plain TCP here; step 13's add
+/// TLS, groups of servers, and HTTP/2 upstreams of their own.
 #[derive(Clone)]
-pub struct Forward<C = HttpConnector> {
+pub struct Forward<T = Client<HttpConnector, Body>> {
     /// Where requests go, and the client that takes them there (HTTP/1.1,
     /// or h2c with `--upstream-http2`: step 09).
-    pub upstream: Upstream<C>,
+    pub upstream: Upstream<T>,
     /// The same upstream over HTTP/1.1, for upgrades (step 10).
-    pub upgrades: Upstream<C>,
+    pub upgrades: Upstream<T>,
     pub options: Arc<x_forwarded::Options>,
     /// No response head within this long: 504 (step 08).
     pub timeout: Duration,
@@ -85,10 +86,10 @@ impl Forward {
     }
 }
 
-impl<C: Connector> Forward<C> {
+impl<T: HttpClient> Forward<T> {
     /// The same pipeline towards another upstream. The clients are shared:
     /// each keeps a pool of connections per upstream it has talked to.
-    pub fn to(&self, uri: Uri) -> Forward<C> {
+    pub fn to(&self, uri: Uri) -> Forward<T> {
         let mut forward = self.clone();
         forward.upstream.uri = uri.clone();
         forward.upgrades.uri = uri;
@@ -247,9 +248,9 @@ fn rule_matches<'a>(
 
 // ANCHOR: dispatch
 /// Answers one request by the rules in force when it arrived.
-pub async fn dispatch<B: RequestBody, C: Connector>(
+pub async fn dispatch<B: RequestBody, T: HttpClient>(
     routes: &ArcSwap<Routes>,
-    forward: &Forward<C>,
+    forward: &Forward<T>,
     mut request: Request<B>,
 ) -> Response<Body> {
     // This request keeps these rules to its end, whatever a reload swaps in.

@@ -15,7 +15,7 @@ use http::{HeaderMap, Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::body::{Body, BoxError, boxed};
-use crate::round_trip::{Connector, Upstream, bad_gateway, upstream_uri};
+use crate::round_trip::{HttpClient, Upstream, bad_gateway, upstream_uri};
 
 // ANCHOR: copy_headers
 /// Copies every header line of `from` into `to`, repeated names included.
@@ -31,8 +31,8 @@ pub fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
 // ANCHOR: round_trip
 /// Sends a new request built from `request` upstream, and answers with a new
 /// response built from the upstream's.
-pub async fn round_trip<B, C: Connector>(
-    upstream: &Upstream<C>,
+pub async fn round_trip<B, T: HttpClient>(
+    upstream: &Upstream<T>,
     request: Request<B>,
 ) -> Response<Body>
 where
@@ -44,7 +44,7 @@ where
     let outgoing = outgoing_request(&upstream.uri, request);
     match upstream.client.request(outgoing).await {
         Ok(response) => client_response(response),
-        Err(err) => bad_gateway(&upstream.uri, &err),
+        Err(err) => bad_gateway(&upstream.uri, &*err),
     }
 }
 // ANCHOR_END: round_trip

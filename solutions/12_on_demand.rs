@@ -48,7 +48,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 use workshop::body::{Body, RequestBody, boxed, full, text};
-use workshop::round_trip::Connector;
+use workshop::round_trip::HttpClient;
 use workshop::websocket::keep_while_open;
 
 use crate::apps_api;
@@ -554,10 +554,10 @@ impl Drop for Activity {
 // ANCHOR: serve_app
 /// Answers a request for an app: once the app is awake, through step 11's
 /// pipeline, counting as the app's activity until it is all sent.
-pub async fn serve_app<B: RequestBody, C: Connector>(
+pub async fn serve_app<B: RequestBody, T: HttpClient>(
     apps: &Arc<Apps>,
     app: Arc<App>,
-    forward: &Forward<C>,
+    forward: &Forward<T>,
     mut request: Request<B>,
 ) -> Response<Body> {
     let activity = Arc::new(Activity::begin(app.clone()));
@@ -611,10 +611,10 @@ async fn hold_until_awake<B>(
 // ANCHOR: apps_then_routes
 /// Apps first, by host; then, on other hosts, the proxy's own API (with
 /// a token configured); then step 11's routes.
-pub async fn apps_then_routes<B: RequestBody, C: Connector>(
+pub async fn apps_then_routes<B: RequestBody, T: HttpClient>(
     apps: &Arc<Apps>,
     routes: &ArcSwap<Routes>,
-    forward: &Forward<C>,
+    forward: &Forward<T>,
     admin_token: Option<&str>,
     request: Request<B>,
 ) -> Response<Body> {

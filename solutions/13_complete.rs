@@ -44,7 +44,6 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -60,10 +59,11 @@ use workshop::round_trip::Upstream;
 use workshop::websocket::keep_while_open;
 
 use crate::config::{LogFormat, Timeouts};
-use crate::connector::{UpstreamConnector, upstream_connector};
+use crate::connector::upstream_connector;
 use crate::head_clock::HeadClock;
 use crate::metrics::{Metrics, OpenConnection};
 use crate::routing::Forward;
+use crate::upstream_client::UpstreamClient;
 use crate::upstream_groups::Groups;
 
 /// What the server loop needs from the config.
@@ -637,32 +637,31 @@ where
 }
 
 // ANCHOR: connect_deadline
-/// Step 11's pipeline, with the kit's connector: a deadline per connect,
-/// groups of servers, TLS for `https://` upstreams, idle tunnels closed.
+/// Step 11's pipeline with the kit's clients: a deadline per connect, groups
+/// of servers, TLS, HTTP/2 upstreams of its own, idle tunnels closed.
 pub fn forward_with_deadlines(
     options: workshop::x_forwarded::Options,
     timeouts: &Timeouts,
     upstream_http2: bool,
     groups: Arc<ArcSwap<Groups>>,
     tls: rustls::ClientConfig,
-) -> Forward<UpstreamConnector> {
-    let upstream = |http2: bool, http1_only: bool, idle: Option<Duration>| Upstream {
+) -> Forward<UpstreamClient> {
+    let connector = |http2, idle| {
+        upstream_connector(timeouts.connect, groups.clone(), tls.clone(), http2, idle)
+    };
+    let client = match upstream_http2 {
+        true => UpstreamClient::http2(connector(true, None)),
+        false => UpstreamClient::http1(connector(false, None)),
+    };
+    // Upgrades are HTTP/1.1 (step 10); their tunnels close when idle.
+    let upgrades = UpstreamClient::http1(connector(false, Some(timeouts.tunnel_idle)));
+    let upstream = |client| Upstream {
         uri: Uri::default(),
-        client: Client::builder(TokioExecutor::new())
-            .http2_only(http2)
-            .build(upstream_connector(
-                timeouts.connect,
-                groups.clone(),
-                tls.clone(),
-                http1_only,
-                idle,
-            )),
+        client,
     };
     Forward {
-        upstream: upstream(upstream_http2, false, None),
-        // Upgrades are HTTP/1.1 (step 10): not even offered HTTP/2 by ALPN.
-        // Their connections become tunnels, closed when idle too long.
-        upgrades: upstream(false, true, Some(timeouts.tunnel_idle)),
+        upstream: upstream(client),
+        upgrades: upstream(upgrades),
         options: Arc::new(options),
         timeout: timeouts.response_head,
     }

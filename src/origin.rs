@@ -252,6 +252,8 @@ async fn echo(request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         "method": parts.method.as_str(),
         "path": parts.uri.path(),
         "query": parts.uri.query().unwrap_or(""),
+        // Over HTTP/2, `:authority`; over HTTP/1.1, only an absolute-form target has one.
+        "authority": parts.uri.authority().map_or("", |authority| authority.as_str()),
         "version": format!("{:?}", parts.version),
         "peer": peer.to_string(),
         "headers": header_pairs(&parts.headers),

@@ -76,14 +76,16 @@ fn add_ca(store: &mut RootCertStore, path: &Path) -> Result<(), String> {
 }
 
 /// A connector: TCP without Nagle's delay (step 08), at most `connect` per
-/// attempt, aware of `groups`; TLS with `tls` for `https://`, offering
-/// HTTP/2 by ALPN unless `http1_only` (upgrades need HTTP/1.1: step 10).
+/// attempt, aware of `groups`; TLS with `tls` for `https://`, offering by
+/// ALPN only the one protocol the client speaks: `h2` if `http2`, else
+/// `http/1.1` (so HTTP/2 is never chosen behind the HTTP/1.1 pool's back:
+/// `upstream_client` says why it needs a client of its own).
 /// With `idle`, a connection with no byte either way for that long closes.
 pub fn upstream_connector(
     connect: Duration,
     groups: Arc<ArcSwap<Groups>>,
     tls: rustls::ClientConfig,
-    http1_only: bool,
+    http2: bool,
     idle: Option<Duration>,
 ) -> UpstreamConnector {
     let mut tcp = HttpConnector::new();
@@ -96,9 +98,9 @@ pub fn upstream_connector(
         .with_tls_config(tls)
         .https_or_http();
     let tcp = GroupConnector::new(tcp, groups, idle);
-    if http1_only {
-        builder.enable_http1().wrap_connector(tcp)
+    if http2 {
+        builder.enable_http2().wrap_connector(tcp)
     } else {
-        builder.enable_http1().enable_http2().wrap_connector(tcp)
+        builder.enable_http1().wrap_connector(tcp)
     }
 }

@@ -276,6 +276,10 @@ impl Service<Uri> for GroupConnector {
     }
 }
 
+/// Marks a connection that serves one request only (a retry's).
+#[derive(Debug, Clone, Copy)]
+pub struct SingleUse;
+
 /// A connection to an upstream, which says whether the pool may keep it,
 /// and closes itself when idle too long (if asked).
 pub struct GroupStream {
@@ -338,8 +342,11 @@ impl Connection for GroupStream {
     fn connected(&self) -> Connected {
         let connected = self.io.connected();
         if self.single_use {
-            // hyper-util's own way to say "never reuse this connection".
+            // hyper-util's own way to say "never reuse this connection",
+            // and the kit's, for its HTTP/2 connections (`upstream_client`).
+            let connected = connected.extra(SingleUse);
             connected.poison();
+            return connected;
         }
         connected
     }

@@ -879,6 +879,24 @@ pub async fn https_upstream_verified(ctx: Ctx) -> Outcome {
         reply.status,
         excerpt(&reply.text())
     );
+    // The same over HTTP/2: ALPN offers only `h2`, the kit's own client.
+    let trusting_file = ConfigFile::new(
+        &ctx,
+        &format!(
+            "[upstream_tls]\nca = {:?}\n\n{forward}",
+            ca_file.display().to_string()
+        ),
+    )?;
+    let path = trusting_file.path().display().to_string();
+    let over_h2 = ctx.spawn(&["--config", &path, "--upstream-http2"]).await?;
+    let reply = within(10, "an answer", get(over_h2.addr, "/echo")).await?;
+    ensure!(
+        reply.status == StatusCode::OK && reply.text().contains("/echo"),
+        "with --upstream-http2, https://localhost:{port}/ should be reached over HTTP/2 (ALPN h2), \
+         got {} {}",
+        reply.status,
+        excerpt(&reply.text())
+    );
     let (doubting, _file) = configured(&ctx, &forward).await?;
     let reply = within(10, "an answer", get(doubting.addr, "/echo")).await?;
     ensure!(

@@ -365,6 +365,33 @@ pub async fn upstream_http2_grpc(ctx: Ctx) -> Outcome {
     Ok(())
 }
 
+/// RFC 9113 §8.3.1: a request forwarded over HTTP/2 carries the client's
+/// host as `:authority`, and no `host` field that says otherwise.
+pub async fn h2_upstream_authority(ctx: Ctx) -> Outcome {
+    let upstream = format!("http://{}", ctx.origin);
+    let proxy = ctx
+        .spawn(&["--upstream", &upstream, "--upstream-http2"])
+        .await?;
+    let echo = echo_with(proxy.addr, "/echo", &[("host", "workshop.example:8080")]).await?;
+    ensure!(
+        echo["version"] == "HTTP/2.0",
+        "with --upstream-http2 the origin should be reached over HTTP/2; it saw {}",
+        echo["version"]
+    );
+    ensure!(
+        echo["authority"] == "workshop.example:8080",
+        "over HTTP/2 the client's host (workshop.example:8080) should travel as :authority; \
+         the origin saw :authority {}",
+        echo["authority"]
+    );
+    let host = echoed(&echo, "host");
+    ensure!(
+        host.is_empty(),
+        "an HTTP/2 request should carry no host field besides :authority; the origin saw host {host:?}"
+    );
+    Ok(())
+}
+
 pub async fn h2c_upgrade_not_tunnelled(ctx: Ctx) -> Outcome {
     let proxy = ctx.proxy().await?;
     let echo = echo_with(

@@ -86,6 +86,7 @@ checks![
     http2::tls_alpn,
     http2::tls_self_signed,
     http2::upstream_http2_grpc,
+    http2::h2_upstream_authority,
     http2::h2c_upgrade_not_tunnelled,
     websocket::websocket_echo,
     websocket::upgrade_token_list,
