@@ -295,7 +295,10 @@ where
             // Frames of HTTP/2 or of a tunnel are not heads to time.
             let timed = request.version() < http::Version::HTTP_2 && !switching;
             let done = clock.request_started(timed);
-            let answer = handler(request);
+            // On the heap: the future of the whole pipeline is 12 KB, and
+            // hyper moves the service's future (a copy each time). Boxed,
+            // what moves is a pointer: 120k → 86k instructions a request.
+            let answer = Box::pin(handler(request));
             async move {
                 // The next head can start once this response is done.
                 let response = answer.await.map(|body| {

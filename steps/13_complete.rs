@@ -190,7 +190,9 @@ async fn main() {
                 None => too_large(max_request_body.unwrap_or_default()),
                 Some((request, over)) => {
                     let token = admin_token.as_deref();
-                    let answer = apps_then_routes(&apps, &routes, &forward, token, request);
+                    // Boxed, so that this future stays small (see `serve`).
+                    let answer =
+                        Box::pin(apps_then_routes(&apps, &routes, &forward, token, request));
                     let response = answer_safely(answer).await;
                     // Cut at the limit: whatever the upstream said, a 413.
                     match over.load(Ordering::Relaxed) {
