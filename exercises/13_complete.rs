@@ -68,7 +68,7 @@ use workshop::websocket::keep_while_open;
 use crate::config::{LogFormat, Timeouts};
 use crate::connector::upstream_connector;
 use crate::head_clock::HeadClock;
-use crate::metrics::{Metrics, OpenConnection};
+use crate::metrics::{Answerer, Metrics, OpenConnection};
 use crate::routing::Forward;
 use crate::upstream_client::UpstreamClient;
 use crate::upstream_groups::Groups;
@@ -555,7 +555,7 @@ impl Drop for Unanswered {
         if let Some(arrival) = self.arrival.take() {
             let left = StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST);
             self.metrics
-                .count("none".into(), left, arrival.started.elapsed());
+                .count(Answerer::None, left, arrival.started.elapsed());
             if let Some(log) = &self.log {
                 log.write(&arrival, left, 0);
             }

@@ -25,7 +25,7 @@ use complete::hardened::{
     AccessLog, Arrival, Bound, Hardening, Unanswered, answer_safely, forward_with_deadlines,
     limit_body, raise_open_files_limit, say_enough, serve_until_shutdown, too_large,
 };
-use complete::metrics::Metrics;
+use complete::metrics::{Answerer, Metrics};
 use complete::on_demand::{App, Apps, Found, apps_then_routes, discover_apps, stop_idle_apps};
 use complete::routes_file::{Routes, Source};
 use complete::routing::{MatchedRule, reload};
@@ -222,9 +222,9 @@ async fn run() {
                 keep_cookies_home(&apps, app, response.headers_mut());
             }
             let rule = match (&app, response.extensions().get::<MatchedRule>()) {
-                (Some(Found::App(app)), _) => format!("app {}", app.name),
-                (_, Some(MatchedRule(line))) => format!("line {line}"),
-                _ => "none".to_string(),
+                (Some(Found::App(app)), _) => Answerer::App(app.name.as_str().into()),
+                (_, Some(MatchedRule(line))) => Answerer::Line(*line),
+                _ => Answerer::None,
             };
             metrics.count(rule, response.status(), arrival.started.elapsed());
             let made_here = response.extensions().get::<MadeByProxy>().is_some();

@@ -16,6 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode, header};
+use std::fmt::Write;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -28,10 +31,47 @@ use crate::on_demand::{Apps, State};
 
 type Labels = Vec<(&'static str, String)>;
 
+/// `proxy_requests_total`'s labels: built for every request, so nothing in
+/// them is allocated or formatted until a scrape writes them.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    rule: Answerer,
+    class: StatusClass,
+}
+
+/// Who answered a request: a rule of the routes (by its line), an app, or
+/// the proxy itself (`none`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub enum Answerer {
+    Line(usize),
+    App(Arc<str>),
+    None,
+}
+
+impl EncodeLabelValue for Answerer {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        match self {
+            Answerer::Line(line) => write!(encoder, "line {line}"),
+            Answerer::App(name) => write!(encoder, "app {name}"),
+            Answerer::None => encoder.write_str("none"),
+        }
+    }
+}
+
+/// `2xx`, `5xx`…: the status's first digit.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct StatusClass(u16);
+
+impl EncodeLabelValue for StatusClass {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        write!(encoder, "{}xx", self.0)
+    }
+}
+
 /// The proxy's counters; cheap to share (`Arc` inside each metric).
 pub struct Metrics {
     registry: Registry,
-    requests: Family<Labels, Counter>,
+    requests: Family<RequestLabels, Counter>,
     duration: Histogram,
     upstream_errors: Family<Labels, Counter>,
     open_connections: Gauge,
@@ -50,7 +90,7 @@ impl Drop for OpenConnection {
 impl Default for Metrics {
     fn default() -> Metrics {
         let mut registry = Registry::default();
-        let requests = Family::<Labels, Counter>::default();
+        let requests = Family::<RequestLabels, Counter>::default();
         // 1 ms to about 16 s, doubling.
         let duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         let upstream_errors = Family::<Labels, Counter>::default();
@@ -90,11 +130,12 @@ impl Default for Metrics {
 
 impl Metrics {
     /// One response head, answered by `rule`, after `took`.
-    pub fn count(&self, rule: String, status: StatusCode, took: Duration) {
-        let class = format!("{}xx", status.as_u16() / 100);
-        self.requests
-            .get_or_create(&vec![("rule", rule), ("class", class)])
-            .inc();
+    pub fn count(&self, rule: Answerer, status: StatusCode, took: Duration) {
+        let labels = RequestLabels {
+            rule,
+            class: StatusClass(status.as_u16() / 100),
+        };
+        self.requests.get_or_create(&labels).inc();
         self.duration.observe(took.as_secs_f64());
     }
 
