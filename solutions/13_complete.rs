@@ -459,14 +459,33 @@ impl<B> From<&Request<B>> for Arrival {
 }
 
 impl AccessLog {
-    /// Lines to `write` (stdout, a file), in `format`, by a task of its own.
+    /// Lines to `write` (stdout, a file), in `format`, by a thread of its
+    /// own, which wakes every 50 ms and writes what came meanwhile in one
+    /// go (nginx's `access_log … flush=`): a request never wakes it, and a
+    /// disk that cannot keep up never holds a request.
     pub fn start(mut write: impl std::io::Write + Send + 'static, format: LogFormat) -> AccessLog {
-        let (lines, mut queue) = mpsc::channel::<String>(4096);
+        // Room for 50 ms at 300 000 requests a second; beyond, lines are lost.
+        let (lines, mut queue) = mpsc::channel::<String>(16384);
         tokio::task::spawn_blocking(move || {
-            while let Some(line) = queue.blocking_recv() {
-                let _ = writeln!(write, "{line}");
-                // Flush when nothing more is waiting: a burst is one write.
-                if queue.is_empty() {
+            loop {
+                std::thread::sleep(Duration::from_millis(50));
+                let mut wrote = false;
+                // Bounded: at most what the queue holds.
+                for _ in 0..16384 {
+                    match queue.try_recv() {
+                        Ok(line) => {
+                            let _ = writeln!(write, "{line}");
+                            wrote = true;
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        // Every sender gone: the proxy is stopping.
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            let _ = write.flush();
+                            return;
+                        }
+                    }
+                }
+                if wrote {
                     let _ = write.flush();
                 }
             }

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Step 13 side by side with nginx, HAProxy and step 10, in one run.
+
+    python3 bench/compare.py                 # all four workloads, ~6 min
+    python3 bench/compare.py --quick         # 2 rounds of 3 s, small and h2
+
+It builds the release binaries, then runs the workplace's harness
+(`../shared/bench/run.py`, or `--harness PATH`: nginx as the origin,
+interleaved rounds, the load generator on CPU 0 and the server side on
+CPU 1) with these contenders:
+
+- `13-complete`: step 13 with its real features on: a config file with two
+  routing rules (one chooses by `Accept`), the access log to a file,
+  metrics counted (and the admin token set, so `/_proxy/metrics` answers);
+- `10-websocket`: step 10, what step 13 started from;
+- nginx and HAProxy, configured by the harness.
+
+It writes the harness's markdown table to `bench/results/compare-DATE.md`
+(stdout too) and prints, for each workload, step 13's ratio to the best of
+nginx and HAProxy in the same run: the figures issue 11 asks for.
+
+Loopback only; the harness bounds every run and ends what it started.
+"""
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CONFIG = """\
+listen = ["{{listen}}"]
+admin_token = "bench"
+
+[log]
+access = "{log}"
+format = "common"
+
+[accept]
+json = ["application/json"]
+
+[[rules]]
+path = "/api/*rest"
+accept = ["json"]
+forward = "{{upstream}}/api"
+
+[[rules]]
+path = "/*rest"
+forward = "{{upstream}}"
+"""
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--harness",
+        default=os.path.join(ROOT, "..", "shared", "bench", "run.py"),
+        help="the harness's run.py",
+    )
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 3 s, small and h2")
+    parser.add_argument("--workloads", default="small,1m,upload,h2")
+    parser.add_argument("--no-build", action="store_true", help="use target/release as it is")
+    args = parser.parse_args()
+    if not os.path.exists(args.harness):
+        sys.exit(f"no harness at {args.harness} (--harness PATH)")
+    if not args.no_build:
+        subprocess.run(
+            ["cargo", "build", "--release", "--bin", "13-complete", "--bin", "10-websocket"],
+            cwd=ROOT,
+            check=True,
+            timeout=900,
+        )
+    scratch = tempfile.mkdtemp(prefix="rp-compare-")
+    config = os.path.join(scratch, "proxy.toml")
+    log = os.path.join(scratch, "access.log")
+    # The harness fills {listen} and {upstream} in each argument; the shell
+    # writes the config, then `exec` makes the proxy the process the harness
+    # measures (same PID).
+    text = CONFIG.format(log=log)
+    write_then_run = (
+        f"printf %s {shlex.quote(text)} > {config} && "
+        f"exec {ROOT}/target/release/13-complete --config {config}"
+    )
+    command = [
+        sys.executable,
+        args.harness,
+        "--only",
+        "nginx,haproxy",
+        "--ours",
+        f"sh -c {shlex.quote(write_then_run)}",
+        "--ours-name",
+        "13-complete",
+        "--contender",
+        f"10-websocket={ROOT}/target/release/10-websocket --listen {{listen}} --upstream {{upstream}}",
+        "--workloads",
+        "small,h2" if args.quick else args.workloads,
+        "--results-dir",
+        os.path.join(ROOT, "bench", "results"),
+    ]
+    if args.quick:
+        command += ["--rounds", "2", "--duration", "3"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    sys.stderr.write(run.stderr[-4000:])
+    if run.returncode != 0:
+        sys.exit(f"the harness failed ({run.returncode})")
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    header = (
+        f"# 13-complete beside nginx, HAProxy and step 10\n\n"
+        f"{stamp}, {platform.machine()}, {os.cpu_count()} cores; "
+        f"`python3 bench/compare.py{' --quick' if args.quick else ''}`\n\n"
+    )
+    report = header + run.stdout + "\n" + ratios(run.stdout)
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    out = os.path.join(
+        ROOT, "bench", "results", f"compare-{datetime.datetime.now():%Y%m%d-%H%M}.md"
+    )
+    with open(out, "w") as file:
+        file.write(report)
+    print(report)
+    print(f"written to {os.path.relpath(out, ROOT)}")
+
+
+def ratios(output):
+    """Step 13 ÷ the best of nginx and HAProxy, per workload, from the
+    harness's last line (`SUMMARY … | small req/s x direct: a=1.0 b=0.5`)."""
+    summary = [line for line in output.splitlines() if line.startswith("SUMMARY")]
+    if not summary:
+        return "(no SUMMARY line from the harness)\n"
+    lines = ["| workload | 13-complete ÷ best of nginx, HAProxy |", "|---|---:|"]
+    for part in summary[-1].split(" | ")[1:]:
+        label, _, values = part.partition(" x direct: ")
+        found = dict(item.split("=", 1) for item in values.split())
+        try:
+            ours = float(found["13-complete"])
+            peers = [float(found[name]) for name in ("nginx", "haproxy") if name in found]
+        except (KeyError, ValueError):
+            lines.append(f"| {label} | n/a |")
+            continue
+        if not peers:
+            continue
+        # Seconds: less is better, the ratio is of times (≤ 1.0 is as fast).
+        best = min(peers) if label.startswith("upload") else max(peers)
+        lines.append(f"| {label} | {ours / best:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
