@@ -207,7 +207,8 @@ async fn run() {
                 None => too_large(max_request_body.unwrap_or_default()),
                 Some((request, over)) => {
                     let token = admin_token.as_deref();
-                    // Boxed, so that this future stays small (see `serve`).
+                    // Boxed, so that this future stays small (see `serve` in
+                    // solutions/13_complete.rs).
                     let answer =
                         Box::pin(apps_then_routes(&apps, &routes, &forward, token, request));
                     let response = answer_safely(answer).await;
@@ -224,7 +225,7 @@ async fn run() {
             let rule = match (&app, response.extensions().get::<MatchedRule>()) {
                 (Some(Found::App(app)), _) => Answerer::App(app.name.as_str().into()),
                 (_, Some(MatchedRule(line))) => Answerer::Line(*line),
-                _ => Answerer::None,
+                _ => Answerer::Proxy,
             };
             metrics.count(rule, response.status(), arrival.started.elapsed());
             let made_here = response.extensions().get::<MadeByProxy>().is_some();
@@ -482,7 +483,11 @@ fn watch_settings(
 fn access_log(settings: &LogSettings) -> Option<AccessLog> {
     match &settings.access {
         LogTo::Off => None,
-        LogTo::Stdout => Some(AccessLog::start(std::io::stdout(), settings.format)),
+        // Buffered: the writer's lines of 50 ms go out in one write.
+        LogTo::Stdout => Some(AccessLog::start(
+            std::io::BufWriter::new(std::io::stdout()),
+            settings.format,
+        )),
         LogTo::File(path) => {
             match std::fs::OpenOptions::new()
                 .create(true)

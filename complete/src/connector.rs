@@ -2,7 +2,7 @@
 //! the address names one (`upstream_groups`), then TLS for `https://`
 //! upstreams, verified against the system's roots or the CA the config
 //! names (`[upstream_tls] ca`). Kit of step 13: steps 02 to 12 speak plain
-//! TCP (`HttpConnector`), and their code takes any connector.
+//! TCP (`HttpConnector`), and their code takes any client (`HttpClient`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -76,10 +76,10 @@ fn add_ca(store: &mut RootCertStore, path: &Path) -> Result<(), String> {
 }
 
 /// A connector: TCP without Nagle's delay (step 08), at most `connect` per
-/// attempt, aware of `groups`; TLS with `tls` for `https://`, offering by
-/// ALPN only the one protocol the client speaks: `h2` if `http2`, else
-/// `http/1.1` (so HTTP/2 is never chosen behind the HTTP/1.1 pool's back:
-/// `upstream_client` says why it needs a client of its own).
+/// attempt, aware of `groups`; TLS with `tls` for `https://`. ALPN offers
+/// one protocol: `h2` if `http2` (for `upstream_client`'s own connections),
+/// else `http/1.1`, so hyper-util's pool never speaks HTTP/2 (it would send
+/// the upstream's address as `:authority`).
 /// With `idle`, a connection with no byte either way for that long closes.
 pub fn upstream_connector(
     connect: Duration,

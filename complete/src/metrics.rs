@@ -32,7 +32,7 @@ use crate::on_demand::{Apps, State};
 type Labels = Vec<(&'static str, String)>;
 
 /// `proxy_requests_total`'s labels: built for every request, so nothing in
-/// them is allocated or formatted until a scrape writes them.
+/// them is formatted until a scrape writes them.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     rule: Answerer,
@@ -40,12 +40,12 @@ struct RequestLabels {
 }
 
 /// Who answered a request: a rule of the routes (by its line), an app, or
-/// the proxy itself (`none`).
+/// the proxy itself (no rule: the label says `none`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub enum Answerer {
     Line(usize),
     App(Arc<str>),
-    None,
+    Proxy,
 }
 
 impl EncodeLabelValue for Answerer {
@@ -53,7 +53,7 @@ impl EncodeLabelValue for Answerer {
         match self {
             Answerer::Line(line) => write!(encoder, "line {line}"),
             Answerer::App(name) => write!(encoder, "app {name}"),
-            Answerer::None => encoder.write_str("none"),
+            Answerer::Proxy => encoder.write_str("none"),
         }
     }
 }
@@ -61,6 +61,12 @@ impl EncodeLabelValue for Answerer {
 /// `2xx`, `5xx`…: the status's first digit.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct StatusClass(u16);
+
+impl StatusClass {
+    fn of(status: StatusCode) -> StatusClass {
+        StatusClass(status.as_u16() / 100)
+    }
+}
 
 impl EncodeLabelValue for StatusClass {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
@@ -133,7 +139,7 @@ impl Metrics {
     pub fn count(&self, rule: Answerer, status: StatusCode, took: Duration) {
         let labels = RequestLabels {
             rule,
-            class: StatusClass(status.as_u16() / 100),
+            class: StatusClass::of(status),
         };
         self.requests.get_or_create(&labels).inc();
         self.duration.observe(took.as_secs_f64());

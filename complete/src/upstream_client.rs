@@ -34,14 +34,14 @@ use crate::connector::UpstreamConnector;
 use crate::upstream_groups::SingleUse;
 
 /// The upstream's protocol decides the client: every upstream speaks
-/// HTTP/1.1 unless `--upstream-http2` says they all speak HTTP/2.
+/// HTTP/1.1 unless `--upstream-http2` says they all speak HTTP/2. (In an
+/// `Arc`: step 11 clones its clients for every request.)
 #[derive(Clone)]
 pub enum UpstreamClient {
-    /// hyper-util's pool of HTTP/1.1 connections (in an `Arc`: step 11
-    /// clones its clients for every request).
+    /// hyper-util's pool of HTTP/1.1 connections.
     Http1(Arc<Client<UpstreamConnector, Body>>),
     /// One HTTP/2 connection per upstream address.
-    Http2(Http2Upstreams),
+    Http2(Arc<Http2Upstreams>),
 }
 
 impl UpstreamClient {
@@ -54,7 +54,7 @@ impl UpstreamClient {
 
     /// The kit's HTTP/2 connections, over a connector that offers `h2`.
     pub fn http2(connector: UpstreamConnector) -> UpstreamClient {
-        UpstreamClient::Http2(Http2Upstreams::new(connector))
+        UpstreamClient::Http2(Arc::new(Http2Upstreams::new(connector)))
     }
 }
 
@@ -74,7 +74,6 @@ impl HttpClient for UpstreamClient {
 type Address = (Scheme, Authority);
 
 /// HTTP/2 connections, one per upstream address.
-#[derive(Clone)]
 pub struct Http2Upstreams {
     connector: UpstreamConnector,
     // Locked only to look up or file a connection: never across an await.
@@ -82,8 +81,8 @@ pub struct Http2Upstreams {
 }
 
 impl Http2Upstreams {
-    /// `connector` must offer only `h2` by ALPN (HTTP/2 over TLS), and
-    /// speaks HTTP/2 with prior knowledge on plain TCP.
+    /// `connector` must offer only `h2` by ALPN; on plain TCP the
+    /// connection speaks HTTP/2 with prior knowledge (h2c).
     pub fn new(connector: UpstreamConnector) -> Http2Upstreams {
         Http2Upstreams {
             connector,
@@ -99,21 +98,39 @@ impl Http2Upstreams {
             return Err(UpstreamError::connect("the upstream URI has no address"));
         };
         let address = (scheme.clone(), authority.clone());
-        let mut sender = self.connection_to(address).await?;
         host_as_authority(&mut request);
-        sender
-            .send_request(request)
-            .await
-            .map_err(UpstreamError::http2)
+        let (mut sender, reused) = self.connection_to(&address).await?;
+        let mut failed = match sender.try_send_request(request).await {
+            Ok(response) => return Ok(response),
+            Err(failed) => failed,
+        };
+        // A reused connection may have closed meanwhile (the upstream's
+        // GOAWAY, its idle timeout). If the request never left, it goes
+        // once more on a new connection, as hyper-util's client does.
+        match (reused, failed.take_message()) {
+            (true, Some(request)) => {
+                self.forget(&address);
+                let (mut sender, _) = self.connection_to(&address).await?;
+                sender
+                    .send_request(request)
+                    .await
+                    .map_err(UpstreamError::http2)
+            }
+            _ => Err(UpstreamError::http2(failed.into_error())),
+        }
     }
 
-    /// The open connection to `address`, or a new one.
-    async fn connection_to(&self, address: Address) -> Result<SendRequest<Body>, UpstreamError> {
-        if let Some(sender) = self.filed(&address) {
-            return Ok(sender);
+    /// The open connection to `address` (`true`: reused), or a new one.
+    async fn connection_to(
+        &self,
+        address: &Address,
+    ) -> Result<(SendRequest<Body>, bool), UpstreamError> {
+        if let Some(sender) = self.reusable(address) {
+            return Ok((sender, true));
         }
-        // Two first requests at once may open two connections: the last
-        // one filed stays, the other serves its request and closes.
+        // Requests that find no connection at the same time each open one:
+        // the last filed stays, the others serve their own request and
+        // close. (Simpler than making them wait for one connect.)
         let uri = Uri::builder()
             .scheme(address.0.clone())
             .authority(address.1.clone())
@@ -146,23 +163,33 @@ impl Http2Upstreams {
         // first's address: see `upstream_groups`.
         let mut extras = http::Extensions::new();
         connected.get_extras(&mut extras);
-        if extras.get::<SingleUse>().is_none()
-            && let Ok(mut open) = self.open.lock()
-        {
-            open.insert(address, sender.clone());
+        if extras.get::<SingleUse>().is_none() {
+            self.locked().insert(address.clone(), sender.clone());
         }
-        Ok(sender)
+        Ok((sender, false))
     }
 
     /// The filed connection to `address`, if it still takes requests.
-    fn filed(&self, address: &Address) -> Option<SendRequest<Body>> {
-        let mut open = self.open.lock().ok()?;
+    fn reusable(&self, address: &Address) -> Option<SendRequest<Body>> {
+        let mut open = self.locked();
         let sender = open.get(address)?;
         if sender.is_closed() {
             open.remove(address);
             return None;
         }
         Some(sender.clone())
+    }
+
+    fn forget(&self, address: &Address) {
+        self.locked().remove(address);
+    }
+
+    /// The map, even if a thread panicked while holding it: no step
+    /// leaves it half changed.
+    fn locked(&self) -> std::sync::MutexGuard<'_, HashMap<Address, SendRequest<Body>>> {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -174,10 +201,14 @@ fn host_as_authority(request: &mut Request<Body>) {
     let Some(host) = request.headers_mut().remove(HOST) else {
         return;
     };
+    // Not an authority, or one with `user@` (never in `:authority`): the
+    // upstream's address stays.
     let Ok(authority) = Authority::try_from(host.as_bytes()) else {
-        // Not an authority: the upstream's address stays.
         return;
     };
+    if authority.as_str().contains('@') {
+        return;
+    }
     let mut parts = request.uri().clone().into_parts();
     parts.authority = Some(authority);
     if let Ok(uri) = Uri::from_parts(parts) {
@@ -187,7 +218,8 @@ fn host_as_authority(request: &mut Request<Body>) {
 // ANCHOR_END: host_as_authority
 
 /// Why a request did not reach its HTTP/2 upstream: what failed, in the
-/// words hyper-util uses for its own, and why in its source.
+/// words hyper-util's client uses (`bad_gateway` prints both alike), and
+/// why in its source.
 #[derive(Debug)]
 pub struct UpstreamError {
     what: &'static str,
@@ -204,7 +236,7 @@ impl UpstreamError {
 
     fn http2(cause: hyper::Error) -> UpstreamError {
         UpstreamError {
-            what: "client error (HTTP/2)",
+            what: "client error (SendRequest)",
             cause: cause.into(),
         }
     }
@@ -239,6 +271,17 @@ mod tests {
             "http://workshop.example:8080/echo?x=1"
         );
         assert!(request.headers().get(HOST).is_none());
+    }
+
+    #[test]
+    fn user_info_never_becomes_the_authority() {
+        let mut request = Request::builder()
+            .uri("http://127.0.0.1:9000/")
+            .header(HOST, "user@workshop.example")
+            .body(workshop::body::empty())
+            .unwrap();
+        host_as_authority(&mut request);
+        assert_eq!(request.uri().to_string(), "http://127.0.0.1:9000/");
     }
 
     #[test]
