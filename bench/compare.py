@@ -64,6 +64,13 @@ def main():
     parser.add_argument("--quick", action="store_true", help="2 rounds of 3 s, small and h2")
     parser.add_argument("--workloads", default="small,1m,upload,h2")
     parser.add_argument("--no-build", action="store_true", help="use target/release as it is")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="NAME=BINARY",
+        help="another build of 13-complete, run the same way (before/after a change)",
+    )
     args = parser.parse_args()
     if not os.path.exists(args.harness):
         sys.exit(f"no harness at {args.harness} (--harness PATH)")
@@ -75,23 +82,25 @@ def main():
             timeout=900,
         )
     scratch = tempfile.mkdtemp(prefix="rp-compare-")
-    config = os.path.join(scratch, "proxy.toml")
-    log = os.path.join(scratch, "access.log")
-    # The harness fills {listen} and {upstream} in each argument; the shell
-    # writes the config, then `exec` makes the proxy the process the harness
-    # measures (same PID).
-    text = CONFIG.format(log=log)
-    write_then_run = (
-        f"printf %s {shlex.quote(text)} > {config} && "
-        f"exec {ROOT}/target/release/13-complete --config {config}"
-    )
+
+    def features_on(name, binary):
+        """A template for the harness: the shell writes the config (the
+        harness fills {listen} and {upstream}), then `exec` makes the proxy
+        the process the harness measures (same PID)."""
+        config = os.path.join(scratch, f"{name}.toml")
+        text = CONFIG.format(log=os.path.join(scratch, f"{name}.log"))
+        write_then_run = (
+            f"printf %s {shlex.quote(text)} > {config} && exec {binary} --config {config}"
+        )
+        return f"sh -c {shlex.quote(write_then_run)}"
+
     command = [
         sys.executable,
         args.harness,
         "--only",
         "nginx,haproxy",
         "--ours",
-        f"sh -c {shlex.quote(write_then_run)}",
+        features_on("13-complete", f"{ROOT}/target/release/13-complete"),
         "--ours-name",
         "13-complete",
         "--contender",
@@ -101,6 +110,9 @@ def main():
         "--results-dir",
         os.path.join(ROOT, "bench", "results"),
     ]
+    for also in args.also:
+        name, _, binary = also.partition("=")
+        command += ["--contender", f"{name}={features_on(name, os.path.abspath(binary))}"]
     if args.quick:
         command += ["--rounds", "2", "--duration", "3"]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
