@@ -110,7 +110,7 @@ impl<T: HttpClient> Forward<T> {
         // What the hop-by-hop stripping would erase.
         let upgrade = requested_upgrade(request.headers());
         let h2_websocket = extended_connect(&request);
-        let request_trailers = announced_trailers(request.headers());
+        let request_trailers = announced_trailers(request.version(), request.headers());
         let takes_trailers = client_takes_trailers(request.headers());
         strip_request(request.headers_mut());
         announce_trailers(request.headers_mut(), request_trailers);
@@ -143,7 +143,7 @@ impl<T: HttpClient> Forward<T> {
             return response;
         }
         let mut response = refuse_unasked_switch(response, &self.upstream.uri);
-        let response_trailers = announced_trailers(response.headers());
+        let response_trailers = announced_trailers(response.version(), response.headers());
         strip_response(response.headers_mut());
         if takes_trailers {
             announce_trailers(response.headers_mut(), response_trailers);

@@ -73,6 +73,9 @@ pub fn client_response(response: Response<Incoming>) -> Response<Body> {
     let (parts, body) = response.into_parts();
     let mut answer = Response::new(boxed(body));
     *answer.status_mut() = parts.status;
+    // HTTP/2 from an HTTP/2 upstream (step 09): hyper still answers an
+    // HTTP/1.1 client in HTTP/1.1, and step 07 knows how the body ends.
+    *answer.version_mut() = parts.version;
     copy_headers(&parts.headers, answer.headers_mut());
     answer
 }

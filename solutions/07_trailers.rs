@@ -15,6 +15,7 @@
 //! without `TE: trailers`, cannot be carried by HTTP/1.1: hyper drops those
 //! trailers, and so does every HTTP/1.1 proxy (HTTP/2 has no such limit).
 
+use http::Version;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::hop_by_hop::{HOP_BY_HOP, tokens};
@@ -22,10 +23,12 @@ use crate::hop_by_hop::{HOP_BY_HOP, tokens};
 // ANCHOR: announced
 /// The trailer names a message announces (every `Trailer` line), minus the
 /// ones that may never be trailers: framing, routing, hop-by-hop headers.
-/// Only a chunked message can carry trailers at all.
-pub fn announced_trailers(headers: &HeaderMap) -> Option<HeaderValue> {
+/// Only a chunked HTTP/1.1 message can carry trailers at all; any HTTP/2
+/// one can (its frames end it, it has no `Transfer-Encoding`): step 09's
+/// HTTP/2 clients and upstreams.
+pub fn announced_trailers(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
     let chunked = tokens(headers, &header::TRANSFER_ENCODING).any(|coding| coding == "chunked");
-    if !chunked {
+    if !chunked && version != Version::HTTP_2 {
         return None;
     }
     // EXERCISE: collect the names of every Trailer line (see hop_by_hop::tokens), drop the forbidden ones (may_be_trailer), and join them with ", "

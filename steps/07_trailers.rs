@@ -45,7 +45,7 @@ async fn main() {
         async move {
             // ANCHOR: trailers
             // Read before stripping: `Trailer` is a hop-by-hop header.
-            let request_trailers = announced_trailers(request.headers());
+            let request_trailers = announced_trailers(request.version(), request.headers());
             let takes_trailers = client_takes_trailers(request.headers());
             strip_request(request.headers_mut());
             announce_trailers(request.headers_mut(), request_trailers);
@@ -58,7 +58,7 @@ async fn main() {
 
             // ANCHOR: trailers
             let mut response = round_trip(&upstream, request).await;
-            let response_trailers = announced_trailers(response.headers());
+            let response_trailers = announced_trailers(response.version(), response.headers());
             strip_response(response.headers_mut());
             // Announcing trailers to a client that cannot read them would be
             // a promise hyper will not keep.

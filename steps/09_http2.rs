@@ -72,7 +72,7 @@ async fn main() {
         let (upstream, options) = (upstream.clone(), options.clone());
         async move {
             h2_to_h1(&mut request);
-            let request_trailers = announced_trailers(request.headers());
+            let request_trailers = announced_trailers(request.version(), request.headers());
             let takes_trailers = client_takes_trailers(request.headers());
             strip_request(request.headers_mut());
             announce_trailers(request.headers_mut(), request_trailers);
@@ -87,7 +87,7 @@ async fn main() {
             let (request, sent) = notice_when_sent(request);
             let round_trip = round_trip(&upstream, request);
             let mut response = with_deadline(timeout, sent, &upstream.uri, round_trip).await;
-            let response_trailers = announced_trailers(response.headers());
+            let response_trailers = announced_trailers(response.version(), response.headers());
             strip_response(response.headers_mut());
             if takes_trailers {
                 announce_trailers(response.headers_mut(), response_trailers);

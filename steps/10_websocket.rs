@@ -88,7 +88,7 @@ async fn main() {
             // Before the stripping removes `Upgrade`.
             let upgrade = requested_upgrade(request.headers());
             let h2_websocket = extended_connect(&request);
-            let request_trailers = announced_trailers(request.headers());
+            let request_trailers = announced_trailers(request.version(), request.headers());
             let takes_trailers = client_takes_trailers(request.headers());
             strip_request(request.headers_mut());
             // ANCHOR_END: before_strip
@@ -117,7 +117,7 @@ async fn main() {
             let round_trip = round_trip(&upstream, request);
             let response = with_deadline(timeout, sent, &upstream.uri, round_trip).await;
             let mut response = refuse_unasked_switch(response, &upstream.uri);
-            let response_trailers = announced_trailers(response.headers());
+            let response_trailers = announced_trailers(response.version(), response.headers());
             strip_response(response.headers_mut());
             if takes_trailers {
                 announce_trailers(response.headers_mut(), response_trailers);

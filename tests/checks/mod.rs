@@ -87,6 +87,7 @@ checks![
     http2::tls_self_signed,
     http2::upstream_http2_grpc,
     http2::h2_upstream_authority,
+    http2::h2_upstream_trailers_to_http11,
     http2::h2c_upgrade_not_tunnelled,
     websocket::websocket_echo,
     websocket::upgrade_token_list,
