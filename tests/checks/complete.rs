@@ -61,9 +61,20 @@ const FORWARD_ALL: &str = "[[rules]]\npath = \"/*rest\"\nforward = \"http://{ori
 
 /// The step with `--config` (and `--listen 127.0.0.1:0`).
 async fn configured(ctx: &Ctx, text: &str) -> Result<(Proxy, ConfigFile), Failure> {
+    configured_with(ctx, text, &[]).await
+}
+
+/// [`configured`], with more flags after `--config FILE`.
+async fn configured_with(
+    ctx: &Ctx,
+    text: &str,
+    flags: &[&str],
+) -> Result<(Proxy, ConfigFile), Failure> {
     let file = ConfigFile::new(ctx, text)?;
     let path = file.path().display().to_string();
-    let proxy = ctx.spawn(&["--config", &path]).await?;
+    let mut args = vec!["--config", path.as_str()];
+    args.extend_from_slice(flags);
+    let proxy = ctx.spawn(&args).await?;
     proxy.stdout_line("routes:", 10).await.map_err(|failure| {
         fail(format!(
             "started with --config FILE, the step should print `routes: …` once it has them ({failure})"
@@ -880,15 +891,15 @@ pub async fn https_upstream_verified(ctx: Ctx) -> Outcome {
         excerpt(&reply.text())
     );
     // The same over HTTP/2: ALPN offers only `h2`, the kit's own client.
-    let trusting_file = ConfigFile::new(
+    let (over_h2, _file) = configured_with(
         &ctx,
         &format!(
             "[upstream_tls]\nca = {:?}\n\n{forward}",
             ca_file.display().to_string()
         ),
-    )?;
-    let path = trusting_file.path().display().to_string();
-    let over_h2 = ctx.spawn(&["--config", &path, "--upstream-http2"]).await?;
+        &["--upstream-http2"],
+    )
+    .await?;
     let reply = within(10, "an answer", get(over_h2.addr, "/echo")).await?;
     ensure!(
         reply.status == StatusCode::OK && reply.text().contains("/echo"),

@@ -396,20 +396,11 @@ pub async fn h2_upstream_authority(ctx: Ctx) -> Outcome {
 /// `TE: trailers`: the upstream announced them, though its body is not
 /// chunked (HTTP/2 has no Transfer-Encoding).
 pub async fn h2_upstream_trailers_to_http11(ctx: Ctx) -> Outcome {
-    use tokio::io::{AsyncWriteExt, BufReader};
     let upstream = format!("http://{}", ctx.origin);
     let proxy = ctx
         .spawn(&["--upstream", &upstream, "--upstream-http2"])
         .await?;
-    let response = within(10, "the /trailers response", async {
-        let mut stream = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
-        stream
-            .write_all(b"GET /trailers HTTP/1.1\r\nHost: trailers\r\nTE: trailers\r\n\r\n")
-            .await
-            .or_fail("sending the request")?;
-        crate::harness::raw::read_response(&mut BufReader::new(stream), false).await
-    })
-    .await?;
+    let response = super::trailers::fetch_trailers(proxy.addr, "trailers").await?;
     let status = response.trailer("x-origin-status");
     ensure!(
         response.chunked && status == ["done"] && response.trailer("x-body-sha256").len() == 1,

@@ -8,19 +8,31 @@ use crate::ensure;
 use crate::harness::raw::read_response;
 use crate::harness::{Ctx, OrFail, Outcome, within};
 
-pub async fn response_trailers(ctx: Ctx) -> Outcome {
-    let proxy = ctx.proxy().await?;
-    let response = within(10, "the /trailers response", async {
-        let mut stream = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
+/// `GET /trailers` over HTTP/1.1, with these `TE` values (none if empty),
+/// read as it came: chunks, trailers.
+pub async fn fetch_trailers(
+    addr: std::net::SocketAddr,
+    te: &str,
+) -> Result<crate::harness::raw::RawResponse, crate::harness::Failure> {
+    within(10, "the /trailers response", async {
+        let mut stream = TcpStream::connect(addr).await.or_fail("connecting")?;
+        let te = match te {
+            "" => String::new(),
+            te => format!("TE: {te}\r\n"),
+        };
+        let request = format!("GET /trailers HTTP/1.1\r\nHost: trailers\r\n{te}\r\n");
         stream
-            .write_all(
-                b"GET /trailers HTTP/1.1\r\nHost: trailers\r\nTE: trailers, deflate;q=0.5\r\n\r\n",
-            )
+            .write_all(request.as_bytes())
             .await
             .or_fail("sending the request")?;
         read_response(&mut BufReader::new(stream), false).await
     })
-    .await?;
+    .await
+}
+
+pub async fn response_trailers(ctx: Ctx) -> Outcome {
+    let proxy = ctx.proxy().await?;
+    let response = fetch_trailers(proxy.addr, "trailers, deflate;q=0.5").await?;
     let received_te = response.header("x-received-te");
     ensure!(
         received_te == ["trailers"],
@@ -81,15 +93,7 @@ pub async fn request_trailers(ctx: Ctx) -> Outcome {
 
 pub async fn no_trailer_promise_without_te(ctx: Ctx) -> Outcome {
     let proxy = ctx.proxy().await?;
-    let response = within(10, "the /trailers response", async {
-        let mut stream = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
-        stream
-            .write_all(b"GET /trailers HTTP/1.1\r\nHost: trailers\r\n\r\n")
-            .await
-            .or_fail("sending the request")?;
-        read_response(&mut BufReader::new(stream), false).await
-    })
-    .await?;
+    let response = fetch_trailers(proxy.addr, "").await?;
     ensure!(
         response.header("trailer").is_empty(),
         "the client did not send TE: trailers, so it will get no trailers; announcing them \
