@@ -1,28 +1,39 @@
-//! Step 13's client: hyper-util's pool over the kit's connector for
-//! HTTP/1.1 upstreams, and HTTP/2 connections of its own, so that the
-//! request's `:authority` is the client's host.
+//! Step 13's client: connections of its own to every upstream, through
+//! hyper's `client::conn` (what hyper-util's pool is built on), so that
+//! it costs a request less and an HTTP/2 request's `:authority` is the
+//! client's host.
 //!
-//! RFC 9113 §8.3.1: an intermediary that forwards a request over HTTP/2
-//! builds `:authority` from the original request, and sends no `host` that
-//! differs from it (a strict server refuses the request). hyper-util's
-//! client takes `:authority` and the address it connects to from one URI,
-//! the upstream's: steps 09 to 12 send the upstream's address as
-//! `:authority` and the client's host as `host`. Here, an HTTP/2 upstream
-//! gets one connection per address, opened with the kit's connector (groups,
-//! TLS), then hyper's `client::conn::http2`; HTTP/2 multiplexes every
-//! request on it, and each request carries the client's host in its URI.
+//! Why not hyper-util's pool, as steps 02 to 12 do:
+//! - HTTP/2: RFC 9113 §8.3.1 says that an intermediary forwarding a request
+//!   over HTTP/2 builds `:authority` from the original request, and sends
+//!   no `host` that differs (a strict server refuses the request).
+//!   hyper-util's client takes `:authority` *and* the address it connects
+//!   to from one URI, the upstream's.
+//! - HTTP/1.1: its checkout, its waiters and the task it spawns per
+//!   request to put a connection back once its response has been read cost
+//!   about 10k instructions a request (measured with cachegrind), an eighth
+//!   of step 13's.
+//!
+//! Here, each upstream address has a list of connections, opened with the
+//! kit's connector (groups, TLS), then hyper's handshake. HTTP/2 multiplexes
+//! every request on the first one. HTTP/1.1 carries one exchange at a time:
+//! a request takes a connection that is ready, and files it back as soon as
+//! the response's head is in; it is ready again once that response's body
+//! has been read to its end, which hyper says (`is_ready`), so nothing has
+//! to wait for it.
 //!
 //! Kit of step 13: steps 02 to 12 take any [`HttpClient`].
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use http::header::HOST;
-use http::uri::{Authority, Scheme};
-use http::{Request, Response, Uri};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::client::legacy::Client;
+use hyper::client::conn::TrySendError;
+use hyper::client::conn::{http1, http2};
 use hyper_util::client::legacy::connect::Connection;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
@@ -33,104 +44,231 @@ use workshop::round_trip::{HttpClient, ResponseFuture};
 use crate::connector::UpstreamConnector;
 use crate::upstream_groups::SingleUse;
 
-/// The upstream's protocol decides the client: every upstream speaks
-/// HTTP/1.1 unless `--upstream-http2` says they all speak HTTP/2. (In an
-/// `Arc`: step 11 clones its clients for every request.)
+/// A connection filed this long ago and not taken since closes (hyper-util's
+/// pool waits as long).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The upstream's protocol decides how connections are shared: every
+/// upstream speaks HTTP/1.1 unless `--upstream-http2` says they all speak
+/// HTTP/2. (Cloned for every request by step 11: an `Arc` inside.)
 #[derive(Clone)]
-pub enum UpstreamClient {
-    /// hyper-util's pool of HTTP/1.1 connections.
-    Http1(Arc<Client<UpstreamConnector, Body>>),
-    /// One HTTP/2 connection per upstream address.
-    Http2(Arc<Http2Upstreams>),
+pub struct UpstreamClient {
+    upstreams: Arc<Upstreams>,
 }
 
 impl UpstreamClient {
-    /// hyper-util's pool, over a connector that offers `http/1.1` by ALPN.
+    /// HTTP/1.1 connections, over a connector that offers `http/1.1` by ALPN.
     pub fn http1(connector: UpstreamConnector) -> UpstreamClient {
-        UpstreamClient::Http1(Arc::new(
-            Client::builder(TokioExecutor::new()).build(connector),
-        ))
+        UpstreamClient::new(connector, false)
     }
 
-    /// The kit's HTTP/2 connections, over a connector that offers `h2`.
+    /// HTTP/2 connections, over a connector that offers `h2`; on plain TCP
+    /// they speak HTTP/2 with prior knowledge (h2c).
     pub fn http2(connector: UpstreamConnector) -> UpstreamClient {
-        UpstreamClient::Http2(Arc::new(Http2Upstreams::new(connector)))
+        UpstreamClient::new(connector, true)
+    }
+
+    fn new(connector: UpstreamConnector, http2: bool) -> UpstreamClient {
+        let upstreams = Arc::new(Upstreams {
+            connector,
+            http2,
+            filed: Mutex::default(),
+        });
+        close_idle_connections(Arc::downgrade(&upstreams));
+        UpstreamClient { upstreams }
     }
 }
 
 impl HttpClient for UpstreamClient {
     fn request(&self, request: Request<Body>) -> ResponseFuture {
-        match self {
-            UpstreamClient::Http1(client) => HttpClient::request(&**client, request),
-            UpstreamClient::Http2(upstreams) => {
-                let upstreams = upstreams.clone();
-                Box::pin(async move { Ok(upstreams.send(request).await?) })
-            }
-        }
+        let upstreams = self.upstreams.clone();
+        Box::pin(async move { Ok(upstreams.send(request).await?) })
     }
 }
 
 /// Where a connection goes: `https` or `http`, and host and port.
 type Address = (Scheme, Authority);
 
-/// HTTP/2 connections, one per upstream address.
-pub struct Http2Upstreams {
-    connector: UpstreamConnector,
-    // Locked only to look up or file a connection: never across an await.
-    open: Arc<Mutex<HashMap<Address, SendRequest<Body>>>>,
+/// One connection: hyper's handle on it (its task, spawned, drives it).
+enum Sender {
+    Http1(http1::SendRequest<Body>),
+    Http2(http2::SendRequest<Body>),
 }
 
-impl Http2Upstreams {
-    /// `connector` must offer only `h2` by ALPN; on plain TCP the
-    /// connection speaks HTTP/2 with prior knowledge (h2c).
-    pub fn new(connector: UpstreamConnector) -> Http2Upstreams {
-        Http2Upstreams {
-            connector,
-            open: Arc::default(),
+impl Sender {
+    /// Whether it takes a request now: an HTTP/1.1 connection once the last
+    /// response was read to its end, an HTTP/2 one as long as it is open.
+    fn is_ready(&self) -> bool {
+        match self {
+            Sender::Http1(sender) => sender.is_ready(),
+            Sender::Http2(sender) => !sender.is_closed(),
         }
     }
 
-    /// Sends `request`, whose URI is the upstream's address and the path,
-    /// with its `Host` as `:authority`.
+    fn is_closed(&self) -> bool {
+        match self {
+            Sender::Http1(sender) => sender.is_closed(),
+            Sender::Http2(sender) => sender.is_closed(),
+        }
+    }
+
+    async fn try_send(
+        &mut self,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<Body>>> {
+        match self {
+            Sender::Http1(sender) => sender.try_send_request(request).await,
+            Sender::Http2(sender) => sender.try_send_request(request).await,
+        }
+    }
+
+    /// Another handle on an HTTP/2 connection; an HTTP/1.1 one is not
+    /// shared.
+    fn share(&self) -> Option<Sender> {
+        match self {
+            Sender::Http1(_) => None,
+            Sender::Http2(sender) => Some(Sender::Http2(sender.clone())),
+        }
+    }
+}
+
+/// A connection taken for a request.
+struct Taken {
+    sender: Sender,
+    /// Filed before: it may have closed since it was last used.
+    reused: bool,
+    /// A group's retry, to another server than its address says: it serves
+    /// this request only, never filed (see `upstream_groups`).
+    single_use: bool,
+}
+
+/// A connection waiting in the list, and since when.
+struct Filed {
+    sender: Sender,
+    at: Instant,
+}
+
+/// Every upstream address's connections.
+struct Upstreams {
+    connector: UpstreamConnector,
+    http2: bool,
+    // Locked only to take or file a connection: never across an await.
+    filed: Mutex<HashMap<Address, VecDeque<Filed>>>,
+}
+
+impl Upstreams {
+    /// Sends `request`, whose URI is the upstream's address and the path.
     async fn send(&self, mut request: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
         let (Some(scheme), Some(authority)) = (request.uri().scheme(), request.uri().authority())
         else {
             return Err(UpstreamError::connect("the upstream URI has no address"));
         };
         let address = (scheme.clone(), authority.clone());
-        host_as_authority(&mut request);
-        let (mut sender, reused) = self.connection_to(&address).await?;
-        let mut failed = match sender.try_send_request(request).await {
-            Ok(response) => return Ok(response),
+        match self.http2 {
+            true => host_as_authority(&mut request),
+            false => origin_form(&mut request),
+        }
+        let mut taken = self.connection_to(&address).await?;
+        let mut failed = match taken.sender.try_send(request).await {
+            Ok(response) => return Ok(self.file(&address, taken, response)),
             Err(failed) => failed,
         };
         // A reused connection may have closed meanwhile (the upstream's
-        // GOAWAY, its idle timeout). If the request never left, it goes
-        // once more on a new connection, as hyper-util's client does.
-        match (reused, failed.take_message()) {
+        // idle timeout, its GOAWAY). If the request never left, it goes
+        // once more on another connection, as hyper-util's client does.
+        match (taken.reused, failed.take_message()) {
             (true, Some(request)) => {
-                self.forget(&address);
-                let (mut sender, _) = self.connection_to(&address).await?;
-                sender
-                    .send_request(request)
-                    .await
-                    .map_err(UpstreamError::http2)
+                let mut taken = self.connection_to(&address).await?;
+                match taken.sender.try_send(request).await {
+                    Ok(response) => Ok(self.file(&address, taken, response)),
+                    Err(failed) => Err(UpstreamError::send(failed.into_error())),
+                }
             }
-            _ => Err(UpstreamError::http2(failed.into_error())),
+            _ => Err(UpstreamError::send(failed.into_error())),
         }
     }
 
-    /// The open connection to `address` (`true`: reused), or a new one.
-    async fn connection_to(
+    /// A filed connection to `address` that is ready, or a new one.
+    async fn connection_to(&self, address: &Address) -> Result<Taken, UpstreamError> {
+        if let Some(sender) = self.take_ready(address) {
+            return Ok(Taken {
+                sender,
+                reused: true,
+                single_use: false,
+            });
+        }
+        // Boxed: connecting (TLS and all) makes a future of kilobytes, which
+        // every request would otherwise carry and copy for this rare path.
+        let taken = Box::pin(self.open(address)).await?;
+        // HTTP/2: filed at once, every request shares it. (Requests that
+        // find none at the same time each open one: the last filed stays,
+        // the others serve their own request and close. Simpler than
+        // making them wait for one connect.)
+        if let (Some(shared), false) = (taken.sender.share(), taken.single_use) {
+            let filed = Filed {
+                sender: shared,
+                at: Instant::now(),
+            };
+            self.locked()
+                .insert(address.clone(), VecDeque::from([filed]));
+        }
+        Ok(taken)
+    }
+
+    /// The first filed connection to `address` that takes a request now:
+    /// an HTTP/1.1 one leaves the list, an HTTP/2 one is shared. Closed or
+    /// long idle ones are dropped on the way.
+    fn take_ready(&self, address: &Address) -> Option<Sender> {
+        let mut filed = self.locked();
+        let list = filed.get_mut(address)?;
+        let mut index = 0;
+        // Bounded: each turn drops a connection or moves past one.
+        while let Some(candidate) = list.get_mut(index) {
+            let idle_too_long = candidate.at.elapsed() > IDLE_TIMEOUT;
+            if candidate.sender.is_closed() || (idle_too_long && candidate.sender.is_ready()) {
+                list.remove(index);
+                continue;
+            }
+            if candidate.sender.is_ready() {
+                if let Some(shared) = candidate.sender.share() {
+                    candidate.at = Instant::now();
+                    return Some(shared);
+                }
+                return list.remove(index).map(|filed| filed.sender);
+            }
+            // An HTTP/1.1 connection whose response is still being read.
+            index += 1;
+        }
+        None
+    }
+
+    /// Hands the response back, and files its HTTP/1.1 connection: it
+    /// takes the next request once this response has been read. Not a
+    /// connection switched to another protocol (a WebSocket's), nor a
+    /// single-use one.
+    fn file(
         &self,
         address: &Address,
-    ) -> Result<(SendRequest<Body>, bool), UpstreamError> {
-        if let Some(sender) = self.reusable(address) {
-            return Ok((sender, true));
+        taken: Taken,
+        response: Response<Incoming>,
+    ) -> Response<Incoming> {
+        let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if let (Sender::Http1(_), false, false) = (&taken.sender, switched, taken.single_use) {
+            let filed = Filed {
+                sender: taken.sender,
+                at: Instant::now(),
+            };
+            self.locked()
+                .entry(address.clone())
+                .or_default()
+                .push_back(filed);
         }
-        // Requests that find no connection at the same time each open one:
-        // the last filed stays, the others serve their own request and
-        // close. (Simpler than making them wait for one connect.)
+        response
+    }
+
+    /// A new connection to `address`: the kit's connector (groups, TLS),
+    /// then hyper's handshake; a task of its own drives it.
+    async fn open(&self, address: &Address) -> Result<Taken, UpstreamError> {
         let uri = Uri::builder()
             .scheme(address.0.clone())
             .authority(address.1.clone())
@@ -143,53 +281,112 @@ impl Http2Upstreams {
             .map_err(UpstreamError::connect)?;
         let io = connector.call(uri).await.map_err(UpstreamError::connect)?;
         let connected = io.connected();
-        if address.0 == Scheme::HTTPS && !connected.is_negotiated_h2() {
-            return Err(UpstreamError::connect(
-                "the upstream did not choose HTTP/2 (ALPN h2) for its TLS connection",
-            ));
-        }
-        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .handshake(io)
-            .await
-            .map_err(UpstreamError::http2)?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                debug!("HTTP/2 upstream connection: {err}");
-            }
-        });
-        // A group's connection made to another server than the one asked
-        // (its retry) serves this request only, never filed under the
-        // first's address: see `upstream_groups`.
         let mut extras = http::Extensions::new();
         connected.get_extras(&mut extras);
-        if extras.get::<SingleUse>().is_none() {
-            self.locked().insert(address.clone(), sender.clone());
-        }
-        Ok((sender, false))
+        let single_use = extras.get::<SingleUse>().is_some();
+        let sender = match self.http2 {
+            true => {
+                if address.0 == Scheme::HTTPS && !connected.is_negotiated_h2() {
+                    return Err(UpstreamError::connect(
+                        "the upstream did not choose HTTP/2 (ALPN h2) for its TLS connection",
+                    ));
+                }
+                let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .handshake(io)
+                    .await
+                    .map_err(UpstreamError::send)?;
+                tokio::spawn(async move {
+                    if let Err(err) = connection.await {
+                        debug!("HTTP/2 upstream connection: {err}");
+                    }
+                });
+                Sender::Http2(sender)
+            }
+            false => {
+                let (sender, connection) =
+                    http1::handshake(io).await.map_err(UpstreamError::send)?;
+                // Upgrades (step 10's WebSockets) hand the connection over.
+                tokio::spawn(async move {
+                    if let Err(err) = connection.with_upgrades().await {
+                        debug!("HTTP/1.1 upstream connection: {err}");
+                    }
+                });
+                Sender::Http1(sender)
+            }
+        };
+        Ok(Taken {
+            sender,
+            reused: false,
+            single_use,
+        })
     }
 
-    /// The filed connection to `address`, if it still takes requests.
-    fn reusable(&self, address: &Address) -> Option<SendRequest<Body>> {
-        let mut open = self.locked();
-        let sender = open.get(address)?;
-        if sender.is_closed() {
-            open.remove(address);
-            return None;
-        }
-        Some(sender.clone())
-    }
-
-    fn forget(&self, address: &Address) {
-        self.locked().remove(address);
-    }
-
-    /// The map, even if a thread panicked while holding it: no step
-    /// leaves it half changed.
-    fn locked(&self) -> std::sync::MutexGuard<'_, HashMap<Address, SendRequest<Body>>> {
-        self.open
+    /// The lists, even if a thread panicked while holding them: no step
+    /// leaves them half changed.
+    fn locked(&self) -> std::sync::MutexGuard<'_, HashMap<Address, VecDeque<Filed>>> {
+        self.filed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Every 30 s, closes the connections idle for `IDLE_TIMEOUT` (dropping
+/// hyper's handle ends its task, which closes it), and forgets closed ones.
+/// Ends with the client.
+fn close_idle_connections(upstreams: Weak<Upstreams>) {
+    // No runtime (a unit test): nothing to sweep.
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(30));
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let Some(upstreams) = upstreams.upgrade() else {
+                return;
+            };
+            let mut filed = upstreams.locked();
+            for list in filed.values_mut() {
+                list.retain(|kept| {
+                    let idle = kept.sender.is_ready() && kept.at.elapsed() > IDLE_TIMEOUT;
+                    !kept.sender.is_closed() && !idle
+                });
+            }
+            filed.retain(|_, list| !list.is_empty());
+        }
+    });
+}
+
+/// HTTP/1.1 sends the path alone (origin form, RFC 9112 §3.2.1) and the
+/// host in `Host`: the client's, or the upstream's address if it sent none
+/// (an HTTP/2 client's is in its `:authority`, here its URI).
+fn origin_form(request: &mut Request<Body>) {
+    let uri = request.uri();
+    if !request.headers().contains_key(HOST)
+        && let Some(authority) = uri.authority()
+        && let Ok(host) = HeaderValue::from_str(authority_without_default_port(uri, authority))
+    {
+        request.headers_mut().insert(HOST, host);
+    }
+    let path = request
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *request.uri_mut() = Uri::from(path);
+}
+
+/// `host:port`, or `host` alone when the port is the scheme's own.
+fn authority_without_default_port<'a>(uri: &Uri, authority: &'a Authority) -> &'a str {
+    let default = match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    match authority.port_u16() {
+        Some(port) if port == default => authority.host(),
+        _ => authority.as_str(),
     }
 }
 
@@ -217,7 +414,7 @@ fn host_as_authority(request: &mut Request<Body>) {
 }
 // ANCHOR_END: host_as_authority
 
-/// Why a request did not reach its HTTP/2 upstream: what failed, in the
+/// Why a request did not reach its upstream: what failed, in the
 /// words hyper-util's client uses (`bad_gateway` prints both alike), and
 /// why in its source.
 #[derive(Debug)]
@@ -234,7 +431,7 @@ impl UpstreamError {
         }
     }
 
-    fn http2(cause: hyper::Error) -> UpstreamError {
+    fn send(cause: hyper::Error) -> UpstreamError {
         UpstreamError {
             what: "client error (SendRequest)",
             cause: cause.into(),
@@ -271,6 +468,35 @@ mod tests {
             "http://workshop.example:8080/echo?x=1"
         );
         assert!(request.headers().get(HOST).is_none());
+    }
+
+    #[test]
+    fn http1_sends_the_path_and_keeps_the_clients_host() {
+        let mut request = Request::builder()
+            .uri("http://127.0.0.1:9000/echo?x=1")
+            .header(HOST, "workshop.example")
+            .body(workshop::body::empty())
+            .unwrap();
+        origin_form(&mut request);
+        assert_eq!(request.uri().to_string(), "/echo?x=1");
+        assert_eq!(request.headers()[HOST], "workshop.example");
+    }
+
+    #[test]
+    fn http1_without_a_host_names_the_upstream() {
+        let mut request = Request::builder()
+            .uri("https://upstream.example:443")
+            .body(workshop::body::empty())
+            .unwrap();
+        origin_form(&mut request);
+        assert_eq!(request.uri().to_string(), "/");
+        assert_eq!(request.headers()[HOST], "upstream.example");
+        let mut request = Request::builder()
+            .uri("http://127.0.0.1:9000/")
+            .body(workshop::body::empty())
+            .unwrap();
+        origin_form(&mut request);
+        assert_eq!(request.headers()[HOST], "127.0.0.1:9000");
     }
 
     #[test]
