@@ -493,22 +493,26 @@ impl AccessLog {
         let line = match self.format {
             LogFormat::Common => {
                 use std::fmt::Write as _;
-                // One string, written into: no piece formatted apart.
+                // One string, written into: no piece formatted apart. The
+                // time is formatted once a second, the milliseconds as
+                // integers: those two took half the CPU of the line.
                 let mut line = String::with_capacity(128);
                 let _ = match arrival.client {
                     Some(addr) => write!(line, "{}", addr.ip()),
                     None => write!(line, "-"),
                 };
+                let micros = took.as_micros();
                 let _ = write!(
                     line,
-                    " - - [{}] \"{} {} {:?}\" {} {bytes} \"{}\" {:.3}ms",
-                    humantime::format_rfc3339_seconds(arrival.at),
+                    " - - [{}] \"{} {} {}\" {} {bytes} \"{}\" {}.{:03}ms",
+                    SecondStamp::of(arrival.at),
                     arrival.method,
                     quoted(&arrival.target),
-                    arrival.version,
+                    version_name(arrival.version),
                     status.as_u16(),
                     quoted(&arrival.host),
-                    took.as_secs_f64() * 1000.0,
+                    micros / 1000,
+                    micros % 1000,
                 );
                 line
             }
@@ -577,6 +581,46 @@ impl Drop for Unanswered {
                 log.write(&arrival, left, 0);
             }
         }
+    }
+}
+
+/// `at` in RFC 3339, to the second, as text: formatted once a second per
+/// thread (nginx caches its time strings the same way), copied otherwise.
+struct SecondStamp(std::rc::Rc<str>);
+
+impl SecondStamp {
+    fn of(at: SystemTime) -> SecondStamp {
+        thread_local! {
+            static LAST: std::cell::RefCell<(u64, std::rc::Rc<str>)> =
+                std::cell::RefCell::new((u64::MAX, "".into()));
+        }
+        let second = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        LAST.with_borrow_mut(|(last, text)| {
+            if *last != second {
+                *text = humantime::format_rfc3339_seconds(at).to_string().into();
+                *last = second;
+            }
+            SecondStamp(text.clone())
+        })
+    }
+}
+
+impl std::fmt::Display for SecondStamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `HTTP/1.1`, `HTTP/2`: the request line's spelling.
+fn version_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
     }
 }
 

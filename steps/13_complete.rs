@@ -201,7 +201,10 @@ async fn run() {
                 if request.uri().path() == "/_proxy/metrics" {
                     return metrics.answer(&apps, token, &request);
                 }
-                return apps_then_routes(&apps, &routes, &forward, Some(token), request).await;
+                // Boxed too: inline, this rare path would make every
+                // request's future as big as the pipeline's.
+                let answer = apps_then_routes(&apps, &routes, &forward, Some(token), request);
+                return Box::pin(answer).await;
             }
             let mut response = match limit_body(request, max_request_body) {
                 None => too_large(max_request_body.unwrap_or_default()),

@@ -24,7 +24,7 @@
 //!
 //! Kit of step 13: steps 02 to 12 take any [`HttpClient`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -148,12 +148,35 @@ struct Filed {
     at: Instant,
 }
 
+/// Each upstream address's connections, in a list searched in order: a
+/// proxy has a handful of upstream addresses, and comparing two costs less
+/// than hashing one (http's `Authority` hashes byte by byte, lowercased,
+/// with SipHash).
+#[derive(Default)]
+struct Filing {
+    lists: Vec<(Address, VecDeque<Filed>)>,
+}
+
+impl Filing {
+    /// The connections to `address` (an empty list the first time).
+    fn list_for(&mut self, address: &Address) -> &mut VecDeque<Filed> {
+        let index = match self.lists.iter().position(|(filed, _)| filed == address) {
+            Some(index) => index,
+            None => {
+                self.lists.push((address.clone(), VecDeque::new()));
+                self.lists.len() - 1
+            }
+        };
+        &mut self.lists[index].1
+    }
+}
+
 /// Every upstream address's connections.
 struct Upstreams {
     connector: UpstreamConnector,
     http2: bool,
     // Locked only to take or file a connection: never across an await.
-    filed: Mutex<HashMap<Address, VecDeque<Filed>>>,
+    filed: Mutex<Filing>,
 }
 
 impl Upstreams {
@@ -209,8 +232,7 @@ impl Upstreams {
                 sender: shared,
                 at: Instant::now(),
             };
-            self.locked()
-                .insert(address.clone(), VecDeque::from([filed]));
+            *self.locked().list_for(address) = VecDeque::from([filed]);
         }
         Ok(taken)
     }
@@ -220,7 +242,7 @@ impl Upstreams {
     /// long idle ones are dropped on the way.
     fn take_ready(&self, address: &Address) -> Option<Sender> {
         let mut filed = self.locked();
-        let list = filed.get_mut(address)?;
+        let list = filed.list_for(address);
         let mut index = 0;
         // Bounded: each turn drops a connection or moves past one.
         while let Some(candidate) = list.get_mut(index) {
@@ -258,10 +280,7 @@ impl Upstreams {
                 sender: taken.sender,
                 at: Instant::now(),
             };
-            self.locked()
-                .entry(address.clone())
-                .or_default()
-                .push_back(filed);
+            self.locked().list_for(address).push_back(filed);
         }
         response
     }
@@ -324,7 +343,7 @@ impl Upstreams {
 
     /// The lists, even if a thread panicked while holding them: no step
     /// leaves them half changed.
-    fn locked(&self) -> std::sync::MutexGuard<'_, HashMap<Address, VecDeque<Filed>>> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, Filing> {
         self.filed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -348,13 +367,13 @@ fn close_idle_connections(upstreams: Weak<Upstreams>) {
                 return;
             };
             let mut filed = upstreams.locked();
-            for list in filed.values_mut() {
+            for (_, list) in &mut filed.lists {
                 list.retain(|kept| {
                     let idle = kept.sender.is_ready() && kept.at.elapsed() > IDLE_TIMEOUT;
                     !kept.sender.is_closed() && !idle
                 });
             }
-            filed.retain(|_, list| !list.is_empty());
+            filed.lists.retain(|(_, list)| !list.is_empty());
         }
     });
 }
