@@ -4,7 +4,8 @@
     python3 bench/compare.py                 # all four workloads, ~6 min
     python3 bench/compare.py --quick         # 2 rounds of 3 s, small and h2
 
-It builds the release binaries, then runs the workplace's harness
+It builds the binaries with the `production` profile (release with
+link-time optimisation, what an operator runs), then runs the workplace's harness
 (`../shared/bench/run.py`, or `--harness PATH`: nginx as the origin,
 interleaved rounds, the load generator on CPU 0 and the server side on
 CPU 1) with these contenders:
@@ -13,6 +14,8 @@ CPU 1) with these contenders:
   routing rules (one chooses by `Accept`), the access log to a file,
   metrics counted (and the admin token set, so `/_proxy/metrics` answers);
 - `10-websocket`: step 10, what step 13 started from;
+- `hyper-floor`: `bench/hyper_floor.rs`, the least a hyper proxy does (no
+  feature at all, HTTP/1.1 only): what hyper itself costs a request;
 - nginx and HAProxy, configured by the harness.
 
 It writes the harness's markdown table to `bench/results/compare-DATE.md`
@@ -63,7 +66,7 @@ def main():
     )
     parser.add_argument("--quick", action="store_true", help="2 rounds of 3 s, small and h2")
     parser.add_argument("--workloads", default="small,1m,upload,h2")
-    parser.add_argument("--no-build", action="store_true", help="use target/release as it is")
+    parser.add_argument("--no-build", action="store_true", help="use target/production as it is")
     parser.add_argument(
         "--also",
         action="append",
@@ -76,7 +79,11 @@ def main():
         sys.exit(f"no harness at {args.harness} (--harness PATH)")
     if not args.no_build:
         subprocess.run(
-            ["cargo", "build", "--release", "--bin", "13-complete", "--bin", "10-websocket"],
+            [
+                "cargo", "build", "--profile", "production",
+                "--bin", "13-complete", "--bin", "10-websocket",
+                "--example", "hyper-floor",
+            ],
             cwd=ROOT,
             check=True,
             timeout=900,
@@ -100,11 +107,13 @@ def main():
         "--only",
         "nginx,haproxy",
         "--ours",
-        features_on("13-complete", f"{ROOT}/target/release/13-complete"),
+        features_on("13-complete", f"{ROOT}/target/production/13-complete"),
         "--ours-name",
         "13-complete",
         "--contender",
-        f"10-websocket={ROOT}/target/release/10-websocket --listen {{listen}} --upstream {{upstream}}",
+        f"10-websocket={ROOT}/target/production/10-websocket --listen {{listen}} --upstream {{upstream}}",
+        "--contender",
+        f"hyper-floor={ROOT}/target/production/examples/hyper-floor --listen {{listen}} --upstream {{upstream}}",
         "--workloads",
         "small,h2" if args.quick else args.workloads,
         "--results-dir",
@@ -121,7 +130,7 @@ def main():
         sys.exit(f"the harness failed ({run.returncode})")
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     header = (
-        f"# 13-complete beside nginx, HAProxy and step 10\n\n"
+        f"# 13-complete beside nginx, HAProxy, step 10 and hyper's floor\n\n"
         f"{stamp}, {platform.machine()}, {os.cpu_count()} cores; "
         f"`python3 bench/compare.py{' --quick' if args.quick else ''}`\n\n"
     )

@@ -237,15 +237,19 @@ impl Upstreams {
         Ok(taken)
     }
 
-    /// The first filed connection to `address` that takes a request now:
+    // ANCHOR: take_ready
+    /// The last filed connection to `address` that takes a request now:
     /// an HTTP/1.1 one leaves the list, an HTTP/2 one is shared. Closed or
-    /// long idle ones are dropped on the way.
+    /// long idle ones are dropped on the way. The last, as hyper-util's
+    /// pool does: the busiest connections stay warm and the others idle
+    /// out, rather than every one growing its buffers in turn (hyper's
+    /// grow with big responses, to 400 KiB).
     fn take_ready(&self, address: &Address) -> Option<Sender> {
         let mut filed = self.locked();
         let list = filed.list_for(address);
-        let mut index = 0;
         // Bounded: each turn drops a connection or moves past one.
-        while let Some(candidate) = list.get_mut(index) {
+        for index in (0..list.len()).rev() {
+            let candidate = &mut list[index];
             let idle_too_long = candidate.at.elapsed() > IDLE_TIMEOUT;
             if candidate.sender.is_closed() || (idle_too_long && candidate.sender.is_ready()) {
                 list.remove(index);
@@ -259,10 +263,10 @@ impl Upstreams {
                 return list.remove(index).map(|filed| filed.sender);
             }
             // An HTTP/1.1 connection whose response is still being read.
-            index += 1;
         }
         None
     }
+    // ANCHOR_END: take_ready
 
     /// Hands the response back, and files its HTTP/1.1 connection: it
     /// takes the next request once this response has been read. Not a
