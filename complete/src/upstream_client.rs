@@ -238,12 +238,9 @@ impl Upstreams {
     }
 
     // ANCHOR: take_ready
-    /// The last filed connection to `address` that takes a request now:
-    /// an HTTP/1.1 one leaves the list, an HTTP/2 one is shared. Closed or
-    /// long idle ones are dropped on the way. The last, as hyper-util's
-    /// pool does: the busiest connections stay warm and the others idle
-    /// out, rather than every one growing its buffers in turn (hyper's
-    /// grow with big responses, to 400 KiB).
+    /// The last filed connection to `address` that takes a request now (the
+    /// others idle out): an HTTP/1.1 one leaves the list, an HTTP/2 one is
+    /// shared. Closed or long idle ones are dropped on the way.
     fn take_ready(&self, address: &Address) -> Option<Sender> {
         let mut filed = self.locked();
         let list = filed.list_for(address);
