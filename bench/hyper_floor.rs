@@ -5,8 +5,10 @@
 //! rules, no log, no metrics, no timeouts: not a proxy to run, a floor to
 //! compare step 13 with (README.md, "Speed").
 //!
-//!     cargo build --release --example hyper-floor
-//!     target/release/examples/hyper-floor --listen 127.0.0.1:8080 --upstream http://127.0.0.1:9000
+//!     cargo build --profile production --example hyper-floor
+//!     target/production/examples/hyper-floor --listen 127.0.0.1:8080 --upstream http://127.0.0.1:9000
+//!
+//! (`bench/compare.py` builds it so, and runs it beside step 13.)
 //!
 //! One thread (tokio's current-thread runtime), as step 13 runs on one core.
 
@@ -84,9 +86,9 @@ async fn serve(listen: SocketAddr, upstream: SocketAddr) {
     }
 }
 
-/// Sends the request as it came over a kept-alive connection, and files the
-/// connection back once the response's head is in (step 13's pool does the
-/// same, and waits for `is_ready` before reusing it).
+/// Sends the request as it came over a kept-alive connection that is ready,
+/// and files the connection back once the response's head is in, as step
+/// 13's pool does.
 async fn pass_on(
     pool: Pool,
     upstream: SocketAddr,

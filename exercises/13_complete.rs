@@ -613,7 +613,8 @@ impl std::fmt::Display for SecondStamp {
     }
 }
 
-/// `HTTP/1.1`, `HTTP/2`: the request line's spelling.
+/// `HTTP/1.1`, `HTTP/2.0`: the version as the log's request line spells it
+/// (http's `{:?}`, as nginx does).
 fn version_name(version: http::Version) -> &'static str {
     match version {
         http::Version::HTTP_09 => "HTTP/0.9",

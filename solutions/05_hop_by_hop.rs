@@ -39,8 +39,9 @@ pub const HOP_BY_HOP: [HeaderName; 9] = [
 /// by a token of any `Connection` line.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // EXERCISE: remove the headers named in every Connection line (all lines, comma-separated tokens, trimmed, any case), then every header of HOP_BY_HOP
-    // Read the names first: removing `Connection` loses them. (`close` and
-    // `keep-alive`, the usual tokens, need no name of their own.)
+    // Read the names first: removing `Connection` loses them. (`close`, and
+    // names of the list such as the usual `keep-alive`, need no name of
+    // their own.)
     let named: Vec<HeaderName> = tokens(headers, &header::CONNECTION)
         .filter(|token| token != "close" && !HOP_BY_HOP.iter().any(|name| name == token.as_str()))
         .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())

@@ -77,9 +77,9 @@ fn add_ca(store: &mut RootCertStore, path: &Path) -> Result<(), String> {
 
 /// A connector: TCP without Nagle's delay (step 08), at most `connect` per
 /// attempt, aware of `groups`; TLS with `tls` for `https://`. ALPN offers
-/// one protocol: `h2` if `http2` (for `upstream_client`'s own connections),
-/// else `http/1.1`, so hyper-util's pool never speaks HTTP/2 (it would send
-/// the upstream's address as `:authority`).
+/// one protocol: `h2` if `http2`, else `http/1.1`: the client
+/// (`upstream_client`) decides the protocol of all its connections, and the
+/// upstream never picks another.
 /// With `idle`, a connection with no byte either way for that long closes.
 pub fn upstream_connector(
     connect: Duration,

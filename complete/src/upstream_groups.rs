@@ -3,8 +3,9 @@
 //! `upstream` blocks), sends each request to one of the group's servers.
 //!
 //! - **Round robin**: each request takes the next server ([`Group::choose`],
-//!   one atomic add: no lock on the hot path). Connections are pooled per
-//!   server by hyper-util's client, as for any upstream.
+//!   one atomic add: no lock on the hot path). Connections are kept alive
+//!   per group address by step 13's client (`upstream_client`), as for any
+//!   upstream.
 //! - **Passive health**: a server that fails `fail_after` connects in a row
 //!   (refused, or timed out after `[timeouts] connect`) rests for
 //!   `cool_down`: requests skip it, then it is tried again. No probes of
@@ -342,8 +343,9 @@ impl Connection for GroupStream {
     fn connected(&self) -> Connected {
         let connected = self.io.connected();
         if self.single_use {
-            // hyper-util's own way to say "never reuse this connection",
-            // and the kit's, for its HTTP/2 connections (`upstream_client`).
+            // hyper-util's own way to say "never reuse this connection"
+            // (poison), and the kit's, for step 13's client
+            // (`upstream_client`).
             let connected = connected.extra(SingleUse);
             connected.poison();
             return connected;

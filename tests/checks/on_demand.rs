@@ -11,6 +11,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Method, Request, StatusCode};
@@ -190,6 +191,52 @@ async fn written_requests(
         connections.push(tcp);
     }
     Ok(connections)
+}
+
+/// A request for the proxy's own API (`/_proxy/…`), with `token` if any.
+fn admin_request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Request<Body> {
+    let mut request = Request::new(empty());
+    *request.method_mut() = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+    *request.uri_mut() = path.parse().unwrap_or_default();
+    if let Ok(host) = HeaderValue::from_str(&addr.to_string()) {
+        request.headers_mut().insert(http::header::HOST, host);
+    }
+    if let Some(token) = token
+        && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
+    {
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, value);
+    }
+    request
+}
+
+/// Waits until the proxy holds `count` requests for the app `name` (its
+/// status API's `in_flight`): requests written are not yet requests read,
+/// and one read after a start failed would rightly start it again.
+async fn until_held(addr: SocketAddr, token: &str, name: &str, count: u64) -> Outcome {
+    within(10, "the proxy to hold every request", async {
+        // Bounded by `within`: one status request every 20 ms.
+        loop {
+            let reply = fetch(
+                addr,
+                admin_request(addr, "GET", "/_proxy/apps", Some(token)),
+            )
+            .await?;
+            let held = reply.json().ok().and_then(|json| {
+                let apps = json.get("apps")?.as_array()?.clone();
+                let app = apps
+                    .iter()
+                    .find(|app| app.get("name") == Some(&name.into()))?;
+                app.get("in_flight")?.as_u64()
+            });
+            if held == Some(count) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
 }
 
 /// How many of these connections were answered with a status line that
@@ -404,11 +451,12 @@ name = "stuck"
 command = ["sh", "-c", "echo $$ >> {dir}/stuck.starts; exec sleep 60"]
 start_timeout = "1s"
 "#,
-        &[],
+        &["--admin-token", "s3cret-token"],
     )
     .await?;
-    // Ten requests, all written before the start may fail: one start.
+    // Ten requests, all held before the start may fail: one start.
     let connections = written_requests(proxy.addr, "broken", 10).await?;
+    until_held(proxy.addr, "s3cret-token", "broken", 10).await?;
     apps.go("broken")?;
     let refused = count_answers(connections, "HTTP/1.1 503").await?;
     ensure!(
@@ -658,20 +706,7 @@ pub async fn linked_apps_wake_together(ctx: Ctx) -> Outcome {
 pub async fn apps_api_needs_token(ctx: Ctx) -> Outcome {
     let (proxy, apps) = with_apps(&ctx, HELLO, &["--admin-token", "s3cret-token"]).await?;
     let api = |method: &str, path: &str, token: Option<&str>| {
-        let mut request = Request::new(empty());
-        *request.method_mut() = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
-        *request.uri_mut() = path.parse().unwrap_or_default();
-        if let Ok(host) = HeaderValue::from_str(&proxy.addr.to_string()) {
-            request.headers_mut().insert(http::header::HOST, host);
-        }
-        if let Some(token) = token
-            && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
-        {
-            request
-                .headers_mut()
-                .insert(http::header::AUTHORIZATION, value);
-        }
-        fetch(proxy.addr, request)
+        fetch(proxy.addr, admin_request(proxy.addr, method, path, token))
     };
     for token in [None, Some("wrong"), Some("s3cret-toke")] {
         let reply = api("GET", "/_proxy/apps", token).await?;
