@@ -28,6 +28,7 @@ pub mod head_clock;
 pub mod metrics;
 pub mod patterns;
 pub mod routes_file;
+pub mod shared_state;
 pub mod upstream_client;
 pub mod upstream_groups;
 pub mod watch;

@@ -1,0 +1,153 @@
+//! The kit's shared store (`complete::shared_state`) against a real
+//! `redis-server` (Debian's package; `.ci/run` installs it), started on a
+//! free loopback port and ended by its PID.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use complete::shared_state::{Event, SharedApps, Unreachable};
+use tokio::time::timeout;
+
+/// A `redis-server` of this test's own, ended when dropped.
+struct RedisServer {
+    child: Child,
+    url: String,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        // A port the kernel just gave us, handed to redis-server.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|socket| socket.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt install redis-server)");
+        let server = RedisServer {
+            child,
+            url: format!("redis://127.0.0.1:{port}/0"),
+        };
+        // Bounded: 10 s in steps of 20 ms.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen in 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_lock_is_one_instances_and_only_its_holder_releases_it() {
+    let redis = RedisServer::start();
+    let (a, b) = (instance(&redis), instance(&redis));
+    let lock = a.try_lock("hello", Duration::from_millis(300)).await;
+    let lock = lock.expect("redis answers").expect("a takes the free lock");
+    assert!(
+        matches!(b.try_lock("hello", Duration::from_secs(5)).await, Ok(None)),
+        "b took a lock that a holds"
+    );
+    // a's lock expires (a died while starting): b takes over, within 3 s.
+    let taken = timeout(Duration::from_secs(3), async {
+        loop {
+            if let Ok(Some(taken)) = b.try_lock("hello", Duration::from_secs(5)).await {
+                return taken;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("b takes the lock once a's has expired");
+    // a, late, gives back what it no longer holds: b's stays.
+    assert_eq!(a.release(lock).await, Ok(false));
+    assert!(matches!(
+        a.try_lock("hello", Duration::from_secs(5)).await,
+        Ok(None)
+    ));
+    assert_eq!(b.release(taken).await, Ok(true));
+    assert!(matches!(
+        a.try_lock("hello", Duration::from_secs(5)).await,
+        Ok(Some(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_change_reaches_every_instance_and_stays_readable() {
+    let redis = RedisServer::start();
+    let (a, b) = (instance(&redis), instance(&redis));
+    let mut changes = b.changes();
+    let first = timeout(Duration::from_secs(5), changes.recv()).await;
+    assert_eq!(
+        first.expect("subscribed within 5 s"),
+        Some(Event::Subscribed)
+    );
+    a.announce("hello", "awake", Some("http://127.0.0.1:9001"))
+        .await
+        .expect("redis answers");
+    let change = timeout(Duration::from_secs(5), changes.recv()).await;
+    match change.expect("the change within 5 s") {
+        Some(Event::Changed(change)) => {
+            assert_eq!(change.app, "hello");
+            assert_eq!(change.state, "awake");
+            assert_eq!(change.upstream.as_deref(), Some("http://127.0.0.1:9001"));
+        }
+        other => panic!("expected the change, got {other:?}"),
+    }
+    let status = b.status("hello").await.expect("redis answers");
+    let status = status.expect("hello's state recorded");
+    assert_eq!(status.state, "awake");
+    assert_eq!(status.upstream.as_deref(), Some("http://127.0.0.1:9001"));
+    assert_eq!(b.status("nobody").await, Ok(None));
+}
+
+#[tokio::test]
+async fn the_last_request_seen_is_shared() {
+    let redis = RedisServer::start();
+    let (a, b) = (instance(&redis), instance(&redis));
+    assert_eq!(b.last_seen("hello").await, Ok(None));
+    let at = SystemTime::now();
+    a.seen("hello", at).await.expect("redis answers");
+    let seen = b.last_seen("hello").await.expect("redis answers");
+    let seen = seen.expect("a's request is seen by b");
+    let apart = at.duration_since(seen).unwrap_or_else(|err| err.duration());
+    assert!(
+        apart < Duration::from_millis(1),
+        "recorded {seen:?} for {at:?}"
+    );
+}
+
+#[tokio::test]
+async fn redis_down_is_an_answer_not_a_wait() {
+    let redis = RedisServer::start();
+    let shared = instance(&redis);
+    drop(redis);
+    // Each operation is bounded (500 ms); 5 s here only keeps a broken
+    // bound from hanging the test.
+    let outcome = timeout(
+        Duration::from_secs(5),
+        shared.try_lock("hello", Duration::from_secs(5)),
+    )
+    .await;
+    assert!(matches!(outcome, Ok(Err(Unreachable))), "got {outcome:?}");
+    let again = timeout(Duration::from_secs(5), shared.status("hello")).await;
+    assert!(matches!(again, Ok(Err(Unreachable))), "got {again:?}");
+}
+
+fn instance(redis: &RedisServer) -> SharedApps {
+    SharedApps::new(&redis.url).expect("a valid redis URL")
+}
