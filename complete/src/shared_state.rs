@@ -110,6 +110,93 @@ impl SharedApps {
         })
     }
 
+    // ANCHOR: start_once
+    /// Starts `app` once among every instance: `launch` runs here if this
+    /// instance takes the lock, and its outcome is announced; otherwise the
+    /// start another instance made (or is making) is adopted: its upstream,
+    /// or its failure. Redis unreachable: `launch` runs here, alone.
+    /// `patience` bounds the wait for another instance's start; the lock
+    /// outlives it by a second, so a holder that dies lets another take
+    /// over at the next start.
+    pub async fn start_once<F, Fut>(
+        &self,
+        app: &str,
+        patience: Duration,
+        launch: F,
+    ) -> Result<String, String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String, String>>,
+    {
+        // Subscribed first: a change published from now on is not missed.
+        let mut changes = self.changes();
+        let subscribed = tokio::time::timeout(PATIENCE, changes.recv()).await;
+        if !matches!(subscribed, Ok(Some(Event::Subscribed))) {
+            return launch().await;
+        }
+        let deadline = Instant::now() + patience;
+        // Bounded by `deadline`: each turn waits a second at most.
+        loop {
+            match self.status(app).await {
+                Err(Unreachable) => return launch().await,
+                Ok(Some(status)) if status.state == "awake" => {
+                    if let Some(upstream) = status.upstream {
+                        return Ok(upstream);
+                    }
+                }
+                Ok(_) => {}
+            }
+            let lock = match self.try_lock(app, patience + Duration::from_secs(1)).await {
+                Err(Unreachable) => return launch().await,
+                Ok(lock) => lock,
+            };
+            if let Some(lock) = lock {
+                return self.start_holding(app, lock, launch).await;
+            }
+            // Another instance starts it: its news, or a second, whichever
+            // comes first; then look again.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err("another instance's start did not end in time".into());
+            }
+            let wait = left.min(Duration::from_secs(1));
+            if let Ok(Some(outcome)) = tokio::time::timeout(wait, news_of(app, &mut changes)).await
+            {
+                return outcome;
+            }
+        }
+    }
+
+    /// With the lock: unless another instance woke the app just before,
+    /// runs `launch`, says how it went, and gives the lock back.
+    async fn start_holding<F, Fut>(
+        &self,
+        app: &str,
+        lock: Lock,
+        launch: F,
+    ) -> Result<String, String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String, String>>,
+    {
+        if let Ok(Some(status)) = self.status(app).await
+            && status.state == "awake"
+            && let Some(upstream) = status.upstream
+        {
+            let _ = self.release(lock).await;
+            return Ok(upstream);
+        }
+        let _ = self.announce(app, "starting", None).await;
+        let started = launch().await;
+        let _ = match &started {
+            Ok(upstream) => self.announce(app, "awake", Some(upstream)).await,
+            Err(_) => self.announce(app, "asleep", None).await,
+        };
+        let _ = self.release(lock).await;
+        started
+    }
+    // ANCHOR_END: start_once
+
     // ANCHOR: lock
     /// Takes the app's lock for `ttl` if no instance holds it: `None` if
     /// one does.
@@ -312,6 +399,23 @@ impl SharedApps {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// The next outcome of a start of `app` among the changes: awake (where),
+/// or asleep (failed); `None` once the subscription is gone.
+async fn news_of(app: &str, changes: &mut mpsc::Receiver<Event>) -> Option<Result<String, String>> {
+    // Bounded by the caller's timeout.
+    while let Some(event) = changes.recv().await {
+        let Event::Changed(change) = event else {
+            continue;
+        };
+        match (change.app == app, change.state.as_str(), change.upstream) {
+            (true, "awake", Some(upstream)) => return Some(Ok(upstream)),
+            (true, "asleep", _) => return Some(Err("its start failed on another instance".into())),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Subscribes to `channel` and forwards its messages, until the
