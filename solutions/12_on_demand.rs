@@ -36,7 +36,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -57,6 +57,7 @@ use crate::children::{AppProcess, free_port, run_shell, with_stderr};
 use crate::patterns::{MediaRange, accept_groups, normalize_host};
 use crate::routes_file::Routes;
 use crate::routing::{Forward, dispatch};
+use crate::shared_state::{Event, SharedApps};
 
 /// How long a child has to exit after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -114,10 +115,14 @@ pub struct App {
     stop_child: Mutex<Option<oneshot::Sender<()>>>,
     /// No longer in the list: served until it sleeps, then forgotten.
     retired: AtomicBool,
+    /// Step 13's `[state] redis`, if set: the other instances (`Apps`'s).
+    shared: Arc<OnceLock<Arc<SharedApps>>>,
+    /// The Unix second this instance last told them of a request.
+    told_seen: AtomicU64,
 }
 
 impl App {
-    fn new(spec: AppSpec, group: Vec<String>) -> App {
+    fn new(spec: AppSpec, group: Vec<String>, shared: Arc<OnceLock<Arc<SharedApps>>>) -> App {
         App {
             name: spec.name.clone(),
             spec: ArcSwap::from_pointee(spec),
@@ -138,6 +143,8 @@ impl App {
             requests: AtomicU64::new(0),
             stop_child: Mutex::new(None),
             retired: AtomicBool::new(false),
+            shared,
+            told_seen: AtomicU64::new(0),
         }
     }
 
@@ -295,7 +302,10 @@ async fn start(app: Arc<App>) {
     let spec = app.spec();
     // On a task of its own: should it panic, the app still leaves
     // `starting` (with the reason) instead of holding its waiters forever.
-    let launching = tokio::spawn(launch(app.clone(), spec.clone()));
+    let launching = match app.shared_with_others(&spec) {
+        Some(shared) => tokio::spawn(launch_once(shared, app.clone(), spec.clone())),
+        None => tokio::spawn(launch(app.clone(), spec.clone())),
+    };
     let started = launching
         .await
         .unwrap_or_else(|err| Err(format!("the start failed: {err}")));
@@ -538,6 +548,7 @@ impl Activity {
         app.requests.fetch_add(1, Ordering::Relaxed);
         app.touch();
         *lock(&app.last_request) = Some(SystemTime::now());
+        app.tell_others_of_a_request();
         Activity(app)
     }
 }
@@ -747,7 +758,7 @@ pub async fn stop_idle_apps(apps: Arc<Apps>) {
             if awake && members.iter().all(idle) {
                 for member in members {
                     let member = member.clone();
-                    tokio::spawn(async move { stop_unless_busy(&member).await });
+                    tokio::spawn(async move { stop_if_idle_everywhere(&member).await });
                 }
             }
         }
@@ -755,6 +766,156 @@ pub async fn stop_idle_apps(apps: Arc<Apps>) {
     }
 }
 // ANCHOR_END: idle
+
+// ANCHOR: instances
+// Step 13 with `[state] redis`: several instances serve the same apps. An
+// app started and stopped by commands is shared (a child is local to the
+// instance that runs it): the kit's `shared_state` keeps its state in
+// Redis, where the instances agree on who starts or stops it.
+
+impl App {
+    /// The other instances, if this app's state is shared with them.
+    fn shared_with_others(&self, spec: &AppSpec) -> Option<Arc<SharedApps>> {
+        match spec.run {
+            Run::Commands { .. } => self.shared.get().cloned(),
+            Run::Child { .. } => None,
+        }
+    }
+
+    /// Tells the other instances that this one serves a request for the
+    /// app: at most once a second, on a task (never in a request's time).
+    fn tell_others_of_a_request(&self) {
+        let Some(shared) = self.shared_with_others(&self.spec()) else {
+            return;
+        };
+        let now = SystemTime::now();
+        let second = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        if self.told_seen.swap(second, Ordering::Relaxed) != second {
+            let name = self.name.clone();
+            tokio::spawn(async move { shared.seen(&name, now).await });
+        }
+    }
+
+    /// Another instance stopped the app: asleep here too (its stop command
+    /// ran there).
+    fn asleep_elsewhere(&self) {
+        self.transition(&[State::Awake], State::Asleep, |status| {
+            status.upstream = None;
+            status.running = None;
+        });
+    }
+}
+
+/// [`launch`], once among every instance: here if this one takes the
+/// lock, or else the start another instance made, adopted.
+async fn launch_once(
+    shared: Arc<SharedApps>,
+    app: Arc<App>,
+    spec: Arc<AppSpec>,
+) -> Result<(Uri, Option<u32>), String> {
+    let (name, patience) = (app.name.clone(), spec.start_timeout);
+    let start = || async move {
+        let launched = launch(app, spec).await;
+        launched.map(|(upstream, _)| upstream.to_string())
+    };
+    let upstream = shared.start_once(&name, patience, start).await?;
+    let upstream = upstream
+        .parse()
+        .map_err(|err| format!("another instance's upstream {upstream:?}: {err}"))?;
+    Ok((upstream, None))
+}
+
+/// An idle stop, once among every instance: not while another instance
+/// has seen a request within the idle time, and only by the instance that
+/// takes the lock. Redis unreachable: this instance decides alone.
+async fn stop_if_idle_everywhere(app: &Arc<App>) {
+    let spec = app.spec();
+    let Some(shared) = app.shared_with_others(&spec) else {
+        return stop_unless_busy(app).await;
+    };
+    if let Ok(Some(seen)) = shared.last_seen(&app.name).await {
+        let ago = SystemTime::now().duration_since(seen).unwrap_or_default();
+        if ago < spec.idle {
+            // Busy elsewhere: idle here from that request on.
+            *lock(&app.last_activity) =
+                Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
+            return;
+        }
+    }
+    let lock = match shared.try_lock(&app.name, spec.start_timeout).await {
+        Ok(Some(lock)) => Some(lock),
+        // Another instance starts or stops it right now.
+        Ok(None) => return,
+        Err(_) => None,
+    };
+    let _ = shared.announce(&app.name, "stopping", None).await;
+    stop_unless_busy(app).await;
+    let state = app.state();
+    let now = if state == State::Asleep {
+        "asleep"
+    } else {
+        "awake"
+    };
+    let upstream = app.status().upstream.map(|upstream| upstream.to_string());
+    let _ = shared.announce(&app.name, now, upstream.as_deref()).await;
+    if let Some(lock) = lock {
+        let _ = shared.release(lock).await;
+    }
+}
+
+impl Apps {
+    /// Shares the apps started by commands with the other instances that
+    /// use `shared` (before serving; once), and follows their changes.
+    pub fn share_through(self: &Arc<Apps>, shared: Arc<SharedApps>) {
+        if self.shared.set(shared.clone()).is_err() {
+            return;
+        }
+        let apps = Arc::downgrade(self);
+        let mut changes = shared.changes();
+        tokio::spawn(async move {
+            // Ends with the subscription, or when the apps are gone.
+            while let Some(event) = changes.recv().await {
+                let Some(apps) = apps.upgrade() else {
+                    return;
+                };
+                match event {
+                    Event::Changed(change) if change.state == "asleep" => {
+                        if let Some(app) = apps.registry().apps.get(&change.app) {
+                            app.asleep_elsewhere();
+                        }
+                    }
+                    // Subscribed (again): what was missed meanwhile, and
+                    // what a Redis that lost its data does not know.
+                    Event::Subscribed => {
+                        for app in apps.registry().apps.values() {
+                            if app.state() != State::Awake
+                                || app.shared_with_others(&app.spec()).is_none()
+                            {
+                                continue;
+                            }
+                            match shared.status(&app.name).await {
+                                Ok(Some(status)) if status.state == "asleep" => {
+                                    app.asleep_elsewhere();
+                                }
+                                Ok(None) => {
+                                    let upstream = app.status().upstream.map(|up| up.to_string());
+                                    let _ = shared
+                                        .announce(&app.name, "awake", upstream.as_deref())
+                                        .await;
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    Event::Changed(_) => {}
+                }
+            }
+        });
+    }
+}
+// ANCHOR_END: instances
 
 /// Every app, by name, and the domain they answer under.
 pub struct Registry {
@@ -774,6 +935,8 @@ pub struct Apps {
     /// Locked while the registry is rebuilt from them: a reload and a
     /// discovery at the same time cannot undo each other.
     sources: Mutex<Sources>,
+    /// Step 13's `[state] redis`: set once, before serving.
+    shared: Arc<OnceLock<Arc<SharedApps>>>,
 }
 
 /// What the registry is made from.
@@ -802,6 +965,7 @@ impl Apps {
                 file,
                 discovered: Vec::new(),
             }),
+            shared: Arc::default(),
         });
         apps.rebuild(&lock(&apps.sources));
         apps
@@ -903,7 +1067,7 @@ impl Apps {
                         app.retired.store(false, Ordering::Relaxed);
                         app.clone()
                     }
-                    None => Arc::new(App::new(spec.clone(), group)),
+                    None => Arc::new(App::new(spec.clone(), group, self.shared.clone())),
                 };
                 apps.insert(spec.name.clone(), app);
             }

@@ -29,6 +29,7 @@ use complete::metrics::{Answerer, Metrics};
 use complete::on_demand::{App, Apps, Found, apps_then_routes, discover_apps, stop_idle_apps};
 use complete::routes_file::{Routes, Source};
 use complete::routing::{MatchedRule, reload};
+use complete::shared_state::SharedApps;
 use complete::upstream_groups::Groups;
 use complete::watch::{self, shutdown_signal};
 use http::Request;
@@ -146,6 +147,14 @@ async fn run() {
             .unwrap_or_else(|| Routes::new(Vec::new(), "no rules".into())),
     ));
     let apps = Apps::new(config.apps.clone());
+    // `[state] redis`: the apps started by commands are shared with every
+    // instance that names the same Redis (checked when the file was read).
+    if let Some(url) = &config.redis {
+        match SharedApps::new(url) {
+            Ok(shared) => apps.share_through(Arc::new(shared)),
+            Err(err) => exit_with(&err),
+        }
+    }
     tokio::spawn(stop_idle_apps(apps.clone()));
     tokio::spawn(discover_apps(apps.clone()));
     let groups = Arc::new(ArcSwap::from_pointee(std::mem::take(&mut config.groups)));
@@ -320,6 +329,7 @@ fn load(settings: &Settings, args: &Args, demo: bool) -> Result<Config, String> 
                 groups: Groups::default(),
                 upstream_roots: UpstreamRoots::System,
                 apps,
+                redis: None,
                 source: "the command line".into(),
             })
         }
@@ -413,10 +423,11 @@ fn watch_settings(
             let (groups, upstream_roots) = (groups.clone(), config.upstream_roots.clone());
             let (listeners, timeouts, limits) =
                 (config.listeners.clone(), config.timeouts, config.limits);
-            let (grace, log, admin_token) = (
+            let (grace, log, admin_token, redis) = (
                 config.shutdown_grace,
                 config.log.clone(),
                 config.admin_token.clone(),
+                config.redis.clone(),
             );
             let watching = watch::on_change(&path.clone(), move || {
                 match config::load(&path, None) {
@@ -427,10 +438,11 @@ fn watch_settings(
                             || fresh.shutdown_grace != grace
                             || fresh.log != log
                             || fresh.admin_token != admin_token
-                            || fresh.upstream_roots != upstream_roots;
+                            || fresh.upstream_roots != upstream_roots
+                            || fresh.redis != redis;
                         if later {
                             warn!(
-                                "{}: listeners, timeouts, limits, grace, log, admin_token and upstream_tls change at the next restart",
+                                "{}: listeners, timeouts, limits, grace, log, admin_token, upstream_tls and state change at the next restart",
                                 path.display()
                             );
                         }

@@ -35,6 +35,9 @@
 //! [upstream_tls]
 //! ca = "internal-ca.pem"              # https:// upstreams: this CA only (default: the system's roots)
 //!
+//! [state]
+//! redis = "redis://127.0.0.1:6379/0"  # apps' state shared by every instance (default: this one's memory)
+//!
 //! [[tls]]                             # a certificate per host name (SNI), on TLS listeners
 //! hosts = ["example.com", "*.example.com"]
 //! cert = "example.pem"
@@ -53,7 +56,7 @@ use http::uri::Authority;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::apps_file::{self, AppFile, AppsFile, AppsSettings, Human};
+use crate::apps_file::{self, AppFile, AppsFile, AppsSettings, Human, Run};
 use crate::certificates::NamedCertificate;
 use crate::connector::UpstreamRoots;
 use crate::routes_file::{self, Routes, RoutesSection, RuleFile, line_column, toml_error};
@@ -78,6 +81,8 @@ pub struct Config {
     /// What `https://` upstreams are verified against.
     pub upstream_roots: UpstreamRoots,
     pub apps: AppsFile,
+    /// `[state] redis`: where the instances share their apps' state.
+    pub redis: Option<String>,
     pub source: String,
 }
 
@@ -168,7 +173,32 @@ impl fmt::Display for Config {
             self.groups.len(),
             self.apps.apps.len(),
             self.source
-        )
+        )?;
+        if let Some(redis) = &self.redis {
+            // Only apps started and stopped by commands are shared: a
+            // child runs on the machine of the instance that started it.
+            let local: Vec<&str> = self
+                .apps
+                .apps
+                .iter()
+                .filter(|app| matches!(app.run, Run::Child { .. }))
+                .map(|app| app.name.as_str())
+                .collect();
+            // Never its password in a log.
+            let shown = match redis.split_once('@') {
+                Some((_, address)) => format!("redis://…@{address}"),
+                None => redis.clone(),
+            };
+            write!(f, "; apps' state shared through {shown}")?;
+            if !local.is_empty() {
+                write!(
+                    f,
+                    " (not {}: an app with a command is a child of one instance, local to it)",
+                    local.join(", ")
+                )?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -300,6 +330,20 @@ pub fn parse(text: &str, name: &str, origin: Option<&Authority>) -> Result<Confi
         None => UpstreamRoots::System,
     };
     let apps = apps_file::compile(text, name, &file.on_demand.unwrap_or_default(), &file.apps)?;
+    let redis = match file.state.and_then(|state| state.redis) {
+        None => None,
+        Some(url) => {
+            let start = url.span().start;
+            let url = url.into_inner();
+            if let Err(err) = crate::shared_state::SharedApps::new(&url) {
+                return Err(at(
+                    start,
+                    &format!("[state] redis: {err} (like \"redis://127.0.0.1:6379/0\")"),
+                ));
+            }
+            Some(url)
+        }
+    };
     if routes.is_none() && apps.apps.is_empty() && apps.discover.is_none() {
         return Err(format!(
             "{name}: no [[rules]], no [[apps]], no discover command: nothing to serve"
@@ -343,6 +387,7 @@ pub fn parse(text: &str, name: &str, origin: Option<&Authority>) -> Result<Confi
         groups,
         upstream_roots,
         apps,
+        redis,
         source: name.to_string(),
     })
 }
@@ -425,6 +470,13 @@ struct File {
     #[serde(default)]
     upstreams: std::collections::BTreeMap<String, Spanned<GroupFile>>,
     upstream_tls: Option<UpstreamTlsFile>,
+    state: Option<StateFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    redis: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -610,6 +662,10 @@ command = ["true"]
                 "[upstreams.api]\nservers = [\"10.0.0.1:80\"]\n[[rules]]\npath = \"/*rest\"\nforward = \"http://api:80/\"\n"
                     .to_string(),
                 "proxy.toml:5:11:",
+            ),
+            (
+                format!("{rule}[state]\nredis = \"127.0.0.1:6379\"\n"),
+                "proxy.toml:5:9:",
             ),
         ];
         for (text, expected) in cases {

@@ -137,15 +137,16 @@ impl SharedApps {
         let deadline = Instant::now() + patience;
         // Bounded by `deadline`: each turn waits a second at most.
         loop {
-            match self.status(app).await {
+            let stopping = match self.status(app).await {
                 Err(Unreachable) => return launch().await,
                 Ok(Some(status)) if status.state == "awake" => {
                     if let Some(upstream) = status.upstream {
                         return Ok(upstream);
                     }
+                    false
                 }
-                Ok(_) => {}
-            }
+                Ok(status) => status.is_some_and(|status| status.state == "stopping"),
+            };
             let lock = match self.try_lock(app, patience + Duration::from_secs(1)).await {
                 Err(Unreachable) => return launch().await,
                 Ok(lock) => lock,
@@ -159,10 +160,14 @@ impl SharedApps {
             if left.is_zero() {
                 return Err("another instance's start did not end in time".into());
             }
+            // (Another instance stopping it: its `asleep` is not a failed
+            // start, and the next turn starts it.)
             let wait = left.min(Duration::from_secs(1));
-            if let Ok(Some(outcome)) = tokio::time::timeout(wait, news_of(app, &mut changes)).await
-            {
-                return outcome;
+            let news = tokio::time::timeout(wait, news_of(app, &mut changes)).await;
+            match news {
+                Ok(Some(Err(_))) if stopping => {}
+                Ok(Some(outcome)) => return outcome,
+                _ => {}
             }
         }
     }
@@ -314,10 +319,14 @@ impl SharedApps {
         let (send, receive) = mpsc::channel(256);
         let (client, channel) = (self.client.clone(), self.channel());
         tokio::spawn(async move {
+            let mut said = false;
             // Bounded by the receiver: once it is dropped, this ends.
             while !send.is_closed() {
-                if let Err(err) = forward_changes(&client, &channel, &send).await {
-                    warn!("redis: subscription lost: {err}");
+                // Said once per outage, not every second.
+                if let Err(err) = forward_changes(&client, &channel, &send, &mut said).await
+                    && !std::mem::replace(&mut said, true)
+                {
+                    warn!("redis: no news of the other instances: {err}");
                 }
                 tokio::time::sleep(RECONNECT_EVERY).await;
             }
@@ -353,11 +362,22 @@ impl SharedApps {
     {
         let attempt = async {
             let redis = self.connected().await?;
-            operation(redis).await.map_err(|err| err.to_string())
+            let done = operation(redis).await;
+            // The connection broke (Redis restarted, say): the next
+            // operation opens another at once.
+            if done.is_err() {
+                *self.locked() = Connection::Closed { tried: None };
+            }
+            done.map_err(|err| err.to_string())
         };
         let outcome = match tokio::time::timeout(PATIENCE, attempt).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(format!("no answer within {} ms", PATIENCE.as_millis())),
+            Err(_) => {
+                *self.locked() = Connection::Closed {
+                    tried: Some(Instant::now()),
+                };
+                Err(format!("no answer within {} ms", PATIENCE.as_millis()))
+            }
         };
         match outcome {
             Ok(value) => {
@@ -367,9 +387,6 @@ impl SharedApps {
                 Ok(value)
             }
             Err(why) => {
-                *self.locked() = Connection::Closed {
-                    tried: Some(Instant::now()),
-                };
                 if self.reachable.swap(false, Ordering::Relaxed) {
                     warn!("redis: {why}: each instance decides alone until it is back");
                 }
@@ -387,10 +404,18 @@ impl SharedApps {
             }
             Connection::Closed { .. } => {}
         }
-        let opened = self.client.get_multiplexed_async_connection().await;
-        let redis = opened.map_err(|err| err.to_string())?;
-        *self.locked() = Connection::Open(redis.clone());
-        Ok(redis)
+        match self.client.get_multiplexed_async_connection().await {
+            Ok(redis) => {
+                *self.locked() = Connection::Open(redis.clone());
+                Ok(redis)
+            }
+            Err(err) => {
+                *self.locked() = Connection::Closed {
+                    tried: Some(Instant::now()),
+                };
+                Err(err.to_string())
+            }
+        }
     }
 
     /// The connection's slot, even if a thread panicked while holding it.
@@ -424,9 +449,12 @@ async fn forward_changes(
     client: &redis::Client,
     channel: &str,
     send: &mpsc::Sender<Event>,
+    said: &mut bool,
 ) -> redis::RedisResult<()> {
     let mut subscription = client.get_async_pubsub().await?;
     subscription.subscribe(channel).await?;
+    // The next outage is news again.
+    *said = false;
     if send.send(Event::Subscribed).await.is_err() {
         return Ok(());
     }

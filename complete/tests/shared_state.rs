@@ -2,59 +2,19 @@
 //! `redis-server` (Debian's package; `.ci/run` installs it), started on a
 //! free loopback port and ended by its PID.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use complete::shared_state::{Event, SharedApps, Unreachable};
 use tokio::time::timeout;
 
-/// A `redis-server` of this test's own, ended when dropped.
-struct RedisServer {
-    child: Child,
-    url: String,
-}
+#[path = "../../tests/harness/redis.rs"]
+mod redis_server;
 
-impl RedisServer {
-    fn start() -> RedisServer {
-        // A port the kernel just gave us, handed to redis-server.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|socket| socket.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt install redis-server)");
-        let server = RedisServer {
-            child,
-            url: format!("redis://127.0.0.1:{port}/0"),
-        };
-        // Bounded: 10 s in steps of 20 ms.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not listen in 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use redis_server::RedisServer;
 
 #[tokio::test]
 async fn the_lock_is_one_instances_and_only_its_holder_releases_it() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("a redis-server of the test's own");
     let (a, b) = (instance(&redis), instance(&redis));
     let lock = a.try_lock("hello", Duration::from_millis(300)).await;
     let lock = lock.expect("redis answers").expect("a takes the free lock");
@@ -88,7 +48,7 @@ async fn the_lock_is_one_instances_and_only_its_holder_releases_it() {
 
 #[tokio::test]
 async fn a_change_reaches_every_instance_and_stays_readable() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("a redis-server of the test's own");
     let (a, b) = (instance(&redis), instance(&redis));
     let mut changes = b.changes();
     let first = timeout(Duration::from_secs(5), changes.recv()).await;
@@ -117,7 +77,7 @@ async fn a_change_reaches_every_instance_and_stays_readable() {
 
 #[tokio::test]
 async fn the_last_request_seen_is_shared() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("a redis-server of the test's own");
     let (a, b) = (instance(&redis), instance(&redis));
     assert_eq!(b.last_seen("hello").await, Ok(None));
     let at = SystemTime::now();
@@ -133,7 +93,7 @@ async fn the_last_request_seen_is_shared() {
 
 #[tokio::test]
 async fn redis_down_is_an_answer_not_a_wait() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("a redis-server of the test's own");
     let shared = instance(&redis);
     drop(redis);
     // Each operation is bounded (500 ms); 5 s here only keeps a broken
@@ -154,7 +114,7 @@ fn instance(redis: &RedisServer) -> SharedApps {
 
 #[tokio::test]
 async fn fifty_first_requests_on_two_instances_start_the_app_once() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("a redis-server of the test's own");
     let (a, b) = (
         std::sync::Arc::new(instance(&redis)),
         std::sync::Arc::new(instance(&redis)),
@@ -197,7 +157,7 @@ async fn fifty_first_requests_on_two_instances_start_the_app_once() {
 
 #[tokio::test]
 async fn a_failed_start_is_every_instances_answer() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("a redis-server of the test's own");
     let (a, b) = (instance(&redis), instance(&redis));
     let (began, begun) = tokio::sync::oneshot::channel();
     let failing = a.start_once("broken", Duration::from_secs(5), || async move {
@@ -225,7 +185,7 @@ async fn a_failed_start_is_every_instances_answer() {
 
 #[tokio::test]
 async fn redis_down_starts_alone() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("a redis-server of the test's own");
     let shared = instance(&redis);
     drop(redis);
     let started = timeout(

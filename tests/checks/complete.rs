@@ -13,9 +13,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use workshop::body::empty;
 
+use super::on_demand::{count_answers, written_requests};
 use crate::ensure;
 use crate::harness::client::{connect_h2, excerpt, get, h2_request};
 use crate::harness::folder::Folder;
+use crate::harness::redis::RedisServer;
 use crate::harness::{Ctx, Failure, OrFail, Outcome, Proxy, fail, within};
 
 /// A config file in a folder of its own, removed with it.
@@ -1056,6 +1058,53 @@ pub async fn keep_alive_apart_from_header_read(ctx: Ctx) -> Outcome {
         "an idle keep-alive connection should be closed after keep_alive (4 s), not before: \
          closed after {:?}",
         idle.elapsed()
+    );
+    Ok(())
+}
+
+/// `[state] redis`: two instances with the same config (an app started by
+/// commands, its upstream the demo origin) share the app's state: 50 first
+/// requests, one of two to each, are all answered, and the start command
+/// ran once.
+pub async fn apps_shared_start_once(ctx: Ctx) -> Outcome {
+    let redis = RedisServer::start().map_err(fail)?;
+    let folder = Folder::new("shared")?;
+    let starts = folder.file("hello.starts");
+    // Half a second to start: requests come to both instances meanwhile.
+    let text = format!(
+        r#"[state]
+redis = "{url}"
+
+[[apps]]
+name = "hello"
+start = "echo started >> {starts}; sleep 0.5"
+stop = "true"
+upstream = "http://{{origin}}"
+"#,
+        url = redis.url,
+        starts = starts.display()
+    );
+    let (a, _a_config) = configured_with(&ctx, &text, &[]).await?;
+    let (b, _b_config) = configured_with(&ctx, &text, &[]).await?;
+    let mut connections = Vec::new();
+    for _ in 0..25 {
+        connections.extend(written_requests(a.addr, "hello", 1).await?);
+        connections.extend(written_requests(b.addr, "hello", 1).await?);
+    }
+    let answered = count_answers(connections, "HTTP/1.1 200").await?;
+    ensure!(
+        answered == 50,
+        "50 first requests split across two instances sharing [state] redis should all be \
+         answered 200, {answered} were"
+    );
+    let ran = std::fs::read_to_string(&starts)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    ensure!(
+        ran == 1,
+        "two instances sharing [state] redis should start the app once for 50 first requests \
+         split across them; its start command ran {ran} time(s)"
     );
     Ok(())
 }

@@ -138,6 +138,7 @@ checks![
     complete::config_reload_under_load,
     complete::certificates_by_name,
     complete::request_body_limit_413,
+    complete::apps_shared_start_once,
     complete::upstream_group_round_robin,
     complete::upstream_group_dead_server,
     complete::https_upstream_verified,

@@ -174,7 +174,7 @@ async fn expect_awake(proxy: &Proxy, name: &str) -> Outcome {
 
 /// `count` connections, each with a whole `GET /echo` for app `name`
 /// written: the proxy has them, whatever it does with them next.
-async fn written_requests(
+pub(super) async fn written_requests(
     addr: SocketAddr,
     name: &str,
     count: usize,
@@ -241,7 +241,10 @@ async fn until_held(addr: SocketAddr, token: &str, name: &str, count: u64) -> Ou
 
 /// How many of these connections were answered with a status line that
 /// starts with `status_line` (within 30 s in all).
-async fn count_answers(connections: Vec<TcpStream>, status_line: &str) -> Result<usize, Failure> {
+pub(super) async fn count_answers(
+    connections: Vec<TcpStream>,
+    status_line: &str,
+) -> Result<usize, Failure> {
     within(30, "every answer", async {
         let mut matching = 0;
         for mut tcp in connections {

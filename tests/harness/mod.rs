@@ -18,6 +18,7 @@ pub mod folder;
 pub mod outcome;
 pub mod proxy;
 pub mod raw;
+pub mod redis;
 pub mod report;
 pub mod run;
 pub mod upstream;
