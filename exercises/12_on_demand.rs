@@ -839,6 +839,16 @@ async fn stop_if_idle_everywhere(app: &Arc<App>) {
         Ok(None) => return,
         Err(_) => None,
     };
+    // Stopped by another instance just before (its news not here yet).
+    if let Ok(Some(status)) = shared.status(&app.name).await
+        && status.state == "asleep"
+    {
+        app.asleep_elsewhere();
+        if let Some(lock) = lock {
+            let _ = shared.release(lock).await;
+        }
+        return;
+    }
     let _ = shared.announce(&app.name, "stopping", None).await;
     stop_unless_busy(app).await;
     let state = app.state();
@@ -875,15 +885,26 @@ impl Apps {
                             app.asleep_elsewhere();
                         }
                     }
-                    // Subscribed (again): what was missed meanwhile.
+                    // Subscribed (again): what was missed meanwhile, and
+                    // what a Redis that lost its data does not know.
                     Event::Subscribed => {
                         for app in apps.registry().apps.values() {
-                            if app.state() == State::Awake
-                                && app.shared_with_others(&app.spec()).is_some()
-                                && let Ok(Some(status)) = shared.status(&app.name).await
-                                && status.state == "asleep"
+                            if app.state() != State::Awake
+                                || app.shared_with_others(&app.spec()).is_none()
                             {
-                                app.asleep_elsewhere();
+                                continue;
+                            }
+                            match shared.status(&app.name).await {
+                                Ok(Some(status)) if status.state == "asleep" => {
+                                    app.asleep_elsewhere();
+                                }
+                                Ok(None) => {
+                                    let upstream = app.status().upstream.map(|up| up.to_string());
+                                    let _ = shared
+                                        .announce(&app.name, "awake", upstream.as_deref())
+                                        .await;
+                                }
+                                _ => {}
                             }
                         }
                     }

@@ -850,6 +850,16 @@ async fn stop_if_idle_everywhere(app: &Arc<App>) {
         Ok(None) => return,
         Err(_) => None,
     };
+    // Stopped by another instance just before (its news not here yet).
+    if let Ok(Some(status)) = shared.status(&app.name).await
+        && status.state == "asleep"
+    {
+        app.asleep_elsewhere();
+        if let Some(lock) = lock {
+            let _ = shared.release(lock).await;
+        }
+        return;
+    }
     let _ = shared.announce(&app.name, "stopping", None).await;
     stop_unless_busy(app).await;
     let state = app.state();

@@ -219,6 +219,9 @@ impl SharedApps {
         let taken: Option<String> = self.run(&set).await?;
         Ok(taken.map(|_| lock))
     }
+    // ANCHOR_END: lock
+
+    // ANCHOR: release
 
     /// Gives the lock back, if it is still ours (it may have expired and
     /// been taken by another instance meanwhile: theirs stays).
@@ -236,7 +239,7 @@ impl SharedApps {
             .await?;
         Ok(deleted == 1)
     }
-    // ANCHOR_END: lock
+    // ANCHOR_END: release
 
     /// Records the app's new state and tells every instance.
     pub async fn announce(
