@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use workshop::body::empty;
 
-use super::on_demand::{count_answers, written_requests};
+use super::on_demand::{ask_app, count_answers, logged, written_requests};
 use crate::ensure;
 use crate::harness::client::{connect_h2, excerpt, get, h2_request};
 use crate::harness::folder::Folder;
@@ -1105,6 +1105,70 @@ upstream = "http://{{origin}}"
         ran == 1,
         "two instances sharing [state] redis should start the app once for 50 first requests \
          split across them; its start command ran {ran} time(s)"
+    );
+    Ok(())
+}
+
+/// `[state] redis`: requests on one instance keep the app awake for both
+/// (the other does not stop it after its own idle time); then, idle
+/// everywhere, it is stopped once, and both know it.
+pub async fn apps_shared_idle_stop_once(ctx: Ctx) -> Outcome {
+    let redis = RedisServer::start().map_err(fail)?;
+    let folder = Folder::new("shared")?;
+    let stops = folder.file("hello.stops");
+    let text = format!(
+        r#"[state]
+redis = "{url}"
+
+[[apps]]
+name = "hello"
+start = "true"
+stop = "echo stopped >> {stops}"
+upstream = "http://{{origin}}"
+idle = "2s"
+"#,
+        url = redis.url,
+        stops = stops.display()
+    );
+    let (a, _a_config) = configured_with(&ctx, &text, &[]).await?;
+    let (b, _b_config) = configured_with(&ctx, &text, &[]).await?;
+    // Awake on both: b's idle time starts now.
+    for proxy in [&a, &b] {
+        let reply = ask_app(proxy.addr, "hello", "/echo", 20).await?;
+        ensure!(
+            reply.status == StatusCode::OK,
+            "hello should answer 200, got {}",
+            reply.status
+        );
+    }
+    // Requests on a only, for twice the idle time (paced, 300 ms apart).
+    for _ in 0..14 {
+        let reply = ask_app(a.addr, "hello", "/echo", 20).await?;
+        ensure!(
+            reply.status == StatusCode::OK,
+            "with requests on one instance, hello should keep answering 200, got {}",
+            reply.status
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let stopped = std::fs::read_to_string(&stops).unwrap_or_default();
+    ensure!(
+        stopped.is_empty(),
+        "requests on one instance should keep the app awake; it was stopped after 4 s \
+         (the other instance stopped it after its own idle time of 2 s)"
+    );
+    // No request anywhere: stopped, by one, and both say it is asleep.
+    for proxy in [&a, &b] {
+        logged(proxy, "hello: awake → ", 15).await?;
+    }
+    for proxy in [&a, &b] {
+        logged(proxy, " → asleep", 15).await?;
+    }
+    let stopped = std::fs::read_to_string(&stops).unwrap_or_default();
+    ensure!(
+        stopped.lines().count() == 1,
+        "idle on both instances, the app should be stopped once; its stop command ran {} time(s)",
+        stopped.lines().count()
     );
     Ok(())
 }

@@ -139,6 +139,7 @@ checks![
     complete::certificates_by_name,
     complete::request_body_limit_413,
     complete::apps_shared_start_once,
+    complete::apps_shared_idle_stop_once,
     complete::upstream_group_round_robin,
     complete::upstream_group_dead_server,
     complete::https_upstream_verified,

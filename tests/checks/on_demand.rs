@@ -141,7 +141,12 @@ fn for_app(name: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Re
 
 /// GET `path` of app `name` as an API client (`Accept: application/json`),
 /// waiting up to `seconds` for the answer: a held request takes a start.
-async fn ask_app(addr: SocketAddr, name: &str, path: &str, seconds: u64) -> Result<Reply, Failure> {
+pub(super) async fn ask_app(
+    addr: SocketAddr,
+    name: &str,
+    path: &str,
+    seconds: u64,
+) -> Result<Reply, Failure> {
     within(
         seconds,
         &format!("an answer from {name}.localhost"),
@@ -262,7 +267,7 @@ pub(super) async fn count_answers(
 }
 
 /// Waits until the proxy's log has a line containing `needle`.
-async fn logged(proxy: &Proxy, needle: &str, seconds: u64) -> Outcome {
+pub(super) async fn logged(proxy: &Proxy, needle: &str, seconds: u64) -> Outcome {
     proxy
         .stderr_until(
             &format!("a log line with `{needle}`"),
