@@ -57,7 +57,7 @@ use crate::children::{AppProcess, free_port, run_shell, with_stderr};
 use crate::patterns::{MediaRange, accept_groups, normalize_host};
 use crate::routes_file::Routes;
 use crate::routing::{Forward, dispatch};
-use crate::shared_state::{Event, SharedApps};
+use crate::shared_state::{Event, SharedApps, Unreachable};
 
 /// How long a child has to exit after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -897,26 +897,15 @@ impl Apps {
                         }
                     }
                     // Subscribed (again): what was missed meanwhile, and
-                    // what a Redis that lost its data does not know.
+                    // what a Redis that lost its data does not know. (Its
+                    // connection may come back a moment after this one:
+                    // tried for 5 s.)
                     Event::Subscribed => {
-                        for app in apps.registry().apps.values() {
-                            if app.state() != State::Awake
-                                || app.shared_with_others(&app.spec()).is_none()
-                            {
-                                continue;
+                        for _ in 0..5 {
+                            if resynchronise(&apps, &shared).await.is_ok() {
+                                break;
                             }
-                            match shared.status(&app.name).await {
-                                Ok(Some(status)) if status.state == "asleep" => {
-                                    app.asleep_elsewhere();
-                                }
-                                Ok(None) => {
-                                    let upstream = app.status().upstream.map(|up| up.to_string());
-                                    let _ = shared
-                                        .announce(&app.name, "awake", upstream.as_deref())
-                                        .await;
-                                }
-                                _ => {}
-                            }
+                            tokio::time::sleep(Duration::from_secs(1)).await;
                         }
                     }
                     Event::Changed(_) => {}
@@ -924,6 +913,27 @@ impl Apps {
             }
         });
     }
+}
+
+/// Makes this instance's shared apps and Redis agree: asleep here if it
+/// says so; awake there (with the upstream) if it knows nothing.
+async fn resynchronise(apps: &Apps, shared: &SharedApps) -> Result<(), Unreachable> {
+    for app in apps.registry().apps.values() {
+        if app.state() != State::Awake || app.shared_with_others(&app.spec()).is_none() {
+            continue;
+        }
+        match shared.status(&app.name).await? {
+            Some(status) if status.state == "asleep" => app.asleep_elsewhere(),
+            Some(_) => {}
+            None => {
+                let upstream = app.status().upstream.map(|up| up.to_string());
+                shared
+                    .announce(&app.name, "awake", upstream.as_deref())
+                    .await?;
+            }
+        }
+    }
+    Ok(())
 }
 // ANCHOR_END: instances
 

@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 use complete::shared_state::{Event, SharedApps, Unreachable};
 use tokio::time::timeout;
 
+// The harness's: its checks use more of it than these tests.
+#[allow(dead_code)]
 #[path = "../../tests/harness/redis.rs"]
 mod redis_server;
 

@@ -1172,3 +1172,79 @@ idle = "2s"
     );
     Ok(())
 }
+
+/// `[state] redis`: Redis killed while the app is awake: both instances
+/// keep serving it; Redis back (empty): the instances tell it the app is
+/// awake, and the idle stop is again one for both.
+pub async fn apps_shared_redis_down(ctx: Ctx) -> Outcome {
+    let mut redis = RedisServer::start().map_err(fail)?;
+    let folder = Folder::new("shared")?;
+    let stops = folder.file("hello.stops");
+    let text = format!(
+        r#"[state]
+redis = "{url}"
+
+[[apps]]
+name = "hello"
+start = "true"
+stop = "echo stopped >> {stops}"
+upstream = "http://{{origin}}"
+idle = "3s"
+"#,
+        url = redis.url,
+        stops = stops.display()
+    );
+    let (a, _a_config) = configured_with(&ctx, &text, &[]).await?;
+    let (b, _b_config) = configured_with(&ctx, &text, &[]).await?;
+    let answered = |proxy: &Proxy, when: &'static str| {
+        let addr = proxy.addr;
+        async move {
+            let reply = ask_app(addr, "hello", "/echo", 20).await?;
+            ensure!(
+                reply.status == StatusCode::OK,
+                "{when}, an awake app should be served (200), got {}",
+                reply.status
+            );
+            Ok(())
+        }
+    };
+    for proxy in [&a, &b] {
+        answered(proxy, "with Redis up").await?;
+    }
+    redis.kill();
+    for _ in 0..3 {
+        for proxy in [&a, &b] {
+            answered(proxy, "with Redis down").await?;
+        }
+    }
+    redis.restart().map_err(fail)?;
+    // Back and empty: the instances say what they have awake.
+    within(
+        10,
+        "the instances to tell the new Redis that hello is awake",
+        async {
+            // Bounded by `within`: a look every 100 ms.
+            loop {
+                let state = redis
+                    .ask("HGET reverse-proxy-workshop:app:hello state")
+                    .map_err(fail)?;
+                if state.contains("awake") {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )
+    .await?;
+    for proxy in [&a, &b] {
+        logged(proxy, " → asleep", 20).await?;
+    }
+    let stopped = std::fs::read_to_string(&stops).unwrap_or_default();
+    ensure!(
+        stopped.lines().count() == 1,
+        "with Redis back, the idle app should be stopped once for both instances; its stop \
+         command ran {} time(s)",
+        stopped.lines().count()
+    );
+    Ok(())
+}

@@ -140,6 +140,7 @@ checks![
     complete::request_body_limit_413,
     complete::apps_shared_start_once,
     complete::apps_shared_idle_stop_once,
+    complete::apps_shared_redis_down,
     complete::upstream_group_round_robin,
     complete::upstream_group_dead_server,
     complete::https_upstream_verified,
