@@ -64,7 +64,7 @@ use crate::children::{AppProcess, free_port, run_shell, with_stderr};
 use crate::patterns::{MediaRange, accept_groups, normalize_host};
 use crate::routes_file::Routes;
 use crate::routing::{Forward, dispatch};
-use crate::shared_state::{Event, SharedApps, Unreachable};
+use crate::shared_state::{Event, LEASE, SharedApps, Unreachable};
 
 /// How long a child has to exit after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -485,6 +485,9 @@ async fn supervise(app: Arc<App>, mut process: AppProcess, stop: oneshot::Receiv
 /// Stops an awake app, requests in flight or not (the status API, the
 /// shutdown); returns once it is asleep, or after twice the grace period.
 pub async fn stop(app: &Arc<App>) {
+    if app.shared_with_others(&app.spec()).is_some() {
+        return stop_everywhere(app, Why::Asked).await;
+    }
     stop_unless(app, || false).await;
 }
 
@@ -747,7 +750,7 @@ pub async fn stop_idle_apps(apps: Arc<Apps>) {
             if awake && members.iter().all(idle) {
                 for member in members {
                     let member = member.clone();
-                    tokio::spawn(async move { stop_if_idle_everywhere(&member).await });
+                    tokio::spawn(async move { stop_everywhere(&member, Why::Idle).await });
                 }
             }
         }
@@ -787,6 +790,22 @@ impl App {
         }
     }
 
+    /// Another instance started the app: awake here too, at the same
+    /// upstream (the status API of every instance shows it so).
+    fn awake_elsewhere(&self, upstream: &str) {
+        let spec = self.spec();
+        let (Some(_), Ok(upstream)) = (self.shared_with_others(&spec), upstream.parse::<Uri>())
+        else {
+            return;
+        };
+        self.touch();
+        self.transition(&[State::Asleep], State::Awake, |status| {
+            status.upstream = Some(upstream);
+            status.running = Some(spec);
+            status.last_error = None;
+        });
+    }
+
     /// Another instance stopped the app: asleep here too (its stop command
     /// ran there).
     fn asleep_elsewhere(&self) {
@@ -816,15 +835,33 @@ async fn launch_once(
     Ok((upstream, None))
 }
 
-/// An idle stop, once among every instance: not while another instance
-/// has seen a request within the idle time, and only by the instance that
-/// takes the lock. Redis unreachable: this instance decides alone.
-async fn stop_if_idle_everywhere(app: &Arc<App>) {
+/// Why an app is stopped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// Idle here: not if another instance served it lately.
+    Idle,
+    /// The status API asked.
+    Asked,
+}
+
+/// A stop, once among every instance: by the one that takes the lock, the
+/// others follow; an idle stop not while another instance has seen a
+/// request within the idle time. Redis unreachable: this instance decides
+/// alone.
+async fn stop_everywhere(app: &Arc<App>, why: Why) {
+    let stopping = async {
+        match why {
+            Why::Idle => stop_unless_busy(app).await,
+            Why::Asked => stop_unless(app, || false).await,
+        }
+    };
     let spec = app.spec();
     let Some(shared) = app.shared_with_others(&spec) else {
-        return stop_unless_busy(app).await;
+        return stopping.await;
     };
-    if let Ok(Some(seen)) = shared.last_seen(&app.name).await {
+    if why == Why::Idle
+        && let Ok(Some(seen)) = shared.last_seen(&app.name).await
+    {
         let ago = SystemTime::now().duration_since(seen).unwrap_or_default();
         if ago < spec.idle {
             // Busy elsewhere: idle here from that request on.
@@ -833,7 +870,7 @@ async fn stop_if_idle_everywhere(app: &Arc<App>) {
             return;
         }
     }
-    let lock = match shared.try_lock(&app.name, spec.start_timeout).await {
+    let lock = match shared.try_lock(&app.name, LEASE).await {
         Ok(Some(lock)) => Some(lock),
         // Another instance starts or stops it right now.
         Ok(None) => return,
@@ -850,7 +887,10 @@ async fn stop_if_idle_everywhere(app: &Arc<App>) {
         return;
     }
     let _ = shared.announce(&app.name, "stopping", None).await;
-    stop_unless_busy(app).await;
+    match &lock {
+        Some(lock) => shared.while_holding(lock, stopping).await,
+        None => stopping.await,
+    }
     let state = app.state();
     let now = if state == State::Asleep {
         "asleep"
@@ -883,6 +923,12 @@ impl Apps {
                     Event::Changed(change) if change.state == "asleep" => {
                         if let Some(app) = apps.registry().apps.get(&change.app) {
                             app.asleep_elsewhere();
+                        }
+                    }
+                    Event::Changed(change) if change.state == "awake" => {
+                        let app = apps.registry().apps.get(&change.app).cloned();
+                        if let (Some(app), Some(upstream)) = (app, change.upstream) {
+                            app.awake_elsewhere(&upstream);
                         }
                     }
                     // Subscribed (again): what was missed meanwhile, and

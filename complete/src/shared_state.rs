@@ -37,6 +37,11 @@ const PATIENCE: Duration = Duration::from_millis(500);
 /// How often a lost connection is tried again, at most.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 
+/// How long a lock lives unless its holder renews it (every third of it,
+/// while it starts or stops the app): a holder that dies lets another
+/// instance take over this long after, however long starts may take.
+pub const LEASE: Duration = Duration::from_secs(3);
+
 /// Redis did not answer in time, or at all: decide locally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unreachable;
@@ -115,9 +120,9 @@ impl SharedApps {
     /// instance takes the lock, and its outcome is announced; otherwise the
     /// start another instance made (or is making) is adopted: its upstream,
     /// or its failure. Redis unreachable: `launch` runs here, alone.
-    /// `patience` bounds the wait for another instance's start; the lock
-    /// outlives it by a second, so a holder that dies lets another take
-    /// over at the next start.
+    /// `patience` bounds the wait for another instance's start; a holder
+    /// that dies stops renewing its lock, and one of the waiters takes
+    /// over when it expires.
     pub async fn start_once<F, Fut>(
         &self,
         app: &str,
@@ -147,7 +152,7 @@ impl SharedApps {
                 }
                 Ok(status) => status.is_some_and(|status| status.state == "stopping"),
             };
-            let lock = match self.try_lock(app, patience + Duration::from_secs(1)).await {
+            let lock = match self.try_lock(app, LEASE).await {
                 Err(Unreachable) => return launch().await,
                 Ok(lock) => lock,
             };
@@ -192,7 +197,7 @@ impl SharedApps {
             return Ok(upstream);
         }
         let _ = self.announce(app, "starting", None).await;
-        let started = launch().await;
+        let started = self.while_holding(&lock, launch()).await;
         let _ = match &started {
             Ok(upstream) => self.announce(app, "awake", Some(upstream)).await,
             Err(_) => self.announce(app, "asleep", None).await,
@@ -240,6 +245,42 @@ impl SharedApps {
         Ok(deleted == 1)
     }
     // ANCHOR_END: release
+
+    /// Runs `work`, renewing `lock` every third of its lease meanwhile: a
+    /// start may take longer than the lease, its holder's death may not.
+    pub async fn while_holding<T>(&self, lock: &Lock, work: impl Future<Output = T>) -> T {
+        let renewing = async {
+            let mut every = tokio::time::interval(LEASE / 3);
+            every.tick().await;
+            // Until `work` ends (the select drops this).
+            loop {
+                every.tick().await;
+                // Lost (expired and taken) or Redis down: nothing to do but
+                // finish; the outcome is announced all the same.
+                let _ = self.renew(lock).await;
+            }
+        };
+        tokio::select! {
+            done = work => done,
+            never = renewing => never,
+        }
+    }
+
+    /// Extends `lock` by a lease, if it is still ours.
+    async fn renew(&self, lock: &Lock) -> Result<bool, Unreachable> {
+        let script = redis::Script::new(
+            r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+                  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+              end
+              return 0",
+        );
+        let mut invocation = script.key(&lock.key);
+        invocation.arg(&lock.token).arg(LEASE.as_millis() as u64);
+        let renewed: i64 = self
+            .bounded(|mut redis| async move { invocation.invoke_async(&mut redis).await })
+            .await?;
+        Ok(renewed == 1)
+    }
 
     /// Records the app's new state and tells every instance.
     pub async fn announce(

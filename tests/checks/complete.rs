@@ -13,9 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use workshop::body::empty;
 
-use super::on_demand::{ask_app, count_answers, logged, written_requests};
+use super::on_demand::{admin_request, ask_app, count_answers, logged, written_requests};
 use crate::ensure;
-use crate::harness::client::{connect_h2, excerpt, get, h2_request};
+use crate::harness::client::{connect_h2, excerpt, fetch, get, h2_request};
 use crate::harness::folder::Folder;
 use crate::harness::redis::RedisServer;
 use crate::harness::{Ctx, Failure, OrFail, Outcome, Proxy, fail, within};
@@ -1117,7 +1117,9 @@ pub async fn apps_shared_idle_stop_once(ctx: Ctx) -> Outcome {
     let folder = Folder::new("shared")?;
     let stops = folder.file("hello.stops");
     let text = format!(
-        r#"[state]
+        r#"admin_token = "s3cret-token"
+
+[state]
 redis = "{url}"
 
 [[apps]]
@@ -1132,15 +1134,38 @@ idle = "2s"
     );
     let (a, _a_config) = configured_with(&ctx, &text, &[]).await?;
     let (b, _b_config) = configured_with(&ctx, &text, &[]).await?;
-    // Awake on both: b's idle time starts now.
-    for proxy in [&a, &b] {
-        let reply = ask_app(proxy.addr, "hello", "/echo", 20).await?;
-        ensure!(
-            reply.status == StatusCode::OK,
-            "hello should answer 200, got {}",
-            reply.status
-        );
-    }
+    // Woken through a: b's status API says so too.
+    let reply = ask_app(a.addr, "hello", "/echo", 20).await?;
+    ensure!(
+        reply.status == StatusCode::OK,
+        "hello should answer 200, got {}",
+        reply.status
+    );
+    within(5, "b's status API to show hello awake", async {
+        // Bounded by `within`: a look every 50 ms.
+        loop {
+            let request = admin_request(b.addr, "GET", "/_proxy/apps", Some("s3cret-token"));
+            let listed = fetch(b.addr, request).await?;
+            let awake = listed.json().ok().is_some_and(|json| {
+                json["apps"].as_array().is_some_and(|apps| {
+                    apps.iter()
+                        .any(|app| app["name"] == "hello" && app["state"] == "awake")
+                })
+            });
+            if awake {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await?;
+    // Served by b too: b's idle time starts now.
+    let reply = ask_app(b.addr, "hello", "/echo", 20).await?;
+    ensure!(
+        reply.status == StatusCode::OK,
+        "hello should answer 200, got {}",
+        reply.status
+    );
     // Requests on a only, for twice the idle time (paced, 300 ms apart).
     for _ in 0..14 {
         let reply = ask_app(a.addr, "hello", "/echo", 20).await?;
@@ -1247,4 +1272,71 @@ idle = "3s"
         stopped.lines().count()
     );
     Ok(())
+}
+
+/// `[state] redis`: an instance killed while it starts the app (holding
+/// the lock): a request on the other is answered once the lock has expired
+/// (3 s unrenewed), by a start of its own.
+pub async fn apps_shared_lock_holder_dies(ctx: Ctx) -> Outcome {
+    let redis = RedisServer::start().map_err(fail)?;
+    let folder = Folder::new("shared")?;
+    let (starts, release) = (folder.file("hello.starts"), folder.file("release"));
+    // The first start hangs (until the check ends, 30 s at most); the next
+    // one is quick.
+    let text = format!(
+        r#"[state]
+redis = "{url}"
+
+[[apps]]
+name = "hello"
+start = "echo started >> {starts}; if [ $(wc -l < {starts}) -eq 1 ]; then i=0; while [ ! -e {release} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; fi"
+stop = "true"
+upstream = "http://{{origin}}"
+start_timeout = "10s"
+"#,
+        url = redis.url,
+        starts = starts.display(),
+        release = release.display()
+    );
+    let (mut a, _a_config) = configured_with(&ctx, &text, &[]).await?;
+    let (b, _b_config) = configured_with(&ctx, &text, &[]).await?;
+    let outcome = async {
+        // a starts it, and hangs there holding the lock.
+        let held = tokio::spawn(ask_app(a.addr, "hello", "/echo", 20));
+        within(10, "a's start to begin", async {
+            // Bounded by `within`: a look every 50 ms.
+            while std::fs::read_to_string(&starts)
+                .unwrap_or_default()
+                .is_empty()
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(())
+        })
+        .await?;
+        a.kill(10).await?;
+        held.abort();
+        let reply = ask_app(b.addr, "hello", "/echo", 20).await?;
+        ensure!(
+            reply.status == StatusCode::OK,
+            "an instance killed while starting the app holds its lock only until it expires; a \
+             request on the other should then be answered 200 by a start of its own, got {} {}",
+            reply.status,
+            excerpt(&reply.text())
+        );
+        let ran = std::fs::read_to_string(&starts)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        ensure!(
+            ran == 2,
+            "the start command should have run twice (the dead instance's, then the other's), \
+             it ran {ran} time(s)"
+        );
+        Ok(())
+    }
+    .await;
+    // The dead instance's start command ends too.
+    let _ = std::fs::write(&release, "");
+    outcome
 }

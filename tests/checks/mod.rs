@@ -141,6 +141,7 @@ checks![
     complete::apps_shared_start_once,
     complete::apps_shared_idle_stop_once,
     complete::apps_shared_redis_down,
+    complete::apps_shared_lock_holder_dies,
     complete::upstream_group_round_robin,
     complete::upstream_group_dead_server,
     complete::https_upstream_verified,

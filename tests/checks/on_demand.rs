@@ -199,7 +199,12 @@ pub(super) async fn written_requests(
 }
 
 /// A request for the proxy's own API (`/_proxy/…`), with `token` if any.
-fn admin_request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Request<Body> {
+pub(super) fn admin_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Request<Body> {
     let mut request = Request::new(empty());
     *request.method_mut() = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
     *request.uri_mut() = path.parse().unwrap_or_default();

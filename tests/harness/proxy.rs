@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
-use super::outcome::{Failure, OrFail, fail, within};
+use super::outcome::{Failure, OrFail, Outcome, fail, within};
 
 /// Which proxy the checks talk to.
 #[derive(Debug, Clone)]
@@ -318,6 +318,18 @@ impl Proxy {
         })
         .await?;
         Ok(status.code())
+    }
+
+    /// Kills the proxy this check started (SIGKILL: no goodbye, as a crash
+    /// or a lost machine) and waits (at most `seconds`) until it is gone.
+    pub async fn kill(&mut self, seconds: u64) -> Outcome {
+        let Some(process) = self.process.as_mut() else {
+            return Err(Failure::Skip("needs to start the proxy itself".into()));
+        };
+        within(seconds, "the proxy to die of SIGKILL", async {
+            process.child.kill().await.or_fail("killing the proxy")
+        })
+        .await
     }
 
     /// Waits (at most `seconds`) for the proxy this check started to exit;
