@@ -30,8 +30,9 @@
 //! How a child is started, signalled and logged is the kit's
 //! (`children`), and so is reading the apps file (`apps_file`).
 //! Deliberate simplifications: the state lives in this process only (step
-//! instances could share it through Redis), and a shutdown stops
-//! the apps without waiting for requests in flight (step 13 drains them).
+//! 13's instances share it through Redis: `[state] redis`, at the end of
+//! this file), and a shutdown stops the apps without waiting for requests
+//! in flight (step 13 drains them).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
