@@ -1062,30 +1062,54 @@ pub async fn keep_alive_apart_from_header_read(ctx: Ctx) -> Outcome {
     Ok(())
 }
 
+/// Two instances of the step with one config: `head` (top-level keys),
+/// `[state] redis` naming a redis-server of the check's own, then `apps`
+/// (`{dir}` is a folder of the check's own, `{origin}` the demo origin).
+struct Instances {
+    redis: RedisServer,
+    folder: Folder,
+    a: Proxy,
+    b: Proxy,
+    _configs: [ConfigFile; 2],
+}
+
+async fn two_instances(ctx: &Ctx, head: &str, apps: &str) -> Result<Instances, Failure> {
+    let redis = RedisServer::start().map_err(fail)?;
+    let folder = Folder::new("shared")?;
+    let apps = apps.replace("{dir}", &folder.path().display().to_string());
+    let text = format!("{head}\n[state]\nredis = \"{}\"\n\n{apps}", redis.url);
+    let (a, a_config) = configured_with(ctx, &text, &[]).await?;
+    let (b, b_config) = configured_with(ctx, &text, &[]).await?;
+    Ok(Instances {
+        redis,
+        folder,
+        a,
+        b,
+        _configs: [a_config, b_config],
+    })
+}
+
 /// `[state] redis`: two instances with the same config (an app started by
 /// commands, its upstream the demo origin) share the app's state: 50 first
 /// requests, one of two to each, are all answered, and the start command
 /// ran once.
 pub async fn apps_shared_start_once(ctx: Ctx) -> Outcome {
-    let redis = RedisServer::start().map_err(fail)?;
-    let folder = Folder::new("shared")?;
-    let starts = folder.file("hello.starts");
     // Half a second to start: requests come to both instances meanwhile.
-    let text = format!(
-        r#"[state]
-redis = "{url}"
-
-[[apps]]
+    let apps = r#"[[apps]]
 name = "hello"
-start = "echo started >> {starts}; sleep 0.5"
+start = "echo started >> {dir}/hello.starts; sleep 0.5"
 stop = "true"
-upstream = "http://{{origin}}"
-"#,
-        url = redis.url,
-        starts = starts.display()
-    );
-    let (a, _a_config) = configured_with(&ctx, &text, &[]).await?;
-    let (b, _b_config) = configured_with(&ctx, &text, &[]).await?;
+upstream = "http://{origin}"
+"#;
+    // Every field bound: what `..` leaves out is dropped at once (Redis too).
+    let Instances {
+        redis: _redis,
+        folder,
+        a,
+        b,
+        _configs,
+    } = two_instances(&ctx, "", apps).await?;
+    let starts = folder.file("hello.starts");
     let mut connections = Vec::new();
     for _ in 0..25 {
         connections.extend(written_requests(a.addr, "hello", 1).await?);
@@ -1113,27 +1137,22 @@ upstream = "http://{{origin}}"
 /// (the other does not stop it after its own idle time); then, idle
 /// everywhere, it is stopped once, and both know it.
 pub async fn apps_shared_idle_stop_once(ctx: Ctx) -> Outcome {
-    let redis = RedisServer::start().map_err(fail)?;
-    let folder = Folder::new("shared")?;
-    let stops = folder.file("hello.stops");
-    let text = format!(
-        r#"admin_token = "s3cret-token"
-
-[state]
-redis = "{url}"
-
-[[apps]]
+    let apps = r#"[[apps]]
 name = "hello"
 start = "true"
-stop = "echo stopped >> {stops}"
-upstream = "http://{{origin}}"
+stop = "echo stopped >> {dir}/hello.stops"
+upstream = "http://{origin}"
 idle = "2s"
-"#,
-        url = redis.url,
-        stops = stops.display()
-    );
-    let (a, _a_config) = configured_with(&ctx, &text, &[]).await?;
-    let (b, _b_config) = configured_with(&ctx, &text, &[]).await?;
+"#;
+    let head = r#"admin_token = "s3cret-token""#;
+    let Instances {
+        redis: _redis,
+        folder,
+        a,
+        b,
+        _configs,
+    } = two_instances(&ctx, head, apps).await?;
+    let stops = folder.file("hello.stops");
     // Woken through a: b's status API says so too.
     let reply = ask_app(a.addr, "hello", "/echo", 20).await?;
     ensure!(
@@ -1202,25 +1221,21 @@ idle = "2s"
 /// keep serving it; Redis back (empty): the instances tell it the app is
 /// awake, and the idle stop is again one for both.
 pub async fn apps_shared_redis_down(ctx: Ctx) -> Outcome {
-    let mut redis = RedisServer::start().map_err(fail)?;
-    let folder = Folder::new("shared")?;
-    let stops = folder.file("hello.stops");
-    let text = format!(
-        r#"[state]
-redis = "{url}"
-
-[[apps]]
+    let apps = r#"[[apps]]
 name = "hello"
 start = "true"
-stop = "echo stopped >> {stops}"
-upstream = "http://{{origin}}"
+stop = "echo stopped >> {dir}/hello.stops"
+upstream = "http://{origin}"
 idle = "3s"
-"#,
-        url = redis.url,
-        stops = stops.display()
-    );
-    let (a, _a_config) = configured_with(&ctx, &text, &[]).await?;
-    let (b, _b_config) = configured_with(&ctx, &text, &[]).await?;
+"#;
+    let Instances {
+        mut redis,
+        folder,
+        a,
+        b,
+        _configs,
+    } = two_instances(&ctx, "", apps).await?;
+    let stops = folder.file("hello.stops");
     let answered = |proxy: &Proxy, when: &'static str| {
         let addr = proxy.addr;
         async move {
@@ -1278,28 +1293,23 @@ idle = "3s"
 /// the lock): a request on the other is answered once the lock has expired
 /// (3 s unrenewed), by a start of its own.
 pub async fn apps_shared_lock_holder_dies(ctx: Ctx) -> Outcome {
-    let redis = RedisServer::start().map_err(fail)?;
-    let folder = Folder::new("shared")?;
-    let (starts, release) = (folder.file("hello.starts"), folder.file("release"));
     // The first start hangs (until the check ends, 30 s at most); the next
     // one is quick.
-    let text = format!(
-        r#"[state]
-redis = "{url}"
-
-[[apps]]
+    let apps = r#"[[apps]]
 name = "hello"
-start = "echo started >> {starts}; if [ $(wc -l < {starts}) -eq 1 ]; then i=0; while [ ! -e {release} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; fi"
+start = "echo started >> {dir}/hello.starts; if [ $(wc -l < {dir}/hello.starts) -eq 1 ]; then i=0; while [ ! -e {dir}/release ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; fi"
 stop = "true"
-upstream = "http://{{origin}}"
+upstream = "http://{origin}"
 start_timeout = "10s"
-"#,
-        url = redis.url,
-        starts = starts.display(),
-        release = release.display()
-    );
-    let (mut a, _a_config) = configured_with(&ctx, &text, &[]).await?;
-    let (b, _b_config) = configured_with(&ctx, &text, &[]).await?;
+"#;
+    let Instances {
+        redis: _redis,
+        folder,
+        mut a,
+        b,
+        _configs,
+    } = two_instances(&ctx, "", apps).await?;
+    let (starts, release) = (folder.file("hello.starts"), folder.file("release"));
     let outcome = async {
         // a starts it, and hangs there holding the lock.
         let held = tokio::spawn(ask_app(a.addr, "hello", "/echo", 20));
