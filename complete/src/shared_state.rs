@@ -9,6 +9,7 @@
 //!   instance writes at most once a second, never per request);
 //! - `lock:NAME`: who may start or stop it now: `SET key token NX PX ttl`,
 //!   released only by its holder (the token is checked by a script); a
+//!   lease of 3 s ([`LEASE`]) that its holder renews while it works, so a
 //!   holder that dies lets it expire, and another instance takes over;
 //! - the channel `changes`: `NAME STATE [UPSTREAM]`, published with every
 //!   change, so that a request held on one instance is released when
