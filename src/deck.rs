@@ -24,12 +24,6 @@ use http::{Response, StatusCode, header};
 
 use crate::body::{Body, full, text};
 
-/// The repository the workshop was built from: where `slides/` and the
-/// sources are, read at serve time.
-pub fn default_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// One deck: `slides/03_stream_body.md`.
 #[derive(Debug, Clone)]
 pub struct Deck {

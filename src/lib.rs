@@ -18,6 +18,7 @@ pub mod body;
 pub mod cli;
 pub mod deck;
 pub mod origin;
+pub mod repo;
 pub mod tls;
 
 // Step 01: a hyper server, one task per connection.

@@ -203,7 +203,7 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, state: &State) -> R
         // The talk itself, so the closing demo can show it through the proxy.
         "/slides" => redirect("/slides/"),
         _ if path.starts_with("/slides/") => {
-            crate::deck::respond(&crate::deck::default_root(), &path["/slides/".len()..])
+            crate::deck::respond(&crate::repo::root(), &path["/slides/".len()..])
         }
         _ if path == "/echo" || path.starts_with("/echo/") => echo(request, peer).await,
         _ => match path

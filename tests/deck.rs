@@ -65,7 +65,7 @@ fn every_deck_in_chromium() {
 }
 
 async fn check_the_deck() -> Result<Vec<String>, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = &workshop::repo::root();
     let decks = workshop::deck::decks(root).map_err(|err| format!("reading slides/: {err}"))?;
     if decks.is_empty() {
         return Err("no slides/NN_*.md".into());

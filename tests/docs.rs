@@ -25,7 +25,7 @@ use serde::Deserialize;
 use workshop::deck::{find_includes, resolve_include};
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    workshop::repo::root()
 }
 
 fn read(relative: &str) -> String {
@@ -298,4 +298,48 @@ fn bins_come_from_cargo_toml() {
     let manifest = "[package]\nname = \"p\"\n[[bin]]\nname = \"01-a\"\npath = \"a.rs\"\n[[bin]]\nname = \"origin\"\n";
     assert_eq!(cargo_bins(manifest), ["01-a", "origin"]);
     assert!(cargo_bins("not toml [").is_empty());
+}
+
+/// A checkout moved or copied after a build (or another checkout sharing
+/// the target directory) reads its own files: the `slides` binary, built
+/// here, run in a copy of a repository, exports the copy's deck, not this
+/// one's (`workshop::repo` finds the repository at run time).
+#[test]
+fn a_moved_checkout_reads_its_own_files() {
+    let copy = Path::new(env!("CARGO_TARGET_TMPDIR")).join("moved-checkout");
+    let _ = fs::remove_dir_all(&copy);
+    let marker = "only-in-the-moved-copy";
+    for (file, text) in [
+        ("tests/steps.toml", String::new()),
+        (
+            "slides/01_moved.md",
+            format!("# Step 01 — {marker}\n\ntext\n"),
+        ),
+        ("slides/workshop.css", String::new()),
+        ("slides/reveal.js/dist/reveal.js", String::new()),
+        ("slides/fonts/.keep", String::new()),
+    ] {
+        let path = copy.join(file);
+        fs::create_dir_all(path.parent().expect("a folder")).expect("making the copy");
+        fs::write(&path, text).expect("writing the copy");
+    }
+    let export = copy.join("export");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_slides"))
+        .current_dir(copy.join("slides"))
+        .arg("--export")
+        .arg(&export)
+        .output()
+        .expect("running the slides binary");
+    assert!(
+        output.status.success(),
+        "`slides --export` in a moved copy failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let page = fs::read_to_string(export.join("index.html")).expect("the exported talk");
+    assert!(
+        page.contains(marker),
+        "run in another checkout, the slides binary exported the decks of the checkout it was \
+         built in (it must find the repository at run time: the current folder and its parents)"
+    );
+    let _ = fs::remove_dir_all(&copy);
 }

@@ -20,7 +20,7 @@ use harness::run::run_check;
 
 #[test]
 fn every_exercise_fails_its_step_until_solved() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = &workshop::repo::root();
     let table_text =
         std::fs::read_to_string(root.join("tests/steps.toml")).expect("tests/steps.toml");
     let table = tooling::parse_table(&table_text).expect("a valid tests/steps.toml");

@@ -45,7 +45,7 @@ fn capability_matrix() {
 }
 
 fn load_table() -> tooling::Table {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/steps.toml");
+    let path = workshop::repo::root().join("tests/steps.toml");
     let text = std::fs::read_to_string(path).expect("tests/steps.toml is readable");
     let table = tooling::parse_table(&text).unwrap_or_else(|err| panic!("tests/steps.toml: {err}"));
     for check in &table.checks {

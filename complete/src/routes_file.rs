@@ -283,13 +283,9 @@ impl Source {
     }
 }
 
-/// `routes/example.toml`, in the repository the workshop was built from.
+/// `routes/example.toml`, in the workshop's repository (found at run time).
 pub fn example() -> std::path::PathBuf {
-    let package = Path::new(env!("CARGO_MANIFEST_DIR"));
-    package
-        .parent()
-        .unwrap_or(package)
-        .join("routes/example.toml")
+    workshop::repo::root().join("routes/example.toml")
 }
 
 /// Reads and checks a routes file. `origin`, when given, takes the place of

@@ -12,7 +12,7 @@ use std::process::Command;
 
 /// Runs `binary FLAG FILE --check` on a file of the repository.
 fn checks_out(binary: &str, flag: &str, file: &str) {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(file);
+    let example = workshop::repo::root().join(file);
     let output = Command::new(binary)
         .arg(flag)
         .arg(&example)
@@ -33,7 +33,7 @@ fn the_example_routes_are_valid() {
         "--routes",
         "routes/example.toml",
     );
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../routes/example.toml");
+    let example = workshop::repo::root().join("routes/example.toml");
     let text = std::fs::read_to_string(&example).expect("routes/example.toml");
     for line in text.lines().filter(|line| line.starts_with("forward")) {
         assert!(

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
-use workshop::{cli, deck};
+use workshop::{cli, deck, repo};
 
 #[derive(Parser)]
 #[command(about = "Serve the workshop's talk as a reveal.js presentation, offline")]
@@ -28,7 +28,7 @@ struct Args {
     export: Option<PathBuf>,
 
     /// The repository to read slides/ and the sources from.
-    #[arg(long, value_name = "DIR", default_value_os_t = deck::default_root())]
+    #[arg(long, value_name = "DIR", default_value_os_t = repo::root())]
     root: PathBuf,
 }
 

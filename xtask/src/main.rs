@@ -11,6 +11,9 @@
 //! fail CI when a generated file is stale; this file only does the I/O.
 
 mod check;
+// Where the repository is, found at run time (the workshop's own file).
+#[path = "../../src/repo.rs"]
+mod repo;
 // `gen` is a reserved word since edition 2024, hence the raw identifier.
 // `tests/docs.rs` uses the slide checks; this binary does not.
 #[allow(dead_code)]
@@ -20,7 +23,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs;
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use check::Running;
@@ -67,7 +70,7 @@ fn main() -> ExitCode {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    let root = repo_root();
+    let root = repo::root();
     let result = match args.as_slice() {
         ["exercises"] => exercises(&root, false),
         ["exercises", "--check"] => exercises(&root, true),
@@ -91,12 +94,6 @@ fn main() -> ExitCode {
         eprintln!("error: {message}");
         ExitCode::FAILURE
     })
-}
-
-/// The workshop's root: xtask lives in `<root>/xtask`.
-fn repo_root() -> PathBuf {
-    let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
-    xtask.parent().unwrap_or(xtask).to_path_buf()
 }
 
 /// An exercise file that does not match its solution.
