@@ -7,7 +7,6 @@
 //! It also makes `cargo test` build `11-routing` and `12-on-demand`, which
 //! the capability matrix of the root package starts.
 
-use std::path::Path;
 use std::process::Command;
 
 /// Runs `binary FLAG FILE --check` on a file of the repository.
