@@ -78,11 +78,17 @@ pub async fn listen_as(args: &Args, scheme: &str) -> TcpListener {
         }
     };
     println!("listening on {scheme}://{}", local_addr(&listener));
-    for file in crate::exercises_in_use() {
+    say_exercises(&crate::exercises_in_use());
+    listener
+}
+
+/// Says which exercises (`exercises/NN_*.rs`) this build runs instead of
+/// the solutions, just after `listening on`.
+pub fn say_exercises(files: &[&str]) {
+    for file in files {
         let step = &file[..2];
         println!("running your exercises/{file} (--features ex{step}) instead of solutions/{file}");
     }
-    listener
 }
 
 /// The upstream to forward to: `--upstream`, or the demo origin started

@@ -12,7 +12,7 @@ use clap::Parser;
 use workshop::cli;
 use workshop::copy_headers::round_trip;
 use workshop::hop_by_hop::{strip_request, strip_response};
-use workshop::http2::{self, h2_to_h1, scheme_of, serve, tls_acceptor};
+use workshop::http2::{self, h2_to_h1, scheme_of, serve};
 use workshop::streaming::{self, notice_when_sent, with_deadline};
 use workshop::trailers::{announce_trailers, announced_trailers, client_takes_trailers};
 use workshop::websocket::{
@@ -37,24 +37,8 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let scheme = if args.http2.uses_tls() {
-        "https"
-    } else {
-        "http"
-    };
     // A bad certificate is an error before we listen, not after.
-    let tls = match tls_acceptor(&args.http2) {
-        Ok(tls) => tls,
-        Err(err) => {
-            eprintln!("error: {err}");
-            std::process::exit(2);
-        }
-    };
-    let listener = cli::listen_as(&args.common, scheme).await;
-    let tls = tls.map(|(acceptor, fingerprint)| {
-        println!("certificate sha256 fingerprint: {fingerprint}");
-        acceptor
-    });
+    let (listener, tls) = http2::listen(&args.common, &args.http2).await;
     let upstream = cli::upstream(&args.common).await;
     cli::try_this_over(
         &listener,

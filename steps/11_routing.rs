@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use clap::Parser;
-use complete::flags::listen_with_tls;
+use complete::listen_with_tls;
 use complete::routes_file::{self, Source};
 use complete::routing::{Forward, dispatch, reload};
 use complete::watch;

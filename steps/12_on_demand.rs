@@ -17,7 +17,7 @@ use clap::Parser;
 use complete::apps_file::{self, AppsFile};
 use complete::demo::{demo_apps, no_apps, run_demo_app};
 use complete::flags::Files;
-use complete::flags::listen_with_tls;
+use complete::listen_with_tls;
 use complete::on_demand::{Apps, apps_then_routes, discover_apps, stop_idle_apps};
 use complete::routes_file::Source;
 use complete::routing::{Forward, reload};

@@ -16,22 +16,21 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod apps_api;
-pub mod apps_file;
-pub mod certificates;
-pub mod children;
-pub mod config;
-pub mod connector;
-pub mod cookies;
-pub mod demo;
-pub mod flags;
-pub mod head_clock;
 pub mod metrics;
-pub mod patterns;
-pub mod routes_file;
-pub mod shared_state;
-pub mod upstream_client;
-pub mod upstream_groups;
-pub mod watch;
+pub use kit::{
+    apps_file, certificates, children, config, connector, cookies, demo, flags, head_clock,
+    patterns, routes_file, shared_state, upstream_client, upstream_groups, watch,
+};
+
+/// Steps 11 on start as step 09 does, and say which exercises they run.
+pub async fn listen_with_tls(
+    common: &workshop::cli::Args,
+    options: &workshop::http2::Options,
+) -> (tokio::net::TcpListener, Option<tokio_rustls::TlsAcceptor>) {
+    let listening = workshop::http2::listen(common, options).await;
+    workshop::cli::say_exercises(&exercises_in_use());
+    listening
+}
 
 // Step 11: rules choose the upstream; they change while the proxy runs.
 #[cfg_attr(not(feature = "ex11"), path = "../../solutions/11_routing.rs")]

@@ -4,12 +4,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use complete::shared_state::{Event, SharedApps, Unreachable};
+use kit::shared_state::{Event, SharedApps, Unreachable};
 use tokio::time::timeout;
 
 // The harness's: its checks use more of it than these tests.
 #[allow(dead_code)]
-#[path = "../../tests/harness/redis.rs"]
+#[path = "../../../tests/harness/redis.rs"]
 mod redis_server;
 
 use redis_server::RedisServer;

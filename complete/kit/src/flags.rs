@@ -5,36 +5,7 @@
 
 use std::path::PathBuf;
 
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use workshop::{cli, http2};
-
 use crate::{apps_file, routes_file};
-
-/// Steps 11 and 12 start as step 09 did: the certificate made (or read),
-/// then `listening on http(s)://ADDR`, the exercises in use, the
-/// certificate's fingerprint. A problem with the certificate is an exit 2
-/// before listening.
-pub async fn listen_with_tls(
-    common: &cli::Args,
-    options: &http2::Options,
-) -> (TcpListener, Option<TlsAcceptor>) {
-    let tls = http2::tls_acceptor(options).unwrap_or_else(|err| {
-        eprintln!("error: {err}");
-        std::process::exit(2);
-    });
-    let scheme = if options.uses_tls() { "https" } else { "http" };
-    let listener = cli::listen_as(common, scheme).await;
-    for file in crate::exercises_in_use() {
-        let step = &file[..2];
-        println!("running your exercises/{file} (--features ex{step}) instead of solutions/{file}");
-    }
-    let tls = tls.map(|(acceptor, fingerprint)| {
-        println!("certificate sha256 fingerprint: {fingerprint}");
-        acceptor
-    });
-    (listener, tls)
-}
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Files {
