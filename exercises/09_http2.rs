@@ -187,6 +187,26 @@ pub async fn serve<H, F>(
 }
 // ANCHOR_END: serve
 
+/// How steps 09 on start: the certificate made (or read) first, so that a
+/// problem with it is an exit 2 before anything listens; then
+/// `listening on http(s)://ADDR`, and the certificate's fingerprint.
+pub async fn listen(
+    common: &crate::cli::Args,
+    options: &Options,
+) -> (TcpListener, Option<TlsAcceptor>) {
+    let tls = tls_acceptor(options).unwrap_or_else(|err| {
+        eprintln!("error: {err}");
+        std::process::exit(2);
+    });
+    let scheme = if options.uses_tls() { "https" } else { "http" };
+    let listener = crate::cli::listen_as(common, scheme).await;
+    let tls = tls.map(|(acceptor, fingerprint)| {
+        println!("certificate sha256 fingerprint: {fingerprint}");
+        acceptor
+    });
+    (listener, tls)
+}
+
 /// The TLS handshake, bounded: a client that connects and says nothing
 /// must not hold a task forever.
 pub async fn handshake(

@@ -50,8 +50,9 @@ use workshop::websocket::{
 use workshop::x_forwarded::{self, add_forwarded_headers, join_paths, merge_queries};
 use workshop::x_forwarded::{join_upstream_path, use_upstream_host};
 
-use crate::patterns::{AcceptGroup, Captures, accept_groups, normalize_host, without_dot_segments};
-use crate::routes_file::{Action, Layer, Routes, Rule};
+use kit::patterns::without_dot_segments;
+use kit::patterns::{AcceptGroup, Captures, accept_groups, host_of, normalize_host};
+use kit::routes_file::{Action, Layer, Routes, Rule};
 
 // ANCHOR: forward
 // ANCHOR: forward_struct
@@ -201,17 +202,10 @@ impl<'a, B> From<&'a Request<B>> for Asked<'a> {
             Some(_) => &Method::GET,
             None => request.method(),
         };
-        // `Host`, or the URI's authority (an absolute-form request).
-        let host = match request.headers().get(header::HOST) {
-            Some(host) => host.to_str().ok(),
-            None => request
-                .uri()
-                .authority()
-                .map(|authority| authority.as_str()),
-        };
         Asked {
             method,
-            host: host.map(normalize_host),
+            // `Host`, or the URI's authority (an absolute-form request).
+            host: host_of(request).map(normalize_host),
             path: request.uri().path(),
         }
     }

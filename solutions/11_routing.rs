@@ -43,15 +43,16 @@ use workshop::websocket::{
 use workshop::x_forwarded::{self, add_forwarded_headers, join_paths, merge_queries};
 use workshop::x_forwarded::{join_upstream_path, use_upstream_host};
 
-use crate::patterns::{AcceptGroup, Captures, accept_groups, normalize_host, without_dot_segments};
-use crate::routes_file::{Action, Layer, Routes, Rule};
+use kit::patterns::without_dot_segments;
+use kit::patterns::{AcceptGroup, Captures, accept_groups, host_of, normalize_host};
+use kit::routes_file::{Action, Layer, Routes, Rule};
 
 // ANCHOR: forward
 // ANCHOR: forward_struct
 /// Everything steps 02 to 10 do to a request on its way to one upstream,
 /// as a value: a rule points it at its upstream with [`Forward::to`].
 ///
-/// `T` is its clients: hyper-util's over plain TCP here; step 13's add
+/// `T` is its clients: hyper-util's over plain TCP here; step 17's add
 /// TLS, groups of servers, and HTTP/2 upstreams of their own.
 #[derive(Clone)]
 pub struct Forward<T = Client<HttpConnector, Body>> {
@@ -146,8 +147,7 @@ impl<T: HttpClient> Forward<T> {
 }
 // ANCHOR_END: forward
 
-/// Which rule answered a request (its line in the file), on the response:
-/// step 13 counts requests by rule.
+/// On the response, which rule answered (its line): step 15 counts by it.
 #[derive(Debug, Clone, Copy)]
 pub struct MatchedRule(pub usize);
 
@@ -210,17 +210,10 @@ impl<'a, B> From<&'a Request<B>> for Asked<'a> {
             Some(_) => &Method::GET,
             None => request.method(),
         };
-        // `Host`, or the URI's authority (an absolute-form request).
-        let host = match request.headers().get(header::HOST) {
-            Some(host) => host.to_str().ok(),
-            None => request
-                .uri()
-                .authority()
-                .map(|authority| authority.as_str()),
-        };
         Asked {
             method,
-            host: host.map(normalize_host),
+            // `Host`, or the URI's authority (an absolute-form request).
+            host: host_of(request).map(normalize_host),
             path: request.uri().path(),
         }
     }

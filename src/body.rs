@@ -6,15 +6,21 @@
 //! handler return either. The cost is one allocation per body, which a real
 //! proxy can afford too (hyper's own examples do the same).
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
+use hyper::body::{Frame, SizeHint};
 
 /// Any error a body may fail with: hyper's, an I/O error, a timeout...
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Any request body a proxy can pass on: chunks of [`Bytes`], an error it
-/// can box. hyper's `Incoming` is one; step 13 wraps it in a counting one.
+/// can box. hyper's `Incoming` is one; step 14 wraps it in a counting one.
 pub trait RequestBody:
     hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static
 {
@@ -50,8 +56,123 @@ pub fn empty() -> Body {
     boxed(Empty::<Bytes>::new())
 }
 
+/// A body that counts the bytes that go through it and calls `done` with
+/// the count when it is dropped: at its end, or when the client goes away.
+/// What must last as long as a response hangs on it: an app's activity
+/// (step 13), the end of a request for the head deadline (step 14), the
+/// access log's line (step 15).
+pub fn when_dropped(body: Body, done: impl FnOnce(u64) + Send + 'static) -> Body {
+    boxed(WhenDropped {
+        body,
+        sent: 0,
+        done: Some(done),
+    })
+}
+
+/// A body that keeps `value` alive for as long as it is not dropped.
+pub fn holding<T: Send + 'static>(body: Body, value: T) -> Body {
+    when_dropped(body, move |_| drop(value))
+}
+
+struct WhenDropped<D: FnOnce(u64)> {
+    body: Body,
+    sent: u64,
+    done: Option<D>,
+}
+
+// `done` is never pinned (only called, once, by value): moving it is fine.
+impl<D: FnOnce(u64)> Unpin for WhenDropped<D> {}
+
+impl<D: FnOnce(u64)> Drop for WhenDropped<D> {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(self.sent);
+        }
+    }
+}
+
+impl<D: FnOnce(u64)> hyper::body::Body for WhenDropped<D> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.sent += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request body counted while it streams, never buffered: past `limit`
+/// bytes it fails (whoever reads it gets an error, never the excess), and
+/// [`LimitedBody::over`] says so (step 14 answers 413).
+pub struct LimitedBody<B> {
+    inner: B,
+    seen: u64,
+    limit: u64,
+    over: Arc<AtomicBool>,
+}
+
+impl<B> LimitedBody<B> {
+    /// `inner`, cut after `limit` bytes; the flag is set if it was.
+    pub fn new(inner: B, limit: u64) -> (LimitedBody<B>, Arc<AtomicBool>) {
+        let over = Arc::new(AtomicBool::new(false));
+        let body = LimitedBody {
+            inner,
+            seen: 0,
+            limit,
+            over: over.clone(),
+        };
+        (body, over)
+    }
+}
+
+impl<B: RequestBody> hyper::body::Body for LimitedBody<B> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.seen += data.len() as u64;
+            if self.seen > self.limit {
+                self.over.store(true, Ordering::Relaxed);
+                return Poll::Ready(Some(Err("the request body is over the limit".into())));
+            }
+        }
+        polled.map(|frame| frame.map(|frame| frame.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Marks a response the proxy made itself (with [`text`]), not one that
-/// came from an upstream: step 13 tells them apart.
+/// came from an upstream: step 15 tells them apart.
 #[derive(Debug, Clone, Copy)]
 pub struct MadeByProxy;
 

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use clap::Parser;
-use complete::listen_with_tls;
-use complete::routes_file::{self, Source};
 use complete::routing::{Forward, dispatch, reload};
-use complete::watch;
+use complete::setup::{exit_with, listen};
+use kit::routes_file::{self, Source};
+use kit::watch;
 use workshop::http2::{self, serve};
 use workshop::{cli, streaming, x_forwarded};
 
@@ -47,37 +47,22 @@ async fn main() {
     let args = Args::parse();
     if args.check {
         let file = args.routes.clone().unwrap_or_default();
-        match routes_file::load(&file, None) {
-            Ok(routes) => {
-                println!("{}: {routes}: valid", file.display());
-                return;
-            }
-            Err(err) => {
-                eprintln!("error: {err}");
-                std::process::exit(2);
-            }
-        }
+        let routes = routes_file::load(&file, None).unwrap_or_else(|err| exit_with(&err));
+        return println!("{}: {routes}: valid", file.display());
     }
     let mut source = Source::from_flags(args.routes.as_deref(), args.common.upstream.as_ref());
     // Every problem with the rules or the certificate before listening.
     if let Err(err) = source.load() {
-        eprintln!("error: {err}");
-        std::process::exit(2);
+        exit_with(&err);
     }
-    let (listener, tls) = listen_with_tls(&args.common, &args.http2).await;
+    let (listener, tls) = listen(&args.common, &args.http2).await;
     // The example runs in front of a demo origin of its own.
     let example_in_use = source.is_example();
     if example_in_use && let Source::File { origin, .. } = &mut source {
         let upstream = cli::upstream(&args.common).await;
         *origin = upstream.authority().cloned();
     }
-    let routes = match source.load() {
-        Ok(routes) => routes,
-        Err(err) => {
-            eprintln!("error: {err}");
-            std::process::exit(2);
-        }
-    };
+    let routes = source.load().unwrap_or_else(|err| exit_with(&err));
 
     // ANCHOR: main
     let routes = Arc::new(ArcSwap::from_pointee(routes));

@@ -2,9 +2,13 @@
 //! checks its step introduces until the attendee fills it in. (That the
 //! solutions pass those checks is the capability matrix's job.)
 //!
-//! Each exercise is built with its feature (`--features exNN`) into a target
-//! directory of its own, so the binaries the other tests use stay the
-//! reference ones.
+//! Each exercise is built with its feature (`--features exNN`) in the same
+//! target directory as everything else, so that the dependencies are
+//! compiled once, and without debug info (only the workspace's crates are
+//! built again: 3 to 5 s an exercise). A build leaves its binary in
+//! `target/debug/`: the test copies it aside, and once done builds the
+//! reference binaries again (cargo only links them back into place), for the
+//! tests that come after.
 
 mod checks;
 mod harness;
@@ -24,14 +28,17 @@ fn every_exercise_fails_its_step_until_solved() {
     let table_text =
         std::fs::read_to_string(root.join("tests/steps.toml")).expect("tests/steps.toml");
     let table = tooling::parse_table(&table_text).expect("a valid tests/steps.toml");
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("exercises");
+    let copies = Path::new(env!("CARGO_TARGET_TMPDIR")).join("exercises");
+    std::fs::create_dir_all(&copies).expect("a folder for the exercise binaries");
 
-    // Build every exercise first (one after the other: they share a target
-    // directory), keeping a copy of each binary.
+    // Build every exercise first (one after the other), keeping each binary
+    // aside, then put the reference binaries back.
     let mut built = Vec::new();
     for step in &table.steps {
-        built.push((step, build_exercise(root, &target_dir, &step.id, &step.bin)));
+        built.push((step, build_exercise(root, &copies, &step.id, &step.bin)));
     }
+    let bins: Vec<&str> = table.steps.iter().map(|step| step.bin.as_str()).collect();
+    cargo(root, &["build", "--quiet"], &bins, false);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -42,37 +49,47 @@ fn every_exercise_fails_its_step_until_solved() {
             .await
             .expect("the demo origin starts")
             .addr();
-        let mut problems = Vec::new();
+        // The exercises at once (each one's checks in turn, until one
+        // fails): most of a check's time is waiting for what must happen.
+        let mut exercises = tokio::task::JoinSet::new();
         for (step, binary) in &built {
-            let new_checks: Vec<_> = table
+            let new_checks: Vec<String> = table
                 .checks
                 .iter()
                 .filter(|check| check.since == step.id)
+                .map(|check| check.name.clone())
                 .collect();
-            let mut failing = 0;
-            for check in &new_checks {
-                let ctx = Ctx::new(Target::Binary(binary.clone()), origin);
-                let check_fn = checks::find(&check.name).expect("an implemented check");
-                if let Err(failure) = run_check(check_fn, ctx).await
-                    && failure.is_failure()
-                {
-                    failing += 1;
-                    // One failing check is enough to prove the point.
-                    break;
+            let (id, bin, teaches) = (step.id.clone(), step.bin.clone(), step.teaches.clone());
+            let binary = binary.clone();
+            exercises.spawn(async move {
+                let started = std::time::Instant::now();
+                let mut failing = false;
+                for name in &new_checks {
+                    let ctx = Ctx::new(Target::Binary(binary.clone()), origin);
+                    let check = checks::find(name).expect("an implemented check");
+                    if let Err(failure) = run_check(check, ctx).await
+                        && failure.is_failure()
+                    {
+                        // One failing check is enough to prove the point.
+                        failing = true;
+                        break;
+                    }
                 }
-            }
+                let took = started.elapsed().as_secs_f64();
+                (id, bin, format!("{teaches}; {took:.1} s"), new_checks, failing)
+            });
+        }
+        let mut problems = Vec::new();
+        for (id, bin, teaches, new_checks, failing) in exercises.join_all().await {
             println!(
-                "exercise {} ({}): {}",
-                step.id,
-                step.teaches,
-                if failing > 0 { "fails its step's checks until solved" } else { "PASSES unsolved" }
+                "exercise {id} ({teaches}): {}",
+                if failing { "fails its step's checks until solved" } else { "PASSES unsolved" }
             );
-            if failing == 0 {
+            if !failing {
                 problems.push(format!(
-                    "exercises/{}: the unsolved exercise passes every check step {} introduces ({}): \
-                     the todo! regions do not cover the step's key code",
-                    step.bin, step.id,
-                    new_checks.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                    "exercises/{bin}: the unsolved exercise passes every check step {id} introduces \
+                     ({}): the todo! regions do not cover the step's key code",
+                    new_checks.join(", ")
                 ));
             }
         }
@@ -81,30 +98,49 @@ fn every_exercise_fails_its_step_until_solved() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// `cargo build --features exNN --bin BIN`, in a target directory of its
-/// own; returns a copy of the binary that the next build cannot overwrite.
-fn build_exercise(root: &Path, target_dir: &Path, id: &str, bin: &str) -> PathBuf {
+/// `cargo build --features exNN --bin BIN` (without debug info); returns a
+/// copy of the binary, which the next build cannot overwrite.
+fn build_exercise(root: &Path, copies: &Path, id: &str, bin: &str) -> PathBuf {
+    let feature = format!("ex{id}");
+    let built = cargo(
+        root,
+        &["build", "--quiet", "--features", &feature],
+        &[bin],
+        true,
+    );
+    let copy = copies.join(format!("{bin}-exercise"));
+    let _ = std::fs::remove_file(&copy);
+    // A link is enough: the next build replaces the file, not its content.
+    if std::fs::hard_link(&built, &copy).is_err() {
+        std::fs::copy(&built, &copy).expect("copying the exercise binary");
+    }
+    copy
+}
+
+/// Runs `cargo ARGS --bin B…` (`plain`: without debug info, as the
+/// exercises are built) and returns where the first binary is.
+fn cargo(root: &Path, args: &[&str], bins: &[&str], plain: bool) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(cargo)
-        .current_dir(root)
-        .args([
-            "build",
-            "--quiet",
-            "--features",
-            &format!("ex{id}"),
-            "--bin",
-            bin,
-        ])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .output()
-        .expect("running cargo build");
+    let mut command = Command::new(cargo);
+    command.current_dir(root).args(args);
+    tooling::forget_cargo_run_env(&mut command);
+    for bin in bins {
+        command.args(["--bin", bin]);
+    }
+    if plain {
+        // Dependencies have no debug info already (Cargo.toml): only the
+        // workspace's crates are built anew, the rest is shared.
+        command.env("CARGO_PROFILE_DEV_DEBUG", "false");
+    }
+    let output = command.output().expect("running cargo build");
     assert!(
         output.status.success(),
-        "exercise {id} does not compile (`cargo build --features ex{id} --bin {bin}`):\n{}",
+        "`cargo {} --bin {}` failed:\n{}",
+        args.join(" "),
+        bins.join(" --bin "),
         String::from_utf8_lossy(&output.stderr)
     );
-    let copy = target_dir.join(format!("{bin}-exercise"));
-    std::fs::copy(target_dir.join("debug").join(bin), &copy).expect("copying the exercise binary");
-    copy
+    let binary = Path::new(env!("CARGO_BIN_EXE_origin")).with_file_name(bins[0]);
+    assert!(binary.is_file(), "cargo built no {}", binary.display());
+    binary
 }

@@ -7,9 +7,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use complete::routes_file;
 use complete::routing::find_rule;
 use http::Request;
+use kit::routes_file;
 
 fn main() {
     // 200 rules: hosts, captures, accept groups, a fallback layer at the end.

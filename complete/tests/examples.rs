@@ -47,7 +47,7 @@ fn the_example_routes_are_valid() {
 #[test]
 fn the_example_apps_are_valid() {
     checks_out(
-        env!("CARGO_BIN_EXE_12-on-demand"),
+        env!("CARGO_BIN_EXE_13-sleep"),
         "--apps",
         "apps/example.toml",
     );
@@ -58,7 +58,7 @@ fn the_example_apps_are_valid() {
 #[test]
 fn the_example_config_is_valid() {
     checks_out(
-        env!("CARGO_BIN_EXE_13-complete"),
+        env!("CARGO_BIN_EXE_17-complete"),
         "--config",
         "proxy.example.toml",
     );

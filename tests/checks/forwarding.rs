@@ -1,7 +1,5 @@
 //! Step 02: the request goes upstream; the answer carries its status.
 
-use tokio::net::TcpListener;
-
 use crate::ensure;
 use crate::harness::client::{excerpt, fetch, get, get_request};
 use crate::harness::{Ctx, OrFail, Outcome, fail};
@@ -107,11 +105,7 @@ pub async fn request_headers_forwarded(ctx: Ctx) -> Outcome {
 }
 
 pub async fn upstream_down_502(ctx: Ctx) -> Outcome {
-    // A port nobody listens on: bind one, note it, close it.
-    let dead = {
-        let listener = TcpListener::bind("127.0.0.1:0").await.or_fail("binding")?;
-        listener.local_addr().or_fail("local address")?
-    };
+    let dead = crate::harness::upstream::dead_address().await?;
     let upstream = format!("http://{dead}");
     let proxy = ctx.spawn(&["--upstream", &upstream]).await?;
     let reply = get(proxy.addr, "/echo").await.map_err(|failure| {

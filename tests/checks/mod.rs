@@ -5,10 +5,13 @@ mod bad_input;
 mod bodies;
 mod complete;
 mod forwarding;
+mod hardened;
 mod headers;
 mod hop_by_hop;
 mod http11;
 mod http2;
+mod instances;
+mod observed;
 mod on_demand;
 mod routing;
 mod server;
@@ -119,34 +122,36 @@ checks![
     on_demand::activity_keeps_app_awake,
     on_demand::crashed_app_starts_again,
     on_demand::linked_apps_wake_together,
+    on_demand::linked_apps_sleep_together,
     on_demand::apps_api_needs_token,
     on_demand::no_orphans_after_sigterm,
     on_demand::unknown_app_is_404,
     on_demand::apps_file_reloads,
     on_demand::discovery_adds_apps,
     on_demand::command_app_started_and_stopped,
-    complete::slowloris_cut_off,
-    complete::graceful_shutdown,
-    complete::connection_limit_waits,
-    complete::errors_say_enough,
-    complete::access_log_lines,
+    hardened::slowloris_cut_off,
+    hardened::graceful_shutdown,
+    hardened::connection_limit_waits,
+    hardened::request_body_limit_413,
+    hardened::keep_alive_apart_from_header_read,
+    observed::errors_say_enough,
+    observed::access_log_lines,
+    observed::metrics_need_token,
+    instances::apps_shared_start_once,
+    instances::apps_shared_idle_stop_once,
+    instances::apps_shared_redis_down,
+    instances::apps_shared_lock_holder_dies,
+    instances::apps_shared_websocket_keeps_awake,
     complete::config_file_checked,
     complete::version_flag,
     complete::connect_timeout_502,
-    complete::metrics_need_token,
     complete::apps_cookies_stay_home,
     complete::config_reload_under_load,
     complete::certificates_by_name,
-    complete::request_body_limit_413,
-    complete::apps_shared_start_once,
-    complete::apps_shared_idle_stop_once,
-    complete::apps_shared_redis_down,
-    complete::apps_shared_lock_holder_dies,
     complete::upstream_group_round_robin,
     complete::upstream_group_dead_server,
     complete::https_upstream_verified,
     complete::tunnel_idle_closes,
-    complete::keep_alive_apart_from_header_read,
     routing::routes_by_path,
     routing::routes_methods_and_captures,
     routing::routes_host_wildcard,

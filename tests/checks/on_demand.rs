@@ -21,14 +21,15 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::ensure;
-use crate::harness::client::{Reply, excerpt, fetch, read, send};
-use crate::harness::folder::Folder;
-use crate::harness::{Ctx, Failure, OrFail, Outcome, Proxy, fail, within};
+use crate::harness::client::{Reply, admin_request, excerpt, fetch, read, send};
+use crate::harness::folder::FileIn;
+use crate::harness::logs::{logged, logged_again, tail};
+use crate::harness::{Ctx, Failure, OrFail, Outcome, Proxy, within};
 use workshop::body::{Body, empty};
 
 /// A folder for one check: the apps file, the start records, the `go` files.
 struct AppsDir {
-    folder: Folder,
+    file: FileIn,
     dir: PathBuf,
 }
 
@@ -38,10 +39,10 @@ impl AppsDir {
     /// the same waiting for `go-NAME` first, `{dir}` this folder and
     /// `{origin}` the demo origin's binary.
     fn new(text: &str) -> Result<AppsDir, Failure> {
-        let folder = Folder::new("apps")?;
+        let file = FileIn::new("apps", "apps.toml", "")?;
         let apps = AppsDir {
-            dir: folder.path().to_path_buf(),
-            folder,
+            dir: file.folder().path().to_path_buf(),
+            file,
         };
         apps.write(text)?;
         Ok(apps)
@@ -76,15 +77,11 @@ impl AppsDir {
     }
 
     fn write(&self, text: &str) -> Outcome {
-        self.folder.replace("apps.toml", &self.expand(text))
-    }
-
-    fn file(&self) -> PathBuf {
-        self.dir.join("apps.toml")
+        self.file.replace(&self.expand(text))
     }
 
     fn path(&self) -> String {
-        self.file().display().to_string()
+        self.file.arg()
     }
 
     /// Lets the gated app `name` finish starting.
@@ -109,13 +106,7 @@ async fn with_apps(ctx: &Ctx, text: &str, more: &[&str]) -> Result<(Proxy, AppsD
     let path = apps.path();
     let mut args = vec!["--apps", &path, "--upstream", &upstream];
     args.extend_from_slice(more);
-    let proxy = ctx.spawn(&args).await?;
-    proxy.stdout_line("apps:", 10).await.map_err(|failure| {
-        fail(format!(
-            "started with --apps, the step should print `apps: N app(s) at NAME.DOMAIN from FILE` \
-             once it has them ({failure})"
-        ))
-    })?;
+    let proxy = ctx.spawn_ready(&args, "apps:", "--apps FILE").await?;
     Ok((proxy, apps))
 }
 
@@ -198,31 +189,8 @@ pub(super) async fn written_requests(
     Ok(connections)
 }
 
-/// A request for the proxy's own API (`/_proxy/…`), with `token` if any.
-pub(super) fn admin_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-) -> Request<Body> {
-    let mut request = Request::new(empty());
-    *request.method_mut() = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
-    *request.uri_mut() = path.parse().unwrap_or_default();
-    if let Ok(host) = HeaderValue::from_str(&addr.to_string()) {
-        request.headers_mut().insert(http::header::HOST, host);
-    }
-    if let Some(token) = token
-        && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
-    {
-        request
-            .headers_mut()
-            .insert(http::header::AUTHORIZATION, value);
-    }
-    request
-}
-
-/// Waits until the proxy holds `count` requests for the app `name` (its
-/// status API's `in_flight`): requests written are not yet requests read,
+/// Waits until the proxy has had `count` requests for the app `name` (its
+/// status API's `requests`): requests written are not yet requests read,
 /// and one read after a start failed would rightly start it again.
 async fn until_held(addr: SocketAddr, token: &str, name: &str, count: u64) -> Outcome {
     within(10, "the proxy to hold every request", async {
@@ -238,7 +206,7 @@ async fn until_held(addr: SocketAddr, token: &str, name: &str, count: u64) -> Ou
                 let app = apps
                     .iter()
                     .find(|app| app.get("name") == Some(&name.into()))?;
-                app.get("in_flight")?.as_u64()
+                app.get("requests")?.as_u64()
             });
             if held == Some(count) {
                 return Ok(());
@@ -269,43 +237,6 @@ pub(super) async fn count_answers(
         Ok(matching)
     })
     .await
-}
-
-/// Waits until the proxy's log has a line containing `needle`.
-pub(super) async fn logged(proxy: &Proxy, needle: &str, seconds: u64) -> Outcome {
-    proxy
-        .stderr_until(
-            &format!("a log line with `{needle}`"),
-            |log| log.contains(needle),
-            seconds,
-        )
-        .await
-        .map(drop)
-        .map_err(|failure| {
-            fail(format!(
-                "{}\n(the step logs each state change, `NAME: FROM → TO (…)`)\nproxy log:\n{}",
-                failure.message(),
-                tail(proxy)
-            ))
-        })
-}
-
-/// Waits until the proxy's log has `needle` more than `before` times.
-async fn logged_again(proxy: &Proxy, needle: &str, before: usize, seconds: u64) -> Outcome {
-    proxy
-        .stderr_until(
-            &format!("a new log line with `{needle}`"),
-            |log| log.matches(needle).count() > before,
-            seconds,
-        )
-        .await
-        .map(drop)
-}
-
-fn tail(proxy: &Proxy) -> String {
-    let log = proxy.stderr();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
 /// Whether process `pid` is still running (a zombie does not count).
@@ -609,7 +540,7 @@ pub async fn activity_keeps_app_awake(ctx: Ctx) -> Outcome {
 }
 
 /// A WebSocket to app `name`'s echo.
-async fn websocket_to(
+pub(super) async fn websocket_to(
     addr: SocketAddr,
     name: &str,
 ) -> Result<tokio_tungstenite::WebSocketStream<TcpStream>, Failure> {
@@ -634,7 +565,10 @@ async fn websocket_to(
     .await
 }
 
-async fn echo(socket: &mut tokio_tungstenite::WebSocketStream<TcpStream>, text: &str) -> Outcome {
+pub(super) async fn echo(
+    socket: &mut tokio_tungstenite::WebSocketStream<TcpStream>,
+    text: &str,
+) -> Outcome {
     socket
         .send(Message::text(text))
         .await
@@ -692,9 +626,25 @@ name = "quiet"
 command = {app quiet}
 "#;
 
-/// Waking an app wakes the apps it is linked to; none of the group is
-/// stopped while one of them is busy.
+/// Waking an app wakes the apps it is linked to (once), not the other way
+/// round.
 pub async fn linked_apps_wake_together(ctx: Ctx) -> Outcome {
+    let (proxy, apps) = with_apps(&ctx, LINKED, &[]).await?;
+    expect_awake(&proxy, "docs").await?;
+    logged(&proxy, "search: starting → awake", 10).await?;
+    one_start(&apps, "search")?;
+    expect_awake(&proxy, "quiet").await?;
+    ensure!(
+        apps.starts("docs").len() == 1 && apps.starts("search").len() == 1,
+        "docs is linked to search: waking docs should wake search once; quiet, linked to \
+         nobody, wakes nobody"
+    );
+    Ok(())
+}
+
+/// None of a group of linked apps is stopped while one of them is busy;
+/// once all are idle, they are stopped together.
+pub async fn linked_apps_sleep_together(ctx: Ctx) -> Outcome {
     let (proxy, apps) = with_apps(&ctx, LINKED, &[]).await?;
     let mut socket = websocket_to(proxy.addr, "docs").await?;
     echo(&mut socket, "docs").await?;

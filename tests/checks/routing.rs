@@ -10,54 +10,24 @@ use workshop::body::empty;
 
 use crate::ensure;
 use crate::harness::client::{Reply, excerpt, fetch};
-use crate::harness::folder::Folder;
+use crate::harness::folder::FileIn;
 use crate::harness::{Ctx, Failure, OrFail, Outcome, Proxy, fail, within};
 
 use super::forwarding::echoed;
 use super::websocket::{echo, open_at, open_h2};
 
-/// A routes file in a folder of its own, removed when dropped.
-struct RoutesFile {
-    folder: Folder,
-}
-
-impl RoutesFile {
-    fn new(text: &str) -> Result<RoutesFile, Failure> {
-        let folder = Folder::new("routes")?;
-        folder.rewrite("routes.toml", text)?;
-        Ok(RoutesFile { folder })
-    }
-
-    /// Replaces the file the way editors save: a new file renamed over it.
-    fn replace(&self, text: &str) -> Result<(), Failure> {
-        self.folder.replace("routes.toml", text)
-    }
-
-    /// Rewrites the file in place.
-    fn rewrite(&self, text: &str) -> Result<(), Failure> {
-        self.folder.rewrite("routes.toml", text)
-    }
-
-    fn path(&self) -> String {
-        self.folder
-            .file("routes.toml")
-            .to_string_lossy()
-            .into_owned()
-    }
-}
-
-/// The step with `--routes` (`{origin}` in `text` is the demo origin).
-async fn routed(ctx: &Ctx, text: &str) -> Result<(Proxy, RoutesFile), Failure> {
-    let file = RoutesFile::new(&text.replace("{origin}", &ctx.origin.to_string()))?;
-    let proxy = ctx.spawn(&["--routes", &file.path()]).await?;
-    // The step says it has its rules, and watches the file, before a
-    // check changes it.
-    proxy.stdout_line("routes:", 10).await.map_err(|failure| {
-        fail(format!(
-            "started with --routes, the step should print `routes: N rules from FILE` once it \
-             has them and watches the file ({failure})"
-        ))
-    })?;
+/// The step with `--routes` (`{origin}` in `text` is the demo origin):
+/// it says it has its rules, and watches the file, before a check changes
+/// it.
+async fn routed(ctx: &Ctx, text: &str) -> Result<(Proxy, FileIn), Failure> {
+    let file = FileIn::new(
+        "routes",
+        "routes.toml",
+        &text.replace("{origin}", &ctx.origin.to_string()),
+    )?;
+    let proxy = ctx
+        .spawn_ready(&["--routes", &file.arg()], "routes:", "--routes FILE")
+        .await?;
     Ok((proxy, file))
 }
 
@@ -605,9 +575,9 @@ pub async fn routes_reload_on_change(ctx: Ctx) -> Outcome {
         (
             "two",
             "renamed over the old one",
-            RoutesFile::replace as fn(&RoutesFile, &str) -> Outcome,
+            FileIn::replace as fn(&FileIn, &str) -> Outcome,
         ),
-        ("three", "rewritten in place", RoutesFile::rewrite),
+        ("three", "rewritten in place", FileIn::rewrite),
     ] {
         let before = reloads(&proxy.stderr());
         write(&file, &answer(body))?;
@@ -715,18 +685,22 @@ pub async fn routes_invalid_keeps_old(ctx: Ctx) -> Outcome {
 }
 
 pub async fn routes_check_flag(ctx: Ctx) -> Outcome {
-    let good = RoutesFile::new(&answer("ok"))?;
+    let good = FileIn::new("routes", "routes.toml", &answer("ok"))?;
     let (code, stderr) = ctx
-        .run_to_exit(&["--routes", &good.path(), "--check"])
+        .run_to_exit(&["--routes", &good.arg(), "--check"])
         .await?;
     ensure!(
         code == Some(0),
         "--routes GOOD --check should exit 0, got {code:?}; stderr: {}",
         excerpt(&stderr)
     );
-    let bad = RoutesFile::new("[[rules]]\npath = \"widgets\"\nforward = \"http://127.0.0.1:9\"\n")?;
+    let bad = FileIn::new(
+        "routes",
+        "routes.toml",
+        "[[rules]]\npath = \"widgets\"\nforward = \"http://127.0.0.1:9\"\n",
+    )?;
     let (code, stderr) = ctx
-        .run_to_exit(&["--routes", &bad.path(), "--check"])
+        .run_to_exit(&["--routes", &bad.arg(), "--check"])
         .await?;
     ensure!(
         code == Some(2) && stderr.contains("routes.toml:2:8"),
@@ -735,7 +709,7 @@ pub async fn routes_check_flag(ctx: Ctx) -> Outcome {
         excerpt(&stderr)
     );
     let (code, stderr) = ctx
-        .run_to_exit(&["--listen", "127.0.0.1:0", "--routes", &bad.path()])
+        .run_to_exit(&["--listen", "127.0.0.1:0", "--routes", &bad.arg()])
         .await?;
     ensure!(
         code == Some(2) && stderr.contains("routes.toml:2:8"),

@@ -42,6 +42,10 @@ pub async fn try_lines_work(ctx: Ctx) -> Outcome {
         if help.contains("--upstream-timeout") {
             args.extend(["--upstream-timeout", "1"]);
         }
+        // And so that step 14's silent connection is closed soon.
+        if help.contains("--header-read-timeout") {
+            args.extend(["--header-read-timeout", "2s"]);
+        }
         let proxy = ctx.spawn(&args).await?;
         let lines = proxy
             .stdout_until(

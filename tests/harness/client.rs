@@ -89,6 +89,28 @@ pub fn get_request(addr: SocketAddr, path: &str) -> Request<Body> {
     request
 }
 
+/// A request for the proxy's own API (`/_proxy/…`), with `token` if any.
+pub fn admin_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Request<Body> {
+    let mut request = Request::new(empty());
+    *request.method_mut() =
+        http::Method::from_bytes(method.as_bytes()).unwrap_or(http::Method::GET);
+    *request.uri_mut() = path.parse().unwrap_or_default();
+    if let Ok(host) = header::HeaderValue::from_str(&addr.to_string()) {
+        request.headers_mut().insert(header::HOST, host);
+    }
+    if let Some(token) = token
+        && let Ok(value) = header::HeaderValue::from_str(&format!("Bearer {token}"))
+    {
+        request.headers_mut().insert(header::AUTHORIZATION, value);
+    }
+    request
+}
+
 /// Sends `request` on a new connection; the response body is left to read.
 pub async fn send(addr: SocketAddr, request: Request<Body>) -> Result<Response<Incoming>, Failure> {
     send_within(addr, request, 10).await

@@ -50,3 +50,52 @@ impl Drop for Folder {
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
+
+/// One file of the proxy's (its routes, its apps, its config) in a folder
+/// of its own, removed with it.
+pub struct FileIn {
+    folder: Folder,
+    name: &'static str,
+}
+
+impl FileIn {
+    /// `name` in a new folder named after `what`, written with `text`.
+    pub fn new(what: &str, name: &'static str, text: &str) -> Result<FileIn, Failure> {
+        let file = FileIn {
+            folder: Folder::new(what)?,
+            name,
+        };
+        file.folder.rewrite(name, text)?;
+        Ok(file)
+    }
+
+    /// Replaces it the way editors save: a new file renamed over it.
+    pub fn replace(&self, text: &str) -> Outcome {
+        self.folder.replace(self.name, text)
+    }
+
+    /// Rewrites it in place.
+    pub fn rewrite(&self, text: &str) -> Outcome {
+        self.folder.rewrite(self.name, text)
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.folder.file(self.name)
+    }
+
+    /// Its path, as a command-line argument.
+    pub fn arg(&self) -> String {
+        self.path().display().to_string()
+    }
+
+    /// The folder it is in (for other files beside it).
+    pub fn folder(&self) -> &Folder {
+        &self.folder
+    }
+
+    /// Writes another file beside it (a certificate), and says where.
+    pub fn beside(&self, name: &str, text: &str) -> Result<PathBuf, Failure> {
+        self.folder.rewrite(name, text)?;
+        Ok(self.folder.file(name))
+    }
+}

@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod folder;
+pub mod logs;
 pub mod outcome;
 pub mod proxy;
 pub mod raw;

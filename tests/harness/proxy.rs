@@ -125,6 +125,24 @@ impl Ctx {
         })
     }
 
+    /// [`Ctx::spawn`], then waits until the step prints a line starting with
+    /// `banner` (`routes:`, `apps:`): it has read its files, and watches
+    /// them. `flags` names what it was started with, for the failure.
+    pub async fn spawn_ready(
+        &self,
+        args: &[&str],
+        banner: &str,
+        flags: &str,
+    ) -> Result<Proxy, Failure> {
+        let proxy = self.spawn(args).await?;
+        proxy.stdout_line(banner, 10).await.map_err(|failure| {
+            fail(format!(
+                "started with {flags}, the step should print `{banner} …` once it has read its                  files and watches them ({failure})"
+            ))
+        })?;
+        Ok(proxy)
+    }
+
     /// Runs the step binary with `args` until it exits (a bad command line).
     pub async fn run_to_exit(&self, args: &[&str]) -> Result<(Option<i32>, String), Failure> {
         let binary = self.binary()?;

@@ -140,3 +140,28 @@ async fn fields<R: AsyncRead + Unpin>(
         }
     }
 }
+
+/// Sends `bytes` one at a time, `pause` apart (a slowloris client); `true`
+/// if the proxy cut the connection off before the end, or answered 408.
+pub async fn send_slowly<W, R>(
+    write: &mut W,
+    read: &mut R,
+    bytes: &[u8],
+    pause: std::time::Duration,
+) -> bool
+where
+    W: tokio::io::AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    for byte in bytes {
+        if write.write_all(&[*byte]).await.is_err() {
+            return true;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    // All sent: was the connection closed before the end?
+    let mut answer = Vec::new();
+    let _ = read.read_to_end(&mut answer).await;
+    answer.is_empty() || answer.starts_with(b"HTTP/1.1 408")
+}

@@ -54,9 +54,18 @@ impl RedisServer {
         tcp.write_all(format!("{command}\r\n").as_bytes())
             .map_err(|err| format!("asking redis-server: {err}"))?;
         let mut answer = [0u8; 512];
-        let read = tcp
-            .read(&mut answer)
-            .map_err(|err| format!("reading redis-server's answer: {err}"))?;
+        // A signal (a child of the test process ending) may interrupt the
+        // read before anything came: read again, a few times at most.
+        let mut read = tcp.read(&mut answer);
+        for _ in 0..10 {
+            match &read {
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {
+                    read = tcp.read(&mut answer);
+                }
+                _ => break,
+            }
+        }
+        let read = read.map_err(|err| format!("reading redis-server's answer: {err}"))?;
         Ok(String::from_utf8_lossy(&answer[..read]).into_owned())
     }
 

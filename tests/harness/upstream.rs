@@ -506,3 +506,11 @@ async fn serve(
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
+
+/// An address nothing listens on: bound, noted, closed.
+pub async fn dead_address() -> Result<SocketAddr, Failure> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .or_fail("binding")?;
+    listener.local_addr().or_fail("local address")
+}

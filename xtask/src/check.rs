@@ -14,6 +14,7 @@ use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
+use crate::r#gen::forget_cargo_run_env;
 use crate::{Result, read_table};
 
 /// A proxy the attendee started: where it listens, and optionally its PID.
@@ -155,29 +156,6 @@ fn build(root: &Path, args: &[&str], target: &str) -> Result<PathBuf> {
         return Err(format!("`cargo {}` failed (see above)", args.join(" ")));
     }
     executable.ok_or_else(|| format!("`cargo {}` built no {target}", args.join(" ")))
-}
-
-/// `cargo run` gives the program it runs variables that describe *that*
-/// package (`CARGO_MANIFEST_DIR=…/xtask`, `CARGO_PKG_NAME=xtask`…). A cargo
-/// started with them records them in the fingerprints of the build scripts
-/// that read them, and the next plain `cargo run` rebuilds ring, rustls and
-/// everything above them: remove them, so that switching costs nothing.
-fn forget_cargo_run_env(command: &mut Command) {
-    for (name, _) in std::env::vars_os() {
-        let Some(name) = name.to_str() else { continue };
-        let set_by_cargo_run = matches!(
-            name,
-            "CARGO_MANIFEST_DIR"
-                | "CARGO_MANIFEST_PATH"
-                | "CARGO_CRATE_NAME"
-                | "CARGO_BIN_NAME"
-                | "CARGO_PRIMARY_PACKAGE"
-                | "CARGO_RUSTC_CURRENT_DIR"
-        ) || name.starts_with("CARGO_PKG_");
-        if set_by_cargo_run {
-            command.env_remove(name);
-        }
-    }
 }
 
 /// The test runner's own lines around the report (`running 1 test`,

@@ -411,6 +411,32 @@ pub fn replace_between_markers(
     ))
 }
 
+// --- running cargo ------------------------------------------------------------
+
+/// `cargo run` and `cargo test` give the program they run variables that
+/// describe *that* package (`CARGO_MANIFEST_DIR=…/xtask`,
+/// `CARGO_PKG_NAME=xtask`…). A cargo started with them records them in the
+/// fingerprints of what reads them, and the next plain `cargo build`
+/// rebuilds it: remove them, so that switching costs nothing. (std only,
+/// like the rest of this file.)
+pub fn forget_cargo_run_env(command: &mut std::process::Command) {
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let set_by_cargo_run = matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_RUSTC_CURRENT_DIR"
+        ) || name.starts_with("CARGO_PKG_");
+        if set_by_cargo_run {
+            command.env_remove(name);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,12 @@
 //! Running apps as child processes, and the shell commands that start and
-//! stop the others: the kit of step 12, whose lesson is *when* to start and
-//! stop; this file is *how*, on Unix.
+//! stop the others: the kit of steps 12 on, whose lessons are *when* to
+//! start and stop; this file is *how*, on Unix.
 //!
+//! - [`launch`] starts an app as its spec says and waits until it answers,
+//!   by its start timeout at the latest: a child on a free port (ready
+//!   when it answers, failed if it exits first), or a start command (ready
+//!   when its upstream answers; its stop command runs if it never does).
+//!   What it returns knows how to stop what it started ([`Running`]).
 //! - Each child leads a process group of its own, so that stopping it
 //!   reaches whatever it started (`sh -c`, a dev server's workers): SIGTERM
 //!   to the group, SIGKILL to the group after a grace period; and once the
@@ -18,14 +23,263 @@ use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use http::Uri;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
+use tokio::sync::{Notify, oneshot, watch};
 use tracing::{info, warn};
+
+use crate::apps_file::{AppSpec, Run};
 
 /// How many lines of a child's stderr are kept, to explain a failure.
 const TAIL: usize = 5;
+
+/// How long a child has to exit after SIGTERM before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// An app started: where it answers, and how to stop it.
+pub struct Launched {
+    pub upstream: Uri,
+    /// Its process, if it is our child.
+    pub pid: Option<u32>,
+    pub running: Running,
+}
+
+/// What runs while an app is awake, and how to stop it.
+pub enum Running {
+    /// Our child, owned by a task that watches it.
+    Child(ChildHandle),
+    /// Something a command started: its stop command stops it.
+    Command { stop: String, timeout: Duration },
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// On its own: how, and its last lines on stderr.
+    Crashed(String),
+    /// Asked to: how.
+    Stopped(String),
+}
+
+/// A child of ours: a task owns its process, stops it when asked, and
+/// says how it ended.
+pub struct ChildHandle {
+    stop: oneshot::Sender<()>,
+    ended: watch::Receiver<Option<Ended>>,
+}
+
+impl Running {
+    /// How to stop an app a command started (another proxy may have run
+    /// that command: step 16); `None` for a child.
+    pub fn of(spec: &AppSpec) -> Option<Running> {
+        match &spec.run {
+            Run::Commands { stop, .. } => Some(Running::Command {
+                stop: stop.clone(),
+                timeout: spec.start_timeout,
+            }),
+            Run::Child { .. } => None,
+        }
+    }
+
+    /// Stops it: SIGTERM to the child's group (SIGKILL after a grace
+    /// period), or the stop command. Why it failed, if it did.
+    pub async fn stop(self) -> Result<(), String> {
+        match self {
+            Running::Child(mut child) => {
+                // Its task is gone if the child ended already: done.
+                if child.stop.send(()).is_ok() {
+                    let ended = child.ended.wait_for(Option::is_some);
+                    let _ = tokio::time::timeout(STOP_GRACE * 2, ended).await;
+                }
+                Ok(())
+            }
+            Running::Command { stop, timeout } => run_shell(&stop, timeout).await.map(|_| ()),
+        }
+    }
+
+    /// How it ended, if it has (a child only).
+    pub fn ended(&self) -> Option<Ended> {
+        match self {
+            Running::Child(child) => child.ended.borrow().clone(),
+            Running::Command { .. } => None,
+        }
+    }
+}
+
+// ANCHOR: launch
+/// Runs the app as its spec says, by its start timeout at the latest.
+/// `child_ended` is woken if a child ends on its own later (a crash).
+pub async fn launch(spec: Arc<AppSpec>, child_ended: Arc<Notify>) -> Result<Launched, String> {
+    let deadline = Instant::now()
+        .checked_add(spec.start_timeout)
+        .ok_or("start_timeout is too long")?;
+    match &spec.run {
+        Run::Child { command } => start_child(&spec, command, deadline, child_ended).await,
+        Run::Commands {
+            start,
+            stop,
+            upstream,
+        } => start_by_command(&spec, start, stop, upstream, deadline).await,
+    }
+}
+// ANCHOR_END: launch
+
+/// A child on a free port: ready when it answers, failed if it exits
+/// first or is not ready by the deadline.
+async fn start_child(
+    spec: &AppSpec,
+    command: &[String],
+    deadline: Instant,
+    child_ended: Arc<Notify>,
+) -> Result<Launched, String> {
+    let port = free_port().map_err(|err| format!("no free port: {err}"))?;
+    let mut process = AppProcess::spawn(&spec.name, command, port)?;
+    let address = SocketAddr::from(([127, 0, 0, 1], port)).to_string();
+    // ANCHOR: race
+    let outcome = tokio::select! {
+        () = wait_until_ready(&address, spec.ready.as_deref()) => Ok(()),
+        ended = process.exited() => Err(format!("it exited before it was ready: {ended}")),
+        () = tokio::time::sleep_until(deadline.into()) => Err(format!(
+            "it was not ready within {} (nothing answered on port {port})",
+            crate::apps::readable(spec.start_timeout)
+        )),
+    };
+    // ANCHOR_END: race
+    if let Err(why) = outcome {
+        let stderr = process.last_stderr();
+        let ended = process.stop(STOP_GRACE).await;
+        info!("{}: the failed start ended ({ended})", spec.name);
+        return Err(with_stderr(why, &stderr));
+    }
+    let upstream = format!("http://{address}")
+        .parse()
+        .map_err(|err| format!("{err}"))?;
+    let pid = process.pid();
+    let (stop, stopped) = oneshot::channel();
+    let (said, ended) = watch::channel(None);
+    tokio::spawn(watch_child(
+        spec.name.clone(),
+        process,
+        stopped,
+        said,
+        child_ended,
+    ));
+    Ok(Launched {
+        upstream,
+        pid: Some(pid),
+        running: Running::Child(ChildHandle { stop, ended }),
+    })
+}
+
+/// Owns a running child: stops it when asked, says how it ended, and
+/// wakes `child_ended` if it ended on its own.
+async fn watch_child(
+    name: String,
+    mut process: AppProcess,
+    stop: oneshot::Receiver<()>,
+    said: watch::Sender<Option<Ended>>,
+    child_ended: Arc<Notify>,
+) {
+    let ended = tokio::select! {
+        ended = process.exited() => {
+            Ended::Crashed(with_stderr(format!("it crashed: {ended}"), &process.last_stderr()))
+        }
+        // (A dropped sender is no request to stop: that branch is off.)
+        Ok(()) = stop => {
+            let ended = process.stop(STOP_GRACE).await;
+            info!("{name}: its process ended ({ended})");
+            Ended::Stopped(ended)
+        }
+    };
+    let crashed = matches!(ended, Ended::Crashed(_));
+    said.send_replace(Some(ended));
+    if crashed {
+        child_ended.notify_waiters();
+    }
+}
+
+/// Something a command starts: ready when `upstream` answers. If it does
+/// not in time, its stop command runs: nothing is left half-started.
+async fn start_by_command(
+    spec: &AppSpec,
+    start: &str,
+    stop: &str,
+    upstream: &Uri,
+    deadline: Instant,
+) -> Result<Launched, String> {
+    let time_left = deadline.saturating_duration_since(Instant::now());
+    run_shell(start, time_left).await?;
+    let address = upstream
+        .authority()
+        .map(|authority| match authority.port() {
+            Some(_) => authority.to_string(),
+            None => format!("{authority}:80"),
+        })
+        .unwrap_or_default();
+    let ready = wait_until_ready(&address, spec.ready.as_deref());
+    if tokio::time::timeout_at(deadline.into(), ready)
+        .await
+        .is_ok()
+    {
+        return Ok(Launched {
+            upstream: upstream.clone(),
+            pid: None,
+            running: Running::Command {
+                stop: stop.to_string(),
+                timeout: spec.start_timeout,
+            },
+        });
+    }
+    let mut why = format!(
+        "`{start}` succeeded, but {upstream} did not answer within {}",
+        crate::apps::readable(spec.start_timeout)
+    );
+    if let Err(stop_failed) = run_shell(stop, spec.start_timeout).await {
+        why = format!("{why}; and then {stop_failed}");
+    }
+    Err(why)
+}
+
+// ANCHOR: backoff
+/// Polls `address` until it answers: the port accepts a connection, or,
+/// with a `ready` path, an HTTP request there gets any answer at all.
+/// The pause doubles from 1 ms up to half a second: a fast app is seen
+/// within a millisecond or two, a slow one is not hammered (Paastis polls
+/// every second, so even a 50 ms app takes a second to wake). The caller
+/// bounds the time.
+async fn wait_until_ready(address: &str, ready: Option<&str>) {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if answers(address, ready).await {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+// ANCHOR_END: backoff
+
+/// One probe, at most a second long.
+async fn answers(address: &str, ready: Option<&str>) -> bool {
+    let probe = async {
+        let mut stream = TcpStream::connect(address).await.ok()?;
+        let Some(path) = ready else { return Some(()) };
+        let request =
+            format!("GET {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 5];
+        stream.read_exact(&mut head).await.ok()?;
+        (&head == b"HTTP/").then_some(())
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), probe).await,
+        Ok(Some(()))
+    )
+}
 
 /// A free port on the loopback interface, for a child to listen on.
 ///

@@ -1,6 +1,6 @@
-//! Step 13's one config file (TOML): the listeners, the settings that
+//! Step 17's one config file (TOML): the listeners, the settings that
 //! harden the proxy, and steps 11 and 12's routes and apps, in one place.
-//! The kit of step 13: like the routes and apps files, every mistake is one
+//! The kit of step 17: like the routes and apps files, every mistake is one
 //! error naming the file, the line and the column, and unknown keys are
 //! errors (a typo is not silently ignored).
 //!
@@ -84,6 +84,35 @@ pub struct Config {
     /// `[state] redis`: where the instances share their apps' state.
     pub redis: Option<String>,
     pub source: String,
+}
+
+/// What only a restart changes: a running server is made of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartSettings {
+    pub listeners: Vec<Listener>,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub shutdown_grace: Duration,
+    pub log: LogSettings,
+    pub admin_token: Option<String>,
+    pub upstream_roots: UpstreamRoots,
+    pub redis: Option<String>,
+}
+
+impl Config {
+    /// What of this config only a restart changes.
+    pub fn restart_settings(&self) -> RestartSettings {
+        RestartSettings {
+            listeners: self.listeners.clone(),
+            timeouts: self.timeouts,
+            limits: self.limits,
+            shutdown_grace: self.shutdown_grace,
+            log: self.log.clone(),
+            admin_token: self.admin_token.clone(),
+            upstream_roots: self.upstream_roots.clone(),
+            redis: self.redis.clone(),
+        }
+    }
 }
 
 /// Where to accept connections, and with which certificate.

@@ -6,6 +6,10 @@
 // is never unwrapped here: an error is an answer or a message, not a panic.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod access_log;
+pub mod answer;
+pub mod apps;
+pub mod apps_api;
 pub mod apps_file;
 pub mod certificates;
 pub mod children;
@@ -15,6 +19,7 @@ pub mod cookies;
 pub mod demo;
 pub mod flags;
 pub mod head_clock;
+pub mod metrics;
 pub mod patterns;
 pub mod routes_file;
 pub mod shared_state;

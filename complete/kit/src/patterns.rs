@@ -287,6 +287,18 @@ impl HostPattern {
     }
 }
 
+/// The host a request names: `Host`, or else the URI's authority (HTTP/2's
+/// `:authority`, an absolute-form target). `None`: no host at all.
+pub fn host_of<B>(request: &http::Request<B>) -> Option<&str> {
+    match request.headers().get(http::header::HOST) {
+        Some(host) => host.to_str().ok(),
+        None => request
+            .uri()
+            .authority()
+            .map(|authority| authority.as_str()),
+    }
+}
+
 /// A `Host` value as host patterns compare it: without its port or a final
 /// dot, lowercase (`Shop.Example.com:8080` → `shop.example.com`).
 pub fn normalize_host(host: &str) -> String {

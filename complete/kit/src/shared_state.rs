@@ -20,7 +20,9 @@
 //! connection that failed is opened again at most once a second; the
 //! first failure and the recovery are logged, not each request.
 //!
-//! Kit of step 13: step 12 keeps its apps' state in its own memory.
+//! Kit of step 16 (whose lesson is how proxies agree on an app: who
+//! starts it, when it may stop); steps 12 and 13 keep their apps' state in
+//! their own memory.
 
 use std::hash::BuildHasher;
 use std::sync::Mutex;
@@ -115,98 +117,6 @@ impl SharedApps {
             reachable: AtomicBool::new(true),
         })
     }
-
-    // ANCHOR: start_once
-    /// Starts `app` once among every instance: `launch` runs here if this
-    /// instance takes the lock, and its outcome is announced; otherwise the
-    /// start another instance made (or is making) is adopted: its upstream,
-    /// or its failure. Redis unreachable: `launch` runs here, alone.
-    /// `patience` bounds the wait for another instance's start; a holder
-    /// that dies stops renewing its lock, and one of the waiters takes
-    /// over when it expires.
-    pub async fn start_once<F, Fut>(
-        &self,
-        app: &str,
-        patience: Duration,
-        launch: F,
-    ) -> Result<String, String>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<String, String>>,
-    {
-        // Subscribed first: a change published from now on is not missed.
-        let mut changes = self.changes();
-        let subscribed = tokio::time::timeout(PATIENCE, changes.recv()).await;
-        if !matches!(subscribed, Ok(Some(Event::Subscribed))) {
-            return launch().await;
-        }
-        let deadline = Instant::now() + patience;
-        // Bounded by `deadline`: each turn waits a second at most.
-        loop {
-            let stopping = match self.status(app).await {
-                Err(Unreachable) => return launch().await,
-                Ok(Some(status)) if status.state == "awake" => {
-                    if let Some(upstream) = status.upstream {
-                        return Ok(upstream);
-                    }
-                    false
-                }
-                Ok(status) => status.is_some_and(|status| status.state == "stopping"),
-            };
-            let lock = match self.try_lock(app, LEASE).await {
-                Err(Unreachable) => return launch().await,
-                Ok(lock) => lock,
-            };
-            if let Some(lock) = lock {
-                return self.start_holding(app, lock, launch).await;
-            }
-            // Another instance starts it: its news, or a second, whichever
-            // comes first; then look again.
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err("another instance's start did not end in time".into());
-            }
-            // (Another instance stopping it: its `asleep` is not a failed
-            // start, and the next turn starts it.)
-            let wait = left.min(Duration::from_secs(1));
-            let news = tokio::time::timeout(wait, news_of(app, &mut changes)).await;
-            match news {
-                Ok(Some(Err(_))) if stopping => {}
-                Ok(Some(outcome)) => return outcome,
-                _ => {}
-            }
-        }
-    }
-
-    /// With the lock: unless another instance woke the app just before,
-    /// runs `launch`, says how it went, and gives the lock back.
-    async fn start_holding<F, Fut>(
-        &self,
-        app: &str,
-        lock: Lock,
-        launch: F,
-    ) -> Result<String, String>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<String, String>>,
-    {
-        if let Ok(Some(status)) = self.status(app).await
-            && status.state == "awake"
-            && let Some(upstream) = status.upstream
-        {
-            let _ = self.release(lock).await;
-            return Ok(upstream);
-        }
-        let _ = self.announce(app, "starting", None).await;
-        let started = self.while_holding(&lock, launch()).await;
-        let _ = match &started {
-            Ok(upstream) => self.announce(app, "awake", Some(upstream)).await,
-            Err(_) => self.announce(app, "asleep", None).await,
-        };
-        let _ = self.release(lock).await;
-        started
-    }
-    // ANCHOR_END: start_once
 
     // ANCHOR: lock
     /// Takes the app's lock for `ttl` if no instance holds it: `None` if
@@ -469,23 +379,6 @@ impl SharedApps {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-/// The next outcome of a start of `app` among the changes: awake (where),
-/// or asleep (failed); `None` once the subscription is gone.
-async fn news_of(app: &str, changes: &mut mpsc::Receiver<Event>) -> Option<Result<String, String>> {
-    // Bounded by the caller's timeout.
-    while let Some(event) = changes.recv().await {
-        let Event::Changed(change) = event else {
-            continue;
-        };
-        match (change.app == app, change.state.as_str(), change.upstream) {
-            (true, "awake", Some(upstream)) => return Some(Ok(upstream)),
-            (true, "asleep", _) => return Some(Err("its start failed on another instance".into())),
-            _ => {}
-        }
-    }
-    None
 }
 
 /// Subscribes to `channel` and forwards its messages, until the

@@ -1,9 +1,11 @@
-//! The status API of step 12, guarded by a token: what an operator (or a
-//! script) asks the proxy about its apps. Kit, not lesson:
+//! The status API of steps 12 on, guarded by a token: what an operator
+//! (or a script) asks the proxy about its apps. Kit, not lesson:
 //!
 //! - `GET /_proxy/apps`: every app as JSON (name, state, since, last
 //!   request, requests, linked apps, pid, last error);
-//! - `POST /_proxy/apps/NAME/start` and `/stop`.
+//! - `POST /_proxy/apps/NAME/start` and `/stop`: [`read`] says which app
+//!   to start or stop, the lesson does it (step 12 wakes it as a request
+//!   would), [`describe`] says how it went.
 //!
 //! Only with a token configured, only on hosts outside the apps' domain
 //! (an app must not reach the proxy's controls through its name), and only
@@ -18,13 +20,21 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use workshop::body::{Body, full, text};
 
-use crate::on_demand::{self, App, Apps, State};
+use crate::apps::{App, Apps, State};
 
 /// The paths this API answers under.
 pub const PREFIX: &str = "/_proxy/";
 
-/// Answers a request under [`PREFIX`].
-pub async fn answer<B>(apps: &Arc<Apps>, token: &str, request: &Request<B>) -> Response<Body> {
+/// What a request to the API asks.
+pub enum Asked {
+    /// Answered already (the list, a 401, a 404…).
+    Answer(Response<Body>),
+    Start(Arc<App>),
+    Stop(Arc<App>),
+}
+
+/// Reads a request under [`PREFIX`].
+pub fn read<B>(apps: &Apps, token: &str, request: &Request<B>) -> Asked {
     if !authorized(request, token) {
         let mut response = text(
             StatusCode::UNAUTHORIZED,
@@ -34,28 +44,21 @@ pub async fn answer<B>(apps: &Arc<Apps>, token: &str, request: &Request<B>) -> R
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Bearer"),
         );
-        return response;
+        return Asked::Answer(response);
     }
     let path = request.uri().path();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (request.method(), segments.as_slice()) {
+    let answer = match (request.method(), segments.as_slice()) {
         (&Method::GET, ["_proxy", "apps"]) => json_response(StatusCode::OK, list(apps)),
         (&Method::POST, ["_proxy", "apps", name, action @ ("start" | "stop")]) => {
-            let Some(app) = apps.registry().apps.get(*name).cloned() else {
-                return text(
+            return match (apps.named(name), *action) {
+                (Some(app), "start") => Asked::Start(app),
+                (Some(app), _) => Asked::Stop(app),
+                (None, _) => Asked::Answer(text(
                     StatusCode::NOT_FOUND,
                     format!("404 Not Found: no app named {name}"),
-                );
+                )),
             };
-            if *action == "start" {
-                if let Err(why) = app.wake(apps).await {
-                    let body = json!({ "app": describe(&app), "error": why });
-                    return json_response(StatusCode::SERVICE_UNAVAILABLE, body);
-                }
-            } else {
-                on_demand::stop(&app).await;
-            }
-            json_response(StatusCode::OK, describe(&app))
         }
         (_, ["_proxy", "apps", ..]) => text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -65,6 +68,19 @@ pub async fn answer<B>(apps: &Arc<Apps>, token: &str, request: &Request<B>) -> R
             StatusCode::NOT_FOUND,
             format!("404 Not Found: {path}: the API has /_proxy/apps"),
         ),
+    };
+    Asked::Answer(answer)
+}
+
+/// The answer to a start or a stop: the app as it is now, or why it could
+/// not start (503).
+pub fn after(app: &App, outcome: Result<(), String>) -> Response<Body> {
+    match outcome {
+        Ok(()) => json_response(StatusCode::OK, describe(app)),
+        Err(why) => {
+            let body = json!({ "app": describe(app), "error": why });
+            json_response(StatusCode::SERVICE_UNAVAILABLE, body)
+        }
     }
 }
 
@@ -90,7 +106,8 @@ fn list(apps: &Apps) -> Value {
     })
 }
 
-fn describe(app: &App) -> Value {
+/// One app, as the API shows it.
+pub fn describe(app: &App) -> Value {
     let status = app.status();
     let spec = app.spec();
     json!({

@@ -1,4 +1,4 @@
-//! Step 13's `/_proxy/metrics`: what Prometheus (or anyone with `curl`)
+//! Step 15's `/_proxy/metrics`: what Prometheus (or anyone with `curl`)
 //! scrapes, in its text format, written by the `prometheus-client` crate.
 //! Kit: counting is a few lines in the step; the format is this crate's.
 //!
@@ -26,8 +26,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use workshop::body::{Body, full, text};
 
+use crate::apps::{Apps, State};
 use crate::apps_api::authorized;
-use crate::on_demand::{Apps, State};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -82,15 +82,6 @@ pub struct Metrics {
     upstream_errors: Family<Labels, Counter>,
     open_connections: Gauge,
     apps: Family<Labels, Gauge>,
-}
-
-/// Counts an open connection until dropped.
-pub struct OpenConnection(Gauge);
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
 }
 
 impl Default for Metrics {
@@ -152,20 +143,23 @@ impl Metrics {
             .inc();
     }
 
-    /// A connection opened; it counts until the guard is dropped.
-    pub fn connection_opened(&self) -> OpenConnection {
-        self.open_connections.inc();
-        OpenConnection(self.open_connections.clone())
-    }
-
-    /// `/_proxy/metrics` for whoever has the token, `401` otherwise.
-    pub fn answer<B>(&self, apps: &Arc<Apps>, token: &str, request: &Request<B>) -> Response<Body> {
+    /// `/_proxy/metrics` for whoever has the token, `401` otherwise; the
+    /// gauges are read now: the connections open, the apps in each state.
+    pub fn answer<B>(
+        &self,
+        open_connections: usize,
+        apps: &Apps,
+        token: &str,
+        request: &Request<B>,
+    ) -> Response<Body> {
         if !authorized(request, token) {
             return text(
                 StatusCode::UNAUTHORIZED,
                 "401 Unauthorized: /_proxy/metrics needs `Authorization: Bearer TOKEN`",
             );
         }
+        self.open_connections
+            .set(i64::try_from(open_connections).unwrap_or(i64::MAX));
         for state in [
             State::Asleep,
             State::Starting,

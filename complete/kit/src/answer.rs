@@ -1,0 +1,44 @@
+//! The request path as a value. Step 11 made the pipeline a value
+//! (`Forward`); from step 12 on, each step's request path is a value that
+//! answers a request, and the next step wraps it (step 13's `Sleeping`
+//! wraps step 12's `OnDemand`, step 14's `Hardened` wraps that…).
+//! [`Answer`] is what they have in common; [`handler`] hands one to step
+//! 09's `serve`, which takes a function.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use workshop::body::Body;
+
+use crate::apps::App;
+
+/// Something that answers requests whose bodies are `B`.
+pub trait Answer<B>: Send + Sync + 'static {
+    fn answer(&self, request: Request<B>) -> impl Future<Output = Response<Body>> + Send;
+}
+
+/// The function step 09's `serve` takes, answering with `answer`.
+pub fn handler<A>(
+    answer: Arc<A>,
+) -> impl Fn(Request<Incoming>) -> std::pin::Pin<Box<dyn Future<Output = Response<Body>> + Send>>
++ Clone
++ Send
++ Sync
++ 'static
+where
+    A: Answer<Incoming>,
+{
+    move |request| {
+        let answer = answer.clone();
+        // On the heap: hyper moves the service's future, and a whole
+        // request path's is kilobytes; boxed, what moves is a pointer.
+        Box::pin(async move { answer.answer(request).await })
+    }
+}
+
+/// On a response: the app it is for (step 12 marks it; step 15 counts
+/// requests by app, step 17 keeps an app's cookies to its own host).
+#[derive(Clone)]
+pub struct ForApp(pub Arc<App>);

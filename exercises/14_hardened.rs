@@ -1,0 +1,344 @@
+//! Step 14 — hardened: what steps 01 to 13 simplified about connections,
+//! now that strangers on the Internet are the clients.
+//!
+//! Four ideas, in order:
+//! - a permit per connection ([`Server::serve_until_shutdown`]): step 01
+//!   accepted every connection; beyond `--max-connections`, new ones now
+//!   wait in the kernel's backlog instead of exhausting file descriptors;
+//! - deadlines for what clients send ([`builder`], [`Connection`]): step
+//!   01 waited for a request head forever. Each head has
+//!   `--header-read-timeout` from its first byte (a slowloris client, one
+//!   byte at a time, is cut off: the kit's `head_clock`), an idle
+//!   keep-alive connection `--keep-alive`, and a connection that asks
+//!   nothing at all is closed;
+//! - a graceful shutdown (the `drain` of [`Server::serve_until_shutdown`]):
+//!   on SIGTERM, stop accepting, let what is in flight finish (hyper-util's
+//!   graceful shutdown: idle HTTP/1.1 connections closed, HTTP/2 clients
+//!   told with GOAWAY, WebSockets given the same grace), then exit;
+//! - one request's trouble stays its own ([`Hardened`]): a panic in its
+//!   code is one `500` and a log line, not a dropped connection; a body
+//!   over `--max-request-body` is a `413`, counted while it streams.
+//!
+//! Exercise: fill in every `todo!()` below, then run `cargo xtask check 14`.
+//! This file is generated from `solutions/14_hardened.rs` by
+//! `cargo xtask exercises`, which overwrites it:
+//! `diff exercises/14_hardened.rs solutions/14_hardened.rs`
+//! shows exactly the work.
+#![allow(unused, unreachable_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use kit::answer::Answer;
+use kit::config::{Limits, Timeouts};
+use kit::head_clock::HeadClock;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+use workshop::body::{Body, LimitedBody, holding, text};
+use workshop::http2::{Scheme, handshake};
+use workshop::listen_and_serve::{ClientAddr, accept};
+use workshop::websocket::keep_while_open;
+
+/// A socket to accept on, and its TLS, if any.
+pub struct Bound {
+    pub listener: TcpListener,
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// How many connections are open now (step 15 shows it).
+#[derive(Clone)]
+pub struct OpenConnections {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl OpenConnections {
+    pub fn now(&self) -> usize {
+        self.max.saturating_sub(self.permits.available_permits())
+    }
+}
+
+/// The server loop of step 01, hardened.
+pub struct Server {
+    timeouts: Timeouts,
+    grace: Duration,
+    open: OpenConnections,
+}
+
+impl Server {
+    pub fn new(timeouts: Timeouts, limits: Limits, grace: Duration) -> Server {
+        let max = limits.max_connections;
+        let permits = Arc::new(Semaphore::new(max));
+        let open = OpenConnections { permits, max };
+        Server {
+            timeouts,
+            grace,
+            open,
+        }
+    }
+
+    pub fn open_connections(&self) -> OpenConnections {
+        self.open.clone()
+    }
+
+    // ANCHOR: serve_until_shutdown
+    /// Serves every listener until `shutdown` completes, then stops
+    /// accepting, lets the connections finish what they are doing (at most
+    /// the grace period), and returns how many were still open then.
+    pub async fn serve_until_shutdown<A: Answer<Incoming>>(
+        self,
+        listeners: Vec<Bound>,
+        answer: Arc<A>,
+        shutdown: impl Future<Output = ()>,
+    ) -> usize {
+        let graceful = GracefulShutdown::new();
+        let (stop, mut stopped) = watch::channel(false);
+        let protocol = Arc::new(Protocol {
+            builder: builder(self.timeouts.keep_alive),
+            header_read: self.timeouts.header_read,
+        });
+        // One loop for every listener: a permit, then whichever accepts
+        // first (a loop per listener would hold a permit each while it
+        // waits). The listeners live in it: when it ends, they close.
+        let permits = self.open.permits.clone();
+        let accepting = async move {
+            loop {
+                // TODO: take a connection only once a permit is free (beyond the limit, connections wait in the kernel's backlog, unanswered), from whichever listener has one, and serve it on a task of its own that holds the permit until the connection is done; stop when `stopped` changes. Trap: accepting first and then waiting for a permit holds a socket open for every client that waits
+                todo!(
+                    "take a connection only once a permit is free (beyond the limit, connections wait in the kernel's backlog, unanswered), from whichever listener has one, and serve it on a task of its own that holds the permit until the connection is done; stop when `stopped` changes. Trap: accepting first and then waiting for a permit holds a socket open for every client that waits"
+                )
+            }
+            graceful
+        };
+        let accepting = tokio::spawn(accepting);
+        shutdown.await;
+        let _ = stop.send(true);
+        let Ok(graceful) = accepting.await else {
+            return self.open.now();
+        };
+        info!(
+            "shutting down: no new connections; in-flight requests have {:?}",
+            self.grace
+        );
+        // ANCHOR: drain
+        // Every connection is told: HTTP/1.1 closes once its response is
+        // sent (at once if idle), HTTP/2 sends GOAWAY and finishes its
+        // streams. Then the tunnels (a WebSocket keeps its permit).
+        let open = self.open.now();
+        let everything = async {
+            graceful.shutdown().await;
+            let all = u32::try_from(self.open.max).unwrap_or(u32::MAX);
+            let _ = self.open.permits.acquire_many(all).await;
+        };
+        if tokio::time::timeout(self.grace, everything).await.is_ok() {
+            info!("every connection finished ({open} were open)");
+            return 0;
+        }
+        let left = self.open.now();
+        warn!(
+            "{left} connection(s) still open after {:?}: they end with the process",
+            self.grace
+        );
+        left
+        // ANCHOR_END: drain
+    }
+    // ANCHOR_END: serve_until_shutdown
+}
+
+/// The next connection on any of `listeners` (step 01's accept on each),
+/// with the listener's TLS.
+async fn accept_any(listeners: &[Bound]) -> (TcpStream, SocketAddr, Option<TlsAcceptor>) {
+    let each = listeners.iter().map(|bound| {
+        Box::pin(async move {
+            let (stream, peer) = accept(&bound.listener).await;
+            (stream, peer, bound.tls.clone())
+        })
+    });
+    futures_util::future::select_all(each).await.0
+}
+
+// ANCHOR: builder
+/// Step 09's builder (HTTP/1.1 and HTTP/2, request heads bounded), with
+/// hyper's head deadline. hyper starts it when it starts waiting for a
+/// head, idle time included: so it is the keep-alive deadline, and each
+/// head's own (from its first byte) is the kit's HeadClock.
+/// (hyper's deadline needs a timer: without one, it is silently off.)
+pub fn builder(keep_alive: Duration) -> auto::Builder<TokioExecutor> {
+    let mut builder = workshop::http2::builder();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(keep_alive);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .enable_connect_protocol();
+    builder
+}
+// ANCHOR_END: builder
+
+/// How connections speak: step 09's builder with its deadlines, and the
+/// time a head has, from its first byte.
+struct Protocol {
+    builder: auto::Builder<TokioExecutor>,
+    header_read: Duration,
+}
+
+/// One connection, and what serving it needs.
+pub struct Connection<A> {
+    peer: SocketAddr,
+    answer: Arc<A>,
+    graceful: Watcher,
+    /// Held until the connection, and its tunnels if any, are done.
+    permit: Arc<OwnedSemaphorePermit>,
+}
+
+impl<A: Answer<Incoming>> Connection<A> {
+    /// Its TLS handshake (step 09's, bounded), then HTTP.
+    async fn serve(self, stream: TcpStream, tls: Option<TlsAcceptor>, protocol: Arc<Protocol>) {
+        match tls {
+            None => self.speak(stream, "http", &protocol).await,
+            Some(tls) => match handshake(&tls, stream).await {
+                Ok(stream) => self.speak(stream, "https", &protocol).await,
+                Err(err) => debug!("TLS handshake with {} failed: {err}", self.peer),
+            },
+        }
+    }
+
+    // ANCHOR: head_deadlines
+    async fn speak<I>(self, io: I, scheme: &'static str, protocol: &Protocol)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            peer,
+            answer,
+            graceful,
+            permit,
+        } = self;
+        let asked = Arc::new(AtomicBool::new(false));
+        let asked_here = asked.clone();
+        // Each HTTP/1.1 head, timed from its first byte.
+        let clock = HeadClock::new(protocol.header_read);
+        let io = clock.clocked(io);
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            asked_here.store(true, Ordering::Relaxed);
+            request.extensions_mut().insert(ClientAddr(peer));
+            request.extensions_mut().insert(Scheme(scheme));
+            // A WebSocket outlives its HTTP connection: it keeps the permit.
+            let switching = request.headers().contains_key(header::UPGRADE)
+                || request.method() == http::Method::CONNECT;
+            if switching {
+                keep_while_open(&mut request, permit.clone());
+            }
+            // Frames of HTTP/2 or of a tunnel are not heads to time.
+            let timed = request.version() < http::Version::HTTP_2 && !switching;
+            let done = clock.request_started(timed);
+            let answer = answer.clone();
+            async move {
+                // The next head can start once this response is done.
+                let response = answer.answer(request).await;
+                Ok::<_, std::convert::Infallible>(response.map(|body| holding(body, done)))
+            }
+        });
+        let connection = protocol
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        // hyper's head deadline starts once hyper-util has told HTTP/1.1
+        // from HTTP/2, which waits for bytes; an HTTP/2 connection has no
+        // head deadline at all. So: no first request within header_read,
+        // and the connection is closed, whatever it sent.
+        let no_request = async {
+            tokio::time::sleep(protocol.header_read).await;
+            if asked.load(Ordering::Relaxed) {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            ended = graceful.watch(connection) => {
+                if let Err(err) = ended {
+                    debug!("connection from {peer} ended: {err}");
+                }
+            }
+            () = no_request => debug!("{peer} asked nothing within {:?}: closed", protocol.header_read),
+        }
+    }
+    // ANCHOR_END: head_deadlines
+}
+
+// ANCHOR: hardened
+/// A request path whose requests cannot take the proxy down with them:
+/// the request path of step 14, wrapped around step 13's.
+pub struct Hardened<S> {
+    pub inner: S,
+    /// Bytes; `None`: counted, never cut.
+    pub max_request_body: Option<u64>,
+}
+
+impl<S: Answer<LimitedBody<Incoming>>> Answer<Incoming> for Hardened<S> {
+    async fn answer(&self, request: Request<Incoming>) -> Response<Body> {
+        let limit = self.max_request_body.unwrap_or(u64::MAX);
+        let announced = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
+        if announced.is_some_and(|length| length > limit) {
+            return too_large(limit);
+        }
+        let (parts, body) = request.into_parts();
+        let (body, over) = LimitedBody::new(body, limit);
+        let response = answer_safely(self.inner.answer(Request::from_parts(parts, body))).await;
+        // Cut at the limit: whatever the upstream said, a 413.
+        match over.load(Ordering::Relaxed) {
+            true => too_large(limit),
+            false => response,
+        }
+    }
+}
+// ANCHOR_END: hardened
+
+// ANCHOR: answer_safely
+/// Runs one request's code; if it panics, the client gets a `500` and the
+/// log a line. Other requests and connections never notice. (A panic while
+/// a response body streams is hyper's to catch: it closes that connection.)
+pub async fn answer_safely(answer: impl Future<Output = Response<Body>>) -> Response<Body> {
+    match AssertUnwindSafe(answer).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|what| what.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            warn!("a request's code panicked: {what}");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 Internal Server Error: the proxy failed on this request",
+            )
+        }
+    }
+}
+// ANCHOR_END: answer_safely
+
+/// `413 Content Too Large`.
+fn too_large(limit: u64) -> Response<Body> {
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("413 Content Too Large: request bodies stop at {limit} bytes"),
+    )
+}
