@@ -59,7 +59,7 @@ use kit::routes_file::{Action, Layer, Routes, Rule};
 /// Everything steps 02 to 10 do to a request on its way to one upstream,
 /// as a value: a rule points it at its upstream with [`Forward::to`].
 ///
-/// `T` is its clients: hyper-util's over plain TCP here; step 13's add
+/// `T` is its clients: hyper-util's over plain TCP here; step 17's add
 /// TLS, groups of servers, and HTTP/2 upstreams of their own.
 #[derive(Clone)]
 pub struct Forward<T = Client<HttpConnector, Body>> {
@@ -154,8 +154,7 @@ impl<T: HttpClient> Forward<T> {
 }
 // ANCHOR_END: forward
 
-/// Which rule answered a request (its line in the file), on the response:
-/// step 13 counts requests by rule.
+/// On the response, which rule answered (its line): step 15 counts by it.
 #[derive(Debug, Clone, Copy)]
 pub struct MatchedRule(pub usize);
 

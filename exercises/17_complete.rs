@@ -132,6 +132,19 @@ pub fn tls_of(
 }
 // ANCHOR_END: bind
 
+/// `--config FILE --check`: the file, its certificates and its upstreams'
+/// CA too: a file that passes starts.
+pub fn check(path: &std::path::Path, config: &Config) -> Result<(), String> {
+    for listener in &config.listeners {
+        if let Some(Err(err)) = tls_of(listener, config) {
+            return Err(err);
+        }
+    }
+    kit::connector::client_tls(&config.upstream_roots)?;
+    println!("{}: {config}: valid", path.display());
+    Ok(())
+}
+
 /// `--listen ADDR` in place of the config's listeners (the first one's
 /// TLS kept): tests and a quick try pick their own port.
 pub fn listen_instead(config: &mut Config, address: SocketAddr) {

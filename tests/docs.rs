@@ -343,3 +343,114 @@ fn a_moved_checkout_reads_its_own_files() {
     );
     let _ = fs::remove_dir_all(&copy);
 }
+
+/// No slide shows an exercise's code before the exercise's slide (`##
+/// Exercise NN`): an attendee who only copies learns nothing. A deck's
+/// includes of its own solution, before that slide, must not reach into an
+/// `// EXERCISE:` region (an anchor around a region shows it too).
+#[test]
+fn exercise_code_comes_after_the_exercise_slide() {
+    let mut problems = Vec::new();
+    for deck in files_in("slides", ".md") {
+        let name = deck.trim_end_matches(".md");
+        let solution_path = format!("solutions/{name}.rs");
+        let Ok(solution) = fs::read_to_string(root().join(&solution_path)) else {
+            continue;
+        };
+        let deck_text = read(&format!("slides/{deck}"));
+        let step = &name[..2];
+        let Some(exercise_slide) = deck_text
+            .lines()
+            .position(|line| line.starts_with(&format!("## Exercise {step}")))
+        else {
+            problems.push(format!("slides/{deck}: no `## Exercise {step}` slide"));
+            continue;
+        };
+        let regions = exercise_regions(&solution);
+        for (index, line) in deck_text.lines().enumerate().take(exercise_slide) {
+            for include in find_includes(line) {
+                if !include.path.ends_with(&format!("{name}.rs"))
+                    || !include.path.contains("solutions/")
+                {
+                    continue;
+                }
+                let Some((from, to)) = anchor_lines(&solution, include.anchor) else {
+                    continue;
+                };
+                if regions
+                    .iter()
+                    .any(|&(start, end)| start <= to && from <= end)
+                {
+                    problems.push(format!(
+                        "slides/{deck}:{}: `{}` shows code of an exercise region of \
+                         {solution_path} before the `## Exercise {step}` slide (line {})",
+                        index + 1,
+                        include.anchor.unwrap_or("the whole file"),
+                        exercise_slide + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The 1-based lines of every `// EXERCISE:` … `// END EXERCISE` region.
+fn exercise_regions(solution: &str) -> Vec<(usize, usize)> {
+    let mut regions = Vec::new();
+    let mut open = None;
+    for (index, line) in solution.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("// EXERCISE:") {
+            open = Some(index + 1);
+        } else if trimmed == "// END EXERCISE"
+            && let Some(start) = open.take()
+        {
+            regions.push((start, index + 1));
+        }
+    }
+    regions
+}
+
+/// The 1-based lines an include shows: between `ANCHOR: name` and
+/// `ANCHOR_END: name`, or the whole file.
+fn anchor_lines(text: &str, anchor: Option<&str>) -> Option<(usize, usize)> {
+    let Some(anchor) = anchor else {
+        return Some((1, text.lines().count()));
+    };
+    let is = |line: &str, marker: &str| {
+        line.split_once(marker)
+            .is_some_and(|(_, rest)| rest.split_whitespace().next() == Some(anchor))
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.iter().position(|line| is(line, "ANCHOR:"))?;
+    let end = lines.iter().position(|line| is(line, "ANCHOR_END:"))?;
+    Some((start + 1, end + 1))
+}
+
+/// A deck fits about 20 minutes: at most 1,500 words of speaker notes.
+#[test]
+fn decks_fit_twenty_minutes() {
+    let mut problems = Vec::new();
+    for deck in files_in("slides", ".md") {
+        let text = read(&format!("slides/{deck}"));
+        let mut words = 0;
+        let mut in_notes = false;
+        for line in text.lines() {
+            if matches!(line.trim_end(), "***" | "**") {
+                in_notes = false;
+            } else if is_notes_line(line) {
+                in_notes = true;
+            }
+            if in_notes {
+                words += line.split_whitespace().count();
+            }
+        }
+        if words > 1500 {
+            problems.push(format!(
+                "slides/{deck}: {words} words of notes: a deck fits about 20 minutes (1,500 at most)"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
