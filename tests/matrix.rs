@@ -14,6 +14,8 @@
 //!   target a proxy that is already running instead of starting the binary.
 
 mod checks;
+#[path = "matrix/exercises.rs"]
+mod exercises;
 mod harness;
 // The xtask commands use parts of gen.rs this test does not.
 #[allow(dead_code)]
@@ -51,6 +53,7 @@ const PARALLEL_HEAVY: usize = 2;
 #[test]
 fn capability_matrix() {
     let table = load_table();
+    binary("");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -82,10 +85,34 @@ fn load_table() -> tooling::Table {
     table
 }
 
-/// Where the step binaries are: next to the ones cargo built for this test.
+/// Where the step binaries are: links to the ones cargo built for this
+/// test, made once, before the exercises' builds can replace them.
 fn binary(bin: &str) -> PathBuf {
-    let origin = PathBuf::from(env!("CARGO_BIN_EXE_origin"));
-    origin.with_file_name(bin)
+    static ASIDE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let aside = ASIDE.get_or_init(|| {
+        let built = PathBuf::from(env!("CARGO_BIN_EXE_origin"));
+        let aside = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reference");
+        std::fs::create_dir_all(&aside).expect("a folder for the reference binaries");
+        for step in load_table().steps {
+            let (from, to) = (built.with_file_name(&step.bin), aside.join(&step.bin));
+            let _ = std::fs::remove_file(&to);
+            if std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to)
+                    .unwrap_or_else(|err| panic!("copying {}: {err}", from.display()));
+            }
+        }
+        aside
+    });
+    aside.join(bin)
+}
+
+/// Every exercise is real: run beside the matrix (most of whose time is
+/// spent waiting), it builds them while the matrix runs.
+#[test]
+fn every_exercise_fails_its_step_until_solved() {
+    // The reference binaries aside first: the builds replace them.
+    binary("");
+    exercises::every_exercise_fails_its_step_until_solved();
 }
 
 async fn start_origin() -> SocketAddr {

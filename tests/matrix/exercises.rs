@@ -5,29 +5,24 @@
 //! Each exercise is built with its feature (`--features exNN`) in the same
 //! target directory as everything else, so that the dependencies are
 //! compiled once, and without debug info (only the workspace's crates are
-//! built again: 3 to 5 s an exercise). A build leaves its binary in
-//! `target/debug/`: the test copies it aside, and once done builds the
-//! reference binaries again (cargo only links them back into place), for the
-//! tests that come after.
-
-mod checks;
-mod harness;
-#[path = "../xtask/src/gen.rs"]
-mod tooling;
+//! built again: 2 to 4 s an exercise), on one core: this test runs beside
+//! the matrix, whose checks time things. A build leaves its binary in
+//! `target/debug/`: the test links it aside, and once done builds the
+//! reference binaries again (cargo only links them back into place), for
+//! whatever runs them next; the matrix runs copies of its own.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use harness::Ctx;
-use harness::proxy::Target;
-use harness::run::run_check;
+use crate::checks;
+use crate::harness::Ctx;
+use crate::harness::proxy::Target;
+use crate::harness::run::run_check;
+use crate::tooling;
 
-#[test]
-fn every_exercise_fails_its_step_until_solved() {
+pub fn every_exercise_fails_its_step_until_solved() {
     let root = &workshop::repo::root();
-    let table_text =
-        std::fs::read_to_string(root.join("tests/steps.toml")).expect("tests/steps.toml");
-    let table = tooling::parse_table(&table_text).expect("a valid tests/steps.toml");
+    let table = crate::load_table();
     let copies = Path::new(env!("CARGO_TARGET_TMPDIR")).join("exercises");
     std::fs::create_dir_all(&copies).expect("a folder for the exercise binaries");
 
@@ -130,7 +125,9 @@ fn cargo(root: &Path, args: &[&str], bins: &[&str], plain: bool) -> PathBuf {
     if plain {
         // Dependencies have no debug info already (Cargo.toml): only the
         // workspace's crates are built anew, the rest is shared.
-        command.env("CARGO_PROFILE_DEV_DEBUG", "false");
+        command
+            .env("CARGO_PROFILE_DEV_DEBUG", "false")
+            .arg("--jobs=1");
     }
     let output = command.output().expect("running cargo build");
     assert!(
