@@ -70,9 +70,9 @@ where
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     loop {
-        // TODO: wait for the next connection (accept), then run serve_connection for it on a task of its own (tokio::spawn)
+        // TODO: serve every connection that arrives, each alongside the others, forever. Trap: serving a connection before accepting the next: a client that sends half a request blocks everyone
         todo!(
-            "wait for the next connection (accept), then run serve_connection for it on a task of its own (tokio::spawn)"
+            "serve every connection that arrives, each alongside the others, forever. Trap: serving a connection before accepting the next: a client that sends half a request blocks everyone"
         )
     }
 }
@@ -93,9 +93,9 @@ where
         async move { Ok::<_, Infallible>(response.await) }
     });
     // ANCHOR_END: service
-    // TODO: serve the connection with hyper's http1::Builder (max_header_size(MAX_REQUEST_HEAD)) and the service; log the error it ends with
+    // TODO: answer every request of this connection with the service (keep-alive included), refuse a head over MAX_REQUEST_HEAD with 431, and log how the connection ended. Trap: keeping hyper's default limit: a 120 KiB head is then served instead of refused
     todo!(
-        "serve the connection with hyper's http1::Builder (max_header_size(MAX_REQUEST_HEAD)) and the service; log the error it ends with"
+        "answer every request of this connection with the service (keep-alive included), refuse a head over MAX_REQUEST_HEAD with 431, and log how the connection ended. Trap: keeping hyper's default limit: a 120 KiB head is then served instead of refused"
     )
 }
 // ANCHOR_END: serve_connection
@@ -103,9 +103,9 @@ where
 // ANCHOR: describe
 /// The whole application of step 01: say what arrived.
 pub async fn describe_request(request: Request<Incoming>) -> Response<Body> {
-    // TODO: write the method, the path and query, the version and every header (as received) into a text page
+    // TODO: answer with a text page that shows the method, the path and query, the version and every header line as received. Trap: printing the path alone: the query (`?x=1`) is part of what a proxy forwards
     todo!(
-        "write the method, the path and query, the version and every header (as received) into a text page"
+        "answer with a text page that shows the method, the path and query, the version and every header line as received. Trap: printing the path alone: the query (`?x=1`) is part of what a proxy forwards"
     )
 }
 // ANCHOR_END: describe

@@ -76,8 +76,10 @@ impl Upstream {
 /// The URI to send upstream: the upstream's scheme and authority, the
 /// request's path and query. (Step 06 also joins the upstream's own path.)
 pub fn upstream_uri(upstream: &Uri, request: &Uri) -> Uri {
-    // TODO: keep the request's path and query, take scheme and authority from the upstream
-    todo!("keep the request's path and query, take scheme and authority from the upstream")
+    // TODO: the URI to send: the upstream's scheme and authority, the request's path and query (`/` if it has none). Trap: keeping the path but losing the query: `/echo?x=1` must arrive as `/echo?x=1`
+    todo!(
+        "the URI to send: the upstream's scheme and authority, the request's path and query (`/` if it has none). Trap: keeping the path but losing the query: `/echo?x=1` must arrive as `/echo?x=1`"
+    )
 }
 // ANCHOR_END: upstream_uri
 
@@ -104,9 +106,9 @@ pub fn bad_gateway(upstream: &Uri, err: &dyn std::error::Error) -> Response<Body
 // ANCHOR: round_trip
 /// Sends `request` to the upstream and answers with its status and body.
 pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Response<Body> {
-    // TODO: collect the request body, point the request at the upstream, send it, and answer with the upstream's status and collected body (502 on error)
+    // TODO: send the request to the upstream, its body read whole first, and answer with the upstream's status and body; an upstream that fails is a 502 naming it. Trap: unwrapping an error: with the upstream down, the client must get that 502 at once, not a panic or a hang
     todo!(
-        "collect the request body, point the request at the upstream, send it, and answer with the upstream's status and collected body (502 on error)"
+        "send the request to the upstream, its body read whole first, and answer with the upstream's status and body; an upstream that fails is a 502 naming it. Trap: unwrapping an error: with the upstream down, the client must get that 502 at once, not a panic or a hang"
     )
 }
 // ANCHOR_END: round_trip

@@ -27,9 +27,9 @@ use crate::round_trip::{HttpClient, Upstream, bad_gateway, upstream_uri};
 // ANCHOR: copy_headers
 /// Copies every header line of `from` into `to`, repeated names included.
 pub fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    // TODO: copy every (name, value) pair with append, so that repeated headers stay repeated and in order
+    // TODO: every header line of `from` ends up in `to`: a name sent twice arrives twice, in the same order. Trap: a copy that replaces a name's earlier values, so two Set-Cookie become one
     todo!(
-        "copy every (name, value) pair with append, so that repeated headers stay repeated and in order"
+        "every header line of `from` ends up in `to`: a name sent twice arrives twice, in the same order. Trap: a copy that replaces a name's earlier values, so two Set-Cookie become one"
     )
 }
 // ANCHOR_END: copy_headers

@@ -63,7 +63,7 @@ where
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     loop {
-        // EXERCISE: wait for the next connection (accept), then run serve_connection for it on a task of its own (tokio::spawn)
+        // EXERCISE: serve every connection that arrives, each alongside the others, forever. Trap: serving a connection before accepting the next: a client that sends half a request blocks everyone
         let (stream, peer) = accept(&listener).await;
         // One task per connection: a slow client never holds up the others.
         tokio::spawn(serve_connection(stream, peer, handler.clone()));
@@ -87,7 +87,7 @@ where
         async move { Ok::<_, Infallible>(response.await) }
     });
     // ANCHOR_END: service
-    // EXERCISE: serve the connection with hyper's http1::Builder (max_header_size(MAX_REQUEST_HEAD)) and the service; log the error it ends with
+    // EXERCISE: answer every request of this connection with the service (keep-alive included), refuse a head over MAX_REQUEST_HEAD with 431, and log how the connection ended. Trap: keeping hyper's default limit: a 120 KiB head is then served instead of refused
     // ANCHOR: connection
     // hyper reads requests off the connection, calls the service, writes
     // the responses, and handles keep-alive between them. A request head
@@ -109,7 +109,7 @@ where
 // ANCHOR: describe
 /// The whole application of step 01: say what arrived.
 pub async fn describe_request(request: Request<Incoming>) -> Response<Body> {
-    // EXERCISE: write the method, the path and query, the version and every header (as received) into a text page
+    // EXERCISE: answer with a text page that shows the method, the path and query, the version and every header line as received. Trap: printing the path alone: the query (`?x=1`) is part of what a proxy forwards
     let mut page = String::new();
     // ANCHOR: describe_page
     if let Some(ClientAddr(peer)) = request.extensions().get::<ClientAddr>() {

@@ -69,7 +69,7 @@ impl Upstream {
 /// The URI to send upstream: the upstream's scheme and authority, the
 /// request's path and query. (Step 06 also joins the upstream's own path.)
 pub fn upstream_uri(upstream: &Uri, request: &Uri) -> Uri {
-    // EXERCISE: keep the request's path and query, take scheme and authority from the upstream
+    // EXERCISE: the URI to send: the upstream's scheme and authority, the request's path and query (`/` if it has none). Trap: keeping the path but losing the query: `/echo?x=1` must arrive as `/echo?x=1`
     let mut parts = Parts::default();
     parts.scheme = upstream.scheme().cloned();
     parts.authority = upstream.authority().cloned();
@@ -107,7 +107,7 @@ pub fn bad_gateway(upstream: &Uri, err: &dyn std::error::Error) -> Response<Body
 // ANCHOR: round_trip
 /// Sends `request` to the upstream and answers with its status and body.
 pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Response<Body> {
-    // EXERCISE: collect the request body, point the request at the upstream, send it, and answer with the upstream's status and collected body (502 on error)
+    // EXERCISE: send the request to the upstream, its body read whole first, and answer with the upstream's status and body; an upstream that fails is a 502 naming it. Trap: unwrapping an error: with the upstream down, the client must get that 502 at once, not a panic or a hang
     // ANCHOR: forward
     let (mut parts, body) = request.into_parts();
     // Simple, and wrong for big bodies: the whole upload sits in memory.

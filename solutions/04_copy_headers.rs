@@ -20,7 +20,7 @@ use crate::round_trip::{HttpClient, Upstream, bad_gateway, upstream_uri};
 // ANCHOR: copy_headers
 /// Copies every header line of `from` into `to`, repeated names included.
 pub fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    // EXERCISE: copy every (name, value) pair with append, so that repeated headers stay repeated and in order
+    // EXERCISE: every header line of `from` ends up in `to`: a name sent twice arrives twice, in the same order. Trap: a copy that replaces a name's earlier values, so two Set-Cookie become one
     for (name, value) in from {
         to.append(name, value.clone());
     }

@@ -38,7 +38,7 @@ pub const HOP_BY_HOP: [HeaderName; 9] = [
 /// Removes every hop-by-hop header: the fixed list, and every header named
 /// by a token of any `Connection` line.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // EXERCISE: remove the headers named in every Connection line (all lines, comma-separated tokens, trimmed, any case), then every header of HOP_BY_HOP
+    // EXERCISE: remove every header that a token of any Connection line names, and every header of HOP_BY_HOP. Trap: removing Connection before reading what it names, or reading only its first line (CVE-2021-33197)
     // Read the names first: removing `Connection` loses them. (`close`, and
     // names of the list such as the usual `keep-alive`, need no name of
     // their own.)
@@ -56,7 +56,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 // ANCHOR: request
 /// What the upstream must not see of the client's connection.
 pub fn strip_request(headers: &mut HeaderMap) {
-    // EXERCISE: remember whether any TE token is `trailers`, remove the hop-by-hop headers, then send exactly `TE: trailers` if it was
+    // EXERCISE: strip the hop-by-hop headers, except that the upstream gets exactly `TE: trailers` when any TE token was `trailers`. Trap: looking at TE after stripping (it is gone), or passing the client's whole TE line (`trailers, deflate`)
     let wants_trailers =
         tokens(headers, &header::TE).any(|token| token.eq_ignore_ascii_case("trailers"));
     remove_hop_by_hop(headers);
