@@ -37,7 +37,7 @@ use crate::body::{Body, BoxError, full, text};
 /// instead of paying for a new TCP handshake. Cloning it shares that pool
 /// (step 11 points clones at other upstreams).
 ///
-/// `T` is the client: hyper-util's, over plain TCP, until step 13, whose
+/// `T` is the client: hyper-util's, over plain TCP, until step 17, whose
 /// client adds TLS, groups of servers, and HTTP/2 upstreams of its own.
 #[derive(Clone)]
 pub struct Upstream<T = Client<HttpConnector, Body>> {

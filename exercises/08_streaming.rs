@@ -65,8 +65,10 @@ fn parse_seconds(value: &str) -> Result<Duration, String> {
 /// The upstream client of step 02, with `TCP_NODELAY` on its connections.
 pub fn streaming_upstream(uri: Uri) -> Upstream {
     let mut connector = HttpConnector::new();
-    // TODO: turn off Nagle's algorithm on the upstream connections
-    todo!("turn off Nagle's algorithm on the upstream connections");
+    // TODO: small writes leave for the upstream at once, never held back until the previous one is acknowledged. Trap: counting on step 01: it did that for the client's connections only; the upstream's are opened by `connector`, where Nagle's algorithm is on by default
+    todo!(
+        "small writes leave for the upstream at once, never held back until the previous one is acknowledged. Trap: counting on step 01: it did that for the client's connections only; the upstream's are opened by `connector`, where Nagle's algorithm is on by default"
+    );
     let client = Client::builder(TokioExecutor::new()).build(connector);
     Upstream { uri, client }
 }
@@ -137,9 +139,9 @@ pub async fn with_deadline(
         // Sent, or dropped: either way no more body is coming.
         _ = sent => {}
     }
-    // TODO: run round_trip under tokio::time::timeout; when it expires, answer 504 Gateway Timeout naming the upstream and the delay
+    // TODO: the response `round_trip` gives within `timeout`, unchanged; past it, 504 Gateway Timeout with a body naming `upstream` and the delay, the upstream request abandoned. Trap: a 502 as for an unreachable upstream, or a bare status: the client must learn that it was slowness, and whose
     todo!(
-        "run round_trip under tokio::time::timeout; when it expires, answer 504 Gateway Timeout naming the upstream and the delay"
+        "the response `round_trip` gives within `timeout`, unchanged; past it, 504 Gateway Timeout with a body naming `upstream` and the delay, the upstream request abandoned. Trap: a 502 as for an unreachable upstream, or a bare status: the client must learn that it was slowness, and whose"
     )
 }
 // ANCHOR_END: deadline

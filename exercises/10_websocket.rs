@@ -26,7 +26,7 @@
 //! splices the stream and the upgraded connection.
 //!
 //! A real proxy would also bound how long a tunnel may stay idle; the
-//! complete proxy (step 13) does.
+//! complete proxy (step 17) does.
 //!
 //! Exercise: fill in every `todo!()` below, then run `cargo xtask check 10`.
 //! This file is generated from `solutions/10_websocket.rs` by
@@ -52,8 +52,8 @@ use crate::hop_by_hop::{strip_response, tokens};
 use crate::round_trip::{HttpClient, Upstream, bad_gateway};
 
 /// Whatever later steps need kept while a tunnel is open, in the
-/// request's extensions: the tunnel holds it until it closes. Step 12
-/// counts an open WebSocket as activity of its app this way, step 13 as
+/// request's extensions: the tunnel holds it until it closes. Step 13
+/// counts an open WebSocket as activity of its app this way, step 14 as
 /// an open connection.
 #[derive(Clone, Default)]
 pub struct KeptWhileOpen(pub Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>);
@@ -77,9 +77,9 @@ pub fn keep_while_open<B>(
 /// `Connection: upgrade` and an `Upgrade` list (`websocket`, or
 /// `websocket, foo/2`). Read them before the hop-by-hop headers are stripped.
 pub fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
-    // TODO: return the Upgrade tokens (step 05's `tokens`) joined by ", " when a Connection token is `upgrade`, except h2c; None if none is left
+    // TODO: the protocols asked for, in order, as one value (`foo/2, websocket`), if a Connection token (any line, any case) is `upgrade`; else None. Trap: offering `h2c` upstream: it would switch a connection the proxy still reads as HTTP/1.1
     todo!(
-        "return the Upgrade tokens (step 05's `tokens`) joined by \", \" when a Connection token is `upgrade`, except h2c; None if none is left"
+        "the protocols asked for, in order, as one value (`foo/2, websocket`), if a Connection token (any line, any case) is `upgrade`; else None. Trap: offering `h2c` upstream: it would switch a connection the proxy still reads as HTTP/1.1"
     )
 }
 // ANCHOR_END: requested
@@ -114,9 +114,9 @@ where
         // The upstream said no (a 400, a 401...): an ordinary response.
         return plain(response);
     }
-    // TODO: refuse (502) a switch to another protocol than `protocol`; otherwise take the upstream's side of the switch (hyper::upgrade::on) and splice the two (and `kept`) on a task of its own
+    // TODO: a 101 to a protocol in `protocol` (token by token): both sides spliced, `kept` too, our 101 back at once; to another one: 502. Trap: awaiting the splice before answering: the client's side switches only once our 101 is sent, a deadlock
     todo!(
-        "refuse (502) a switch to another protocol than `protocol`; otherwise take the upstream's side of the switch (hyper::upgrade::on) and splice the two (and `kept`) on a task of its own"
+        "a 101 to a protocol in `protocol` (token by token): both sides spliced, `kept` too, our 101 back at once; to another one: 502. Trap: awaiting the splice before answering: the client's side switches only once our 101 is sent, a deadlock"
     );
     // Our own 101, with the upstream's headers (Sec-WebSocket-Accept...).
     let mut answer = Response::new(empty());
@@ -162,9 +162,9 @@ where
 {
     let client_side = hyper::upgrade::on(&mut request);
     let kept = request.extensions_mut().remove::<KeptWhileOpen>();
-    // TODO: make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice (with `kept`) and answer 200
+    // TODO: an HTTP/1.1 handshake upstream with our own Sec-WebSocket-Key; a Sec-WebSocket-Accept that does not answer it: 502; else spliced (`kept` too) and 200, that accept left out. Trap: the CONNECT sent up as it came: an HTTP/1.1 upstream opens a WebSocket only for a GET asking for the upgrade, with a key
     todo!(
-        "make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice (with `kept`) and answer 200"
+        "an HTTP/1.1 handshake upstream with our own Sec-WebSocket-Key; a Sec-WebSocket-Accept that does not answer it: 502; else spliced (`kept` too) and 200, that accept left out. Trap: the CONNECT sent up as it came: an HTTP/1.1 upstream opens a WebSocket only for a GET asking for the upgrade, with a key"
     )
 }
 // ANCHOR_END: extended_connect

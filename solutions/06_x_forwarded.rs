@@ -68,7 +68,7 @@ pub fn add_forwarded_headers<B>(request: &mut Request<B>, proto: &'static str, o
             headers.remove(name);
         }
     } else {
-        // EXERCISE: append the client's IP to the X-Forwarded-For chain (all earlier lines joined with ", "), then set X-Forwarded-Host to the client's Host and X-Forwarded-Proto to `proto`
+        // EXERCISE: the upstream gets one X-Forwarded-For line: every entry the client sent, in order, then `client` (`1.1.1.1, 2.2.2.2, 127.0.0.1`); X-Forwarded-Host and -Proto say what we saw (`host`, port included; `proto`), never what the client claimed. Trap: a second X-Forwarded-For line, or the client's entries dropped: two lines in must reach the upstream as one chain, ours last
         // ANCHOR: xff_chain
         let mut chain: Vec<String> = headers
             .get_all(&X_FORWARDED_FOR)
@@ -142,7 +142,7 @@ pub fn join_upstream_path<B>(request: &mut Request<B>, upstream: &Uri) {
 /// Go's `singleJoiningSlash`, on the raw (still escaped) paths: exactly one
 /// slash between the two.
 pub fn join_paths(base: &str, path: &str) -> String {
-    // EXERCISE: join with exactly one slash between base and path (Go's singleJoiningSlash), without decoding anything
+    // EXERCISE: `base` and `path` joined with exactly one slash between them, whatever slashes each brings (`/base` + `x` and `/base/` + `/x` give `/base/x`; `""` + `favicon.ico` gives `/favicon.ico`). Trap: gluing them as they come (`/base//x`), or decoding anything: `/a%2Fb/` + `/c%2Fd` must give `/a%2Fb/c%2Fd`
     match (base.ends_with('/'), path.starts_with('/')) {
         (true, true) => format!("{base}{}", &path[1..]),
         (false, false) => format!("{base}/{path}"),

@@ -31,7 +31,7 @@ pub fn announced_trailers(version: Version, headers: &HeaderMap) -> Option<Heade
     if !chunked && version != Version::HTTP_2 {
         return None;
     }
-    // EXERCISE: collect the names of every Trailer line (see hop_by_hop::tokens), drop the forbidden ones (may_be_trailer), and join them with ", "
+    // EXERCISE: every name the message's Trailer lines announce (any line, any case), as one value separated by ", ", minus those that may never be trailers (framing, routing, auth, hop-by-hop); None when none is left. Trap: a name lost on the way (only the first line or name, another separator): hyper writes only the trailers announced, so that one never arrives
     let names: Vec<String> = tokens(headers, &header::TRAILER)
         .filter(|name| may_be_trailer(name))
         .collect();

@@ -58,7 +58,7 @@ fn parse_seconds(value: &str) -> Result<Duration, String> {
 /// The upstream client of step 02, with `TCP_NODELAY` on its connections.
 pub fn streaming_upstream(uri: Uri) -> Upstream {
     let mut connector = HttpConnector::new();
-    // EXERCISE: turn off Nagle's algorithm on the upstream connections
+    // EXERCISE: small writes leave for the upstream at once, never held back until the previous one is acknowledged. Trap: counting on step 01: it did that for the client's connections only; the upstream's are opened by `connector`, where Nagle's algorithm is on by default
     connector.set_nodelay(true);
     // END EXERCISE
     let client = Client::builder(TokioExecutor::new()).build(connector);
@@ -131,7 +131,7 @@ pub async fn with_deadline(
         // Sent, or dropped: either way no more body is coming.
         _ = sent => {}
     }
-    // EXERCISE: run round_trip under tokio::time::timeout; when it expires, answer 504 Gateway Timeout naming the upstream and the delay
+    // EXERCISE: the response `round_trip` gives within `timeout`, unchanged; past it, 504 Gateway Timeout with a body naming `upstream` and the delay, the upstream request abandoned. Trap: a 502 as for an unreachable upstream, or a bare status: the client must learn that it was slowness, and whose
     // ANCHOR: timeout
     match tokio::time::timeout(timeout, round_trip).await {
         Ok(response) => response,

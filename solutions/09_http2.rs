@@ -104,7 +104,7 @@ pub fn tls_acceptor(options: &Options) -> Result<Option<(TlsAcceptor, String)>, 
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|err| format!("TLS certificate: {err}"))?;
-    // EXERCISE: offer HTTP/2 first, then HTTP/1.1, through ALPN
+    // EXERCISE: over TLS, HTTP/2 for a client that offers it, HTTP/1.1 for one that offers only that. Trap: no protocol list, or HTTP/1.1 first: the handshake works, and `curl --http2` stays on HTTP/1.1
     // ANCHOR: alpn
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // ANCHOR_END: alpn
@@ -221,7 +221,7 @@ pub async fn handshake(
 /// speaks, with the request head bounded in both.
 pub fn builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // EXERCISE: limit request heads to MAX_REQUEST_HEAD in both protocols (http1's max_buf_size, http2's max_header_list_size)
+    // EXERCISE: a request head over MAX_REQUEST_HEAD never reaches the handler, in either protocol. Trap: bounding HTTP/1.1 only: HTTP/2 has its own limit, or a huge header block is decoded first
     builder.http1().max_buf_size(MAX_REQUEST_HEAD);
     builder
         .http2()
@@ -264,7 +264,7 @@ async fn serve_connection<I, H, F>(
             })
         }
     });
-    // EXERCISE: serve the connection with the builder, upgrades allowed (step 10 needs them); log the error it ends with
+    // EXERCISE: the connection served by `builder` with `service`, in either protocol; its end logged, no panic. Trap: no upgrades: nothing in this step notices, but step 10's WebSockets could never switch
     // ANCHOR: serve_auto
     // `auto` peeks at the first bytes: the HTTP/2 preface, or HTTP/1.1.
     // (With TLS, ALPN agreed beforehand; a client that lies is still served.)
@@ -297,7 +297,7 @@ pub fn h2_to_h1<B>(request: &mut Request<B>) {
     if request.version() != Version::HTTP_2 {
         return;
     }
-    // EXERCISE: copy the URI's authority (`:authority`) into a Host header if there is none, then join every cookie field into one, separated by "; "
+    // EXERCISE: a Host from `:authority` (in the URI) if none; cookie crumbs in one Cookie line (`a=1; b=2`). Trap: crumbs joined with ", " like other headers: servers split Cookie on ";": one cookie `a`
     // ANCHOR: host_from_authority
     if !request.headers().contains_key(header::HOST)
         && let Some(authority) = request.uri().authority()

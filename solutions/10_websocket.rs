@@ -26,7 +26,7 @@
 //! splices the stream and the upgraded connection.
 //!
 //! A real proxy would also bound how long a tunnel may stay idle; the
-//! complete proxy (step 13) does.
+//! complete proxy (step 17) does.
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -45,8 +45,8 @@ use crate::hop_by_hop::{strip_response, tokens};
 use crate::round_trip::{HttpClient, Upstream, bad_gateway};
 
 /// Whatever later steps need kept while a tunnel is open, in the
-/// request's extensions: the tunnel holds it until it closes. Step 12
-/// counts an open WebSocket as activity of its app this way, step 13 as
+/// request's extensions: the tunnel holds it until it closes. Step 13
+/// counts an open WebSocket as activity of its app this way, step 14 as
 /// an open connection.
 #[derive(Clone, Default)]
 pub struct KeptWhileOpen(pub Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>);
@@ -70,7 +70,7 @@ pub fn keep_while_open<B>(
 /// `Connection: upgrade` and an `Upgrade` list (`websocket`, or
 /// `websocket, foo/2`). Read them before the hop-by-hop headers are stripped.
 pub fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
-    // EXERCISE: return the Upgrade tokens (step 05's `tokens`) joined by ", " when a Connection token is `upgrade`, except h2c; None if none is left
+    // EXERCISE: the protocols asked for, in order, as one value (`foo/2, websocket`), if a Connection token (any line, any case) is `upgrade`; else None. Trap: offering `h2c` upstream: it would switch a connection the proxy still reads as HTTP/1.1
     let asks = tokens(headers, &header::CONNECTION).any(|token| token == "upgrade");
     // h2c would switch a connection we still parse as HTTP/1.1: never.
     let offered: Vec<String> = tokens(headers, &header::UPGRADE)
@@ -114,7 +114,7 @@ where
         // The upstream said no (a 400, a 401...): an ordinary response.
         return plain(response);
     }
-    // EXERCISE: refuse (502) a switch to another protocol than `protocol`; otherwise take the upstream's side of the switch (hyper::upgrade::on) and splice the two (and `kept`) on a task of its own
+    // EXERCISE: a 101 to a protocol in `protocol` (token by token): both sides spliced, `kept` too, our 101 back at once; to another one: 502. Trap: awaiting the splice before answering: the client's side switches only once our 101 is sent, a deadlock
     // ANCHOR: switch
     // One of the protocols offered, compared token by token.
     let switched_to = response.headers().get(header::UPGRADE);
@@ -169,7 +169,7 @@ where
 {
     let client_side = hyper::upgrade::on(&mut request);
     let kept = request.extensions_mut().remove::<KeptWhileOpen>();
-    // EXERCISE: make the HTTP/1.1 handshake (GET, Connection/Upgrade, a fresh Sec-WebSocket-Key), refuse (502) a 101 whose Sec-WebSocket-Accept does not match, then splice (with `kept`) and answer 200
+    // EXERCISE: an HTTP/1.1 handshake upstream with our own Sec-WebSocket-Key; a Sec-WebSocket-Accept that does not answer it: 502; else spliced (`kept` too) and 200, that accept left out. Trap: the CONNECT sent up as it came: an HTTP/1.1 upstream opens a WebSocket only for a GET asking for the upgrade, with a key
     let mut outgoing = outgoing_request(&upstream.uri, request);
     // HTTP/1.1 opens a WebSocket with a GET, not a CONNECT.
     *outgoing.method_mut() = Method::GET;
