@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Step 13 side by side with nginx, HAProxy and step 10, in one run.
+"""Step 17 side by side with nginx, HAProxy and step 10, in one run.
 
     python3 bench/compare.py                 # all four workloads, ~6 min
     python3 bench/compare.py --quick         # 2 rounds of 3 s, small and h2
@@ -10,16 +10,16 @@ link-time optimisation, what an operator runs), then runs the workplace's harnes
 interleaved rounds, the load generator on CPU 0 and the server side on
 CPU 1) with these contenders:
 
-- `13-complete`: step 13 with its real features on: a config file with two
+- `17-complete`: step 17 with its real features on: a config file with two
   routing rules (one chooses by `Accept`), the access log to a file,
   metrics counted (and the admin token set, so `/_proxy/metrics` answers);
-- `10-websocket`: step 10, what step 13 started from;
+- `10-websocket`: step 10, what step 17 started from;
 - `hyper-floor`: `bench/hyper_floor.rs`, the least a hyper proxy does (no
   feature at all, HTTP/1.1 only): what hyper itself costs a request;
 - nginx and HAProxy, configured by the harness.
 
 It writes the harness's markdown table to `bench/results/compare-DATE.md`
-(stdout too) and prints, for each workload, step 13's ratio to the best of
+(stdout too) and prints, for each workload, step 17's ratio to the best of
 nginx and HAProxy in the same run: the figures issue 11 asks for.
 
 Loopback only; the harness bounds every run and ends what it started.
@@ -72,7 +72,7 @@ def main():
         action="append",
         default=[],
         metavar="NAME=BINARY",
-        help="another build of 13-complete, run the same way (before/after a change)",
+        help="another build of 17-complete, run the same way (before/after a change)",
     )
     args = parser.parse_args()
     if not os.path.exists(args.harness):
@@ -81,7 +81,7 @@ def main():
         subprocess.run(
             [
                 "cargo", "build", "--profile", "production",
-                "--bin", "13-complete", "--bin", "10-websocket",
+                "--bin", "17-complete", "--bin", "10-websocket",
                 "--example", "hyper-floor",
             ],
             cwd=ROOT,
@@ -107,9 +107,9 @@ def main():
         "--only",
         "nginx,haproxy",
         "--ours",
-        features_on("13-complete", f"{ROOT}/target/production/13-complete"),
+        features_on("17-complete", f"{ROOT}/target/production/17-complete"),
         "--ours-name",
-        "13-complete",
+        "17-complete",
         "--contender",
         f"10-websocket={ROOT}/target/production/10-websocket --listen {{listen}} --upstream {{upstream}}",
         "--contender",
@@ -130,7 +130,7 @@ def main():
         sys.exit(f"the harness failed ({run.returncode})")
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     header = (
-        f"# 13-complete beside nginx, HAProxy, step 10 and hyper's floor\n\n"
+        f"# 17-complete beside nginx, HAProxy, step 10 and hyper's floor\n\n"
         f"{stamp}, {platform.machine()}, {os.cpu_count()} cores; "
         f"`python3 bench/compare.py{' --quick' if args.quick else ''}`\n\n"
     )
@@ -146,17 +146,17 @@ def main():
 
 
 def ratios(output):
-    """Step 13 ÷ the best of nginx and HAProxy, per workload, from the
+    """Step 17 ÷ the best of nginx and HAProxy, per workload, from the
     harness's last line (`SUMMARY … | small req/s x direct: a=1.0 b=0.5`)."""
     summary = [line for line in output.splitlines() if line.startswith("SUMMARY")]
     if not summary:
         return "(no SUMMARY line from the harness)\n"
-    lines = ["| workload | 13-complete ÷ best of nginx, HAProxy |", "|---|---:|"]
+    lines = ["| workload | 17-complete ÷ best of nginx, HAProxy |", "|---|---:|"]
     for part in summary[-1].split(" | ")[1:]:
         label, _, values = part.partition(" x direct: ")
         found = dict(item.split("=", 1) for item in values.split())
         try:
-            ours = float(found["13-complete"])
+            ours = float(found["17-complete"])
             peers = [float(found[name]) for name in ("nginx", "haproxy") if name in found]
         except (KeyError, ValueError):
             lines.append(f"| {label} | n/a |")

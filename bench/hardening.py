@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Step 13's hardening, measured from outside (figures, not tests).
+"""Step 17's hardening, measured from outside (figures, not tests).
 
-    cargo build --release --bin 13-complete --bin origin
+    cargo build --release --bin 17-complete --bin origin
     python3 bench/hardening.py
 
 - slowloris: a client sends a request head one byte a second; how long
@@ -139,7 +139,7 @@ def main():
     parser.add_argument("--idle", type=int, default=10000)
     parser.add_argument("--target", default=os.path.join(ROOT, "target", "release"))
     args = parser.parse_args()
-    proxy = os.path.join(args.target, "13-complete")
+    proxy = os.path.join(args.target, "17-complete")
     origin_bin = os.path.join(args.target, "origin")
     origin_port = free_port()
     origin = subprocess.Popen([origin_bin, "--listen", f"127.0.0.1:{origin_port}"],

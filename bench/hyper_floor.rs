@@ -3,14 +3,14 @@
 //! `Connection` removed), HTTP/1.1 out over a pool of kept-alive
 //! connections, the response passed back as it came. No routing, no header
 //! rules, no log, no metrics, no timeouts: not a proxy to run, a floor to
-//! compare step 13 with (README.md, "Speed").
+//! compare step 17 with (README.md, "Speed").
 //!
 //!     cargo build --profile production --example hyper-floor
 //!     target/production/examples/hyper-floor --listen 127.0.0.1:8080 --upstream http://127.0.0.1:9000
 //!
-//! (`bench/compare.py` builds it so, and runs it beside step 13.)
+//! (`bench/compare.py` builds it so, and runs it beside step 17.)
 //!
-//! One thread (tokio's current-thread runtime), as step 13 runs on one core.
+//! One thread (tokio's current-thread runtime), as step 17 runs on one core.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};

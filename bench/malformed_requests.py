@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Looks for a request that makes step 13 panic (a search, not a test).
+"""Looks for a request that makes step 17 panic (a search, not a test).
 
-    cargo build --bin 13-complete
+    cargo build --bin 17-complete
     python3 bench/malformed_requests.py --seed 1 --count 600
 
-Starts `13-complete` with no config: step 11's example routes in front of
+Starts `17-complete` with no config: step 11's example routes in front of
 its demo origin, step 12's demo apps, the status API behind a token. Then
 it sends `count` HTTP/1.1 requests, each made at random (seeded) from
 odd pieces: methods (`CONNECT`, `PRI`, a NUL byte), targets (`%zz`, `..`,
@@ -12,7 +12,7 @@ absolute-form, 4 000 bytes), hosts (unclosed `[`, empty, an app's name
 with a dot at its end), headers (`Accept` with bad weights, conflicting
 lengths, `Upgrade` lists, a 5 000-byte token). It counts the lines of
 the proxy's stderr that say `panicked`: the debug build, so an overflow
-panics too. Step 13 answers a panic with a 500 (answer_safely); this
+panics too. Step 14 answers a panic with a 500 (answer_safely); this
 looks for inputs that reach one.
 
 Standard library only; loopback only; every wait bounded; it ends the
@@ -60,7 +60,7 @@ def one_request(rng):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--proxy", default="target/debug/13-complete")
+    parser.add_argument("--proxy", default="target/debug/17-complete")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--count", type=int, default=600)
     args = parser.parse_args()

@@ -2,13 +2,13 @@
 """Step 12: how long the first request to a sleeping app takes, against a
 request to an awake app and the app's own start-up time.
 
-    cargo build --release --bin 12-on-demand --bin origin
+    cargo build --release --bin 12-wake --bin origin
     python3 bench/wake_latency.py                 # 20 wakes, 2000 awake requests
 
 What it prints, medians and 90th percentiles in milliseconds:
 - "app alone": the demo origin started directly, until it accepts a
   connection (polled every 0.2 ms): what no proxy can beat;
-- "wake": the first request to a sleeping app through 12-on-demand, until
+- "wake": the first request to a sleeping app through 12-wake, until
   its whole answer (the app is stopped through the status API before each);
 - "awake": a request to the same app once awake, on a kept-alive connection.
 The wake's cost over the app alone and the awake request is the proxy's:
@@ -72,11 +72,11 @@ def main():
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--target", default=os.path.join(ROOT, "target", "release"))
     args = parser.parse_args()
-    proxy_bin = os.path.join(args.target, "12-on-demand")
+    proxy_bin = os.path.join(args.target, "12-wake")
     origin = os.path.join(args.target, "origin")
     for binary in (proxy_bin, origin):
         if not os.path.exists(binary):
-            raise SystemExit(f"{binary} is missing: cargo build --release --bin 12-on-demand --bin origin")
+            raise SystemExit(f"{binary} is missing: cargo build --release --bin 12-wake --bin origin")
 
     alone = app_alone(origin, args.wakes)
 

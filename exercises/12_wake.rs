@@ -52,6 +52,7 @@ use crate::routing::{Forward, dispatch};
 /// could not start. The first caller to find it asleep starts it; every
 /// other caller waits for that same start.
 pub async fn wake(app: &Arc<App>, apps: &Arc<Apps>) -> Result<Uri, String> {
+    // ANCHOR: counting
     let mut status = app.subscribe();
     // The starts that count for this caller: the one under way when it
     // came, and any later. If the app is asleep after one, it failed.
@@ -62,6 +63,8 @@ pub async fn wake(app: &Arc<App>, apps: &Arc<Apps>) -> Result<Uri, String> {
             _ => now.attempt + 1,
         }
     };
+    // ANCHOR_END: counting
+    // ANCHOR: waits
     loop {
         let now = status.borrow_and_update().clone();
         match now.state {
@@ -72,6 +75,7 @@ pub async fn wake(app: &Arc<App>, apps: &Arc<Apps>) -> Result<Uri, String> {
             State::Asleep if app.is_retired() => {
                 return Err("it is no longer in the list of apps".into());
             }
+            // ANCHOR_END: waits
             State::Asleep => {
                 // TODO: exactly one of the callers that find the app asleep starts it (on a task of its own), counting the attempt; then every caller, the one that started it included, loops to wait for that start. Trap: looking at the state, then changing it, lets two callers both see `asleep` and both start the app
                 todo!(
@@ -80,11 +84,13 @@ pub async fn wake(app: &Arc<App>, apps: &Arc<Apps>) -> Result<Uri, String> {
                 // Won or lost, the state has changed: look again.
                 continue;
             }
+            // ANCHOR: waits
             State::Starting | State::Stopping => {}
         }
         // The sender lives in `app`: this wait ends with a change.
         let _ = status.changed().await;
     }
+    // ANCHOR_END: waits
 }
 // ANCHOR_END: wake
 
@@ -92,6 +98,7 @@ pub async fn wake(app: &Arc<App>, apps: &Arc<Apps>) -> Result<Uri, String> {
 /// Starts an app whose state is `starting`, and the apps linked to it:
 /// the kit launches it, and the app is `awake` where it answers, or
 /// `asleep` with the reason, by its start timeout at the latest.
+// ANCHOR: start_task
 async fn start(app: Arc<App>, apps: Arc<Apps>) {
     wake_linked(&app, &apps);
     // On a task of its own: should the launch panic, the app still leaves
@@ -109,6 +116,7 @@ async fn start(app: Arc<App>, apps: Arc<Apps>) {
         }
     };
 }
+// ANCHOR_END: start_task
 
 /// Wakes, on tasks of their own, the apps `app` is linked to (which wake
 /// theirs in turn).
@@ -127,6 +135,7 @@ fn wake_linked(app: &App, apps: &Arc<Apps>) {
 /// at once instead: a waiting page for a browser (the app wakes on a task
 /// of its own), a 503 with the reason if it cannot start. An API client
 /// is held, up to the start timeout.
+// ANCHOR: hold_body
 async fn hold_until_awake(
     apps: &Arc<Apps>,
     app: &Arc<App>,
@@ -137,6 +146,7 @@ async fn hold_until_awake(
         "a browser asking for an app that is not awake gets the waiting page at once, and the app wakes all the same; anyone else waits for the start and gets where the app answers, or a 503 that says why. Trap: a request held with no bound of its own waits forever on a start that hangs"
     )
 }
+// ANCHOR_END: hold_body
 // ANCHOR_END: hold
 
 // ANCHOR: on_demand
@@ -153,6 +163,7 @@ impl<T: HttpClient> OnDemand<T> {
     /// Apps first, by host (`found`: what the host names); then, on other
     /// hosts, the proxy's own API (with a token configured); then step
     /// 11's routes.
+    // ANCHOR: answer_found
     pub async fn answer_found<B: RequestBody>(
         &self,
         found: Option<Found>,
@@ -173,8 +184,10 @@ impl<T: HttpClient> OnDemand<T> {
             },
         }
     }
+    // ANCHOR_END: answer_found
 
     /// Once the app is awake, step 11's pipeline, pointed at it.
+    // ANCHOR: serve_app
     pub async fn serve_app<B: RequestBody>(
         &self,
         app: Arc<App>,
@@ -189,6 +202,7 @@ impl<T: HttpClient> OnDemand<T> {
         response.extensions_mut().insert(ForApp(app.clone()));
         response
     }
+    // ANCHOR_END: serve_app
     // ANCHOR_END: on_demand
 
     /// `/_proxy/apps` (the kit reads it): a start is a wake, as a request's.

@@ -239,6 +239,7 @@ impl<A: Answer<Incoming>> Connection<A> {
             asked_here.store(true, Ordering::Relaxed);
             request.extensions_mut().insert(ClientAddr(peer));
             request.extensions_mut().insert(Scheme(scheme));
+            // ANCHOR: switching
             // A WebSocket outlives its HTTP connection: it keeps the permit.
             let switching = request.headers().contains_key(header::UPGRADE)
                 || request.method() == http::Method::CONNECT;
@@ -248,6 +249,7 @@ impl<A: Answer<Incoming>> Connection<A> {
             // Frames of HTTP/2 or of a tunnel are not heads to time.
             let timed = request.version() < http::Version::HTTP_2 && !switching;
             let done = clock.request_started(timed);
+            // ANCHOR_END: switching
             let answer = answer.clone();
             async move {
                 // The next head can start once this response is done.
@@ -259,6 +261,7 @@ impl<A: Answer<Incoming>> Connection<A> {
             .builder
             .serve_connection_with_upgrades(TokioIo::new(io), service)
             .into_owned();
+        // ANCHOR: no_request
         // hyper's head deadline starts once hyper-util has told HTTP/1.1
         // from HTTP/2, which waits for bytes; an HTTP/2 connection has no
         // head deadline at all. So: no first request within header_read,
@@ -277,6 +280,7 @@ impl<A: Answer<Incoming>> Connection<A> {
             }
             () = no_request => debug!("{peer} asked nothing within {:?}: closed", protocol.header_read),
         }
+        // ANCHOR_END: no_request
     }
     // ANCHOR_END: head_deadlines
 }
@@ -290,6 +294,7 @@ pub struct Hardened<S> {
     pub max_request_body: Option<u64>,
 }
 
+// ANCHOR: limit_then_answer
 impl<S: Answer<LimitedBody<Incoming>>> Answer<Incoming> for Hardened<S> {
     async fn answer(&self, request: Request<Incoming>) -> Response<Body> {
         let limit = self.max_request_body.unwrap_or(u64::MAX);
@@ -310,6 +315,7 @@ impl<S: Answer<LimitedBody<Incoming>>> Answer<Incoming> for Hardened<S> {
         }
     }
 }
+// ANCHOR_END: limit_then_answer
 // ANCHOR_END: hardened
 
 // ANCHOR: answer_safely

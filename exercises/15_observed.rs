@@ -74,6 +74,7 @@ impl<S: Answer<Incoming>> Answer<Incoming> for Observed<S> {
         let mut pending = Unanswered::new(arrival, self.log.clone(), self.metrics.clone());
         let arrival = pending.arrival();
         let response = self.inner.answer(request).await;
+        // ANCHOR: answerer
         let answerer = match (
             response.extensions().get::<ForApp>(),
             response.extensions().get::<MatchedRule>(),
@@ -89,6 +90,7 @@ impl<S: Answer<Incoming>> Answer<Incoming> for Observed<S> {
         if made_here && matches!(status.as_u16(), 502 | 504) {
             self.metrics.upstream_error(status);
         }
+        // ANCHOR_END: answerer
         let response = say_enough(response, &arrival.method, &arrival.target).await;
         match (&self.log, pending.answered()) {
             (Some(log), Some(arrival)) => Observed::<S>::when_sent(log, arrival, response),
@@ -148,6 +150,7 @@ impl Unanswered {
     }
 }
 
+// ANCHOR: unanswered_drop
 impl Drop for Unanswered {
     fn drop(&mut self) {
         if let Some(arrival) = self.arrival.take() {
@@ -160,6 +163,7 @@ impl Drop for Unanswered {
         }
     }
 }
+// ANCHOR_END: unanswered_drop
 // ANCHOR_END: unanswered
 
 // ANCHOR: say_enough
@@ -181,6 +185,7 @@ pub async fn say_enough(
         }
         _ => return response,
     };
+    // ANCHOR: say_enough_swap
     if response.extensions().get::<MadeByProxy>().is_none() {
         return response; // the upstream's own 502: its business
     }
@@ -194,5 +199,6 @@ pub async fn say_enough(
     warn!("{method} {target}: {details}");
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, full(format!("{plain}\n")))
+    // ANCHOR_END: say_enough_swap
 }
 // ANCHOR_END: say_enough

@@ -15,8 +15,9 @@
 //!   if nobody has seen a request for its idle time, and only with its lock;
 //! - news of the others ([`follow_the_others`]): a start or a stop made
 //!   elsewhere is published, and every proxy's state follows, so every
-//!   status API says the same; a subscription made again reads what it
-//!   missed;
+//!   status API says the same; subscribed again, a proxy compares what it
+//!   has awake with what Redis says (an app started elsewhere meanwhile is
+//!   adopted at its next request);
 //! - Redis down is an answer, not a wait: every operation is bounded
 //!   (500 ms, the kit's), and then each proxy decides alone; nothing is
 //!   lost, and the state is told again when Redis is back.
@@ -53,6 +54,7 @@ pub struct Shared {
     store: Arc<SharedApps>,
 }
 
+// ANCHOR: share
 /// Shares `apps` through `store`, before serving: their starts and stops,
 /// their news, the requests they get.
 pub fn share(apps: &Arc<Apps>, store: SharedApps) {
@@ -64,6 +66,7 @@ pub fn share(apps: &Arc<Apps>, store: SharedApps) {
         tokio::spawn(tell_what_is_used(Arc::downgrade(apps), store));
     }
 }
+// ANCHOR_END: share
 
 /// Only an app started by commands is shared: a child runs on the machine
 /// of the proxy that started it.
@@ -87,12 +90,14 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<String, String>>,
 {
+    // ANCHOR: subscribe_first
     // Subscribed first: a change published from now on is not missed.
     let mut changes = store.changes();
     let subscribed = tokio::time::timeout(SUBSCRIBED_WITHIN, changes.recv()).await;
     if !matches!(subscribed, Ok(Some(Event::Subscribed))) {
         return launch().await;
     }
+    // ANCHOR_END: subscribe_first
     let deadline = Instant::now() + patience;
     // Bounded by `deadline`: each turn waits a second at most.
     loop {
@@ -116,6 +121,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<String, String>>,
 {
+    // ANCHOR: start_holding
     if let Ok(Some(status)) = store.status(app).await
         && status.state == "awake"
         && let Some(upstream) = status.upstream
@@ -131,6 +137,7 @@ where
     };
     let _ = store.release(lock).await;
     started
+    // ANCHOR_END: start_holding
 }
 
 /// The next outcome of a start of `app` among the changes: awake (where),
@@ -200,6 +207,7 @@ impl Coordinator for Shared {
         }
         Box::pin(async move {
             let (store, name, spec) = (&self.store, &app.name, app.spec());
+            // ANCHOR: seen_lately
             // Seen by another proxy lately: idle here from that request on.
             if why == Why::Idle
                 && let Ok(Some(seen)) = store.last_seen(name).await
@@ -210,6 +218,8 @@ impl Coordinator for Shared {
                     return;
                 }
             }
+            // ANCHOR_END: seen_lately
+            // ANCHOR: stop_with_lock
             let lock = match store.try_lock(name, LEASE).await {
                 Ok(Some(lock)) => Some(lock),
                 // Another proxy starts or stops it right now.
@@ -232,6 +242,7 @@ impl Coordinator for Shared {
             if let Some(lock) = lock {
                 let _ = store.release(lock).await;
             }
+            // ANCHOR_END: stop_with_lock
         })
     }
     // ANCHOR_END: stop_once
@@ -291,6 +302,7 @@ async fn follow_the_others(apps: std::sync::Weak<Apps>, store: Arc<SharedApps>) 
             return;
         };
         match event {
+            // ANCHOR: changed
             Event::Changed(change) => {
                 let Some(app) = apps.named(&change.app).filter(|app| shared(app)) else {
                     continue;
@@ -303,6 +315,7 @@ async fn follow_the_others(apps: std::sync::Weak<Apps>, store: Arc<SharedApps>) 
                     _ => {}
                 }
             }
+            // ANCHOR_END: changed
             // Subscribed (again): what was missed meanwhile, and what a
             // Redis that lost its data does not know. (Its connection may
             // come back a moment after this one: tried for 5 s.)
@@ -332,6 +345,7 @@ fn awake_elsewhere(app: &App, upstream: &str) {
     });
 }
 
+// ANCHOR: resynchronise
 /// Makes this proxy's shared apps and Redis agree: asleep here if it says
 /// so; awake there (with the upstream) if it knows nothing.
 async fn resynchronise(apps: &Apps, store: &SharedApps) -> Result<(), Unreachable> {
@@ -349,4 +363,5 @@ async fn resynchronise(apps: &Apps, store: &SharedApps) -> Result<(), Unreachabl
     }
     Ok(())
 }
+// ANCHOR_END: resynchronise
 // ANCHOR_END: follow

@@ -59,9 +59,9 @@ pub fn watch_config(path: &std::path::Path, running: &Config, live: Live) -> Res
     let in_force = running.restart_settings();
     watch::on_change(&path.clone(), move || match config::load(&path, None) {
         Ok(fresh) => {
-            // TODO: swap in what requests meet (the groups with their rules, the routes, the apps) and say what waits for a restart (when its settings differ from those in force). Trap: rules swapped before their groups would, for a moment, forward to a group that does not exist yet
+            // TODO: what requests meet (the rules, their upstream groups, the apps) changes at once; what a running server is made of does not, and the log says so when the file changed it. Trap: a reload that looks as if it took everything: an operator who edited `listen` or `[timeouts]` believes them in force
             todo!(
-                "swap in what requests meet (the groups with their rules, the routes, the apps) and say what waits for a restart (when its settings differ from those in force). Trap: rules swapped before their groups would, for a moment, forward to a group that does not exist yet"
+                "what requests meet (the rules, their upstream groups, the apps) changes at once; what a running server is made of does not, and the log says so when the file changed it. Trap: a reload that looks as if it took everything: an operator who edited `listen` or `[timeouts]` believes them in force"
             )
         }
         Err(err) => warn!("config not reloaded (the one in force stays): {err}"),
@@ -69,12 +69,14 @@ pub fn watch_config(path: &std::path::Path, running: &Config, live: Live) -> Res
 }
 // ANCHOR_END: watch_config
 
+// ANCHOR: live
 /// What a reload changes while the proxy runs.
 pub struct Live {
     pub routes: Arc<ArcSwap<Routes>>,
     pub groups: Arc<ArcSwap<Groups>>,
     pub apps: Arc<Apps>,
 }
+// ANCHOR_END: live
 
 /// The routes of a config without `[[rules]]`: every host that is not an
 /// app's gets a 404.
@@ -87,9 +89,9 @@ pub fn no_rules() -> Routes {
 /// `[[tls]]` ones by name), and says where: the first line is
 /// `listening on …`. A problem with a certificate or an address is an
 /// exit before anything is served.
-pub async fn bind(config: &Config) -> Result<Vec<Bound>, String> {
+pub async fn bind(listeners: &[Listener], config: &Config) -> Result<Vec<Bound>, String> {
     let (mut bound, mut fingerprints) = (Vec::new(), Vec::new());
-    for listener in &config.listeners {
+    for listener in listeners {
         let tls = match tls_of(listener, config) {
             None => None,
             Some(made) => {
@@ -115,6 +117,7 @@ pub async fn bind(config: &Config) -> Result<Vec<Bound>, String> {
     Ok(bound)
 }
 
+// ANCHOR: tls_of
 /// The TLS side of a listener, if it has one: the `[[tls]]` certificates
 /// by name, its own otherwise (the self-signed one names the apps too).
 pub fn tls_of(
@@ -130,6 +133,7 @@ pub fn tls_of(
     };
     Some(certificates::acceptor(&fallback, &config.certificates))
 }
+// ANCHOR_END: tls_of
 // ANCHOR_END: bind
 
 /// `--config FILE --check`: the file, its certificates and its upstreams'
@@ -146,10 +150,11 @@ pub fn check(path: &std::path::Path, config: &Config) -> Result<(), String> {
 }
 
 /// `--listen ADDR` in place of the config's listeners (the first one's
-/// TLS kept): tests and a quick try pick their own port.
-pub fn listen_instead(config: &mut Config, address: SocketAddr) {
+/// TLS kept): tests and a quick try pick their own port. The config keeps
+/// its own: a reload compares the file with the file.
+pub fn listen_instead(config: &Config, address: SocketAddr) -> Vec<Listener> {
     let tls = config.listeners.first().and_then(|first| first.tls.clone());
-    config.listeners = vec![Listener { address, tls }];
+    vec![Listener { address, tls }]
 }
 
 // ANCHOR: connect_deadline
@@ -163,6 +168,7 @@ pub fn forward_with_deadlines(
     groups: Arc<ArcSwap<Groups>>,
     tls: rustls::ClientConfig,
 ) -> Forward<UpstreamClient> {
+    // ANCHOR: clients
     let connector = |http2, idle| {
         upstream_connector(timeouts.connect, groups.clone(), tls.clone(), http2, idle)
     };
@@ -172,6 +178,7 @@ pub fn forward_with_deadlines(
     };
     // Upgrades are HTTP/1.1 (step 10); their tunnels close when idle.
     let upgrades = UpstreamClient::http1(connector(false, Some(timeouts.tunnel_idle)));
+    // ANCHOR_END: clients
     let upstream = |client| Upstream {
         uri: Uri::default(),
         client,
@@ -204,6 +211,7 @@ impl<S: Answer<B>, B: RequestBody> Answer<B> for Isolated<S> {
     }
 }
 
+// ANCHOR: cookies_home
 /// Drops the cookies an app sets for its siblings or its parent domain
 /// (`[on_demand] isolate_apps`, on by default), and says so.
 fn keep_cookies_home(apps: &Apps, app: &App, headers: &mut HeaderMap) {
@@ -217,4 +225,5 @@ fn keep_cookies_home(apps: &Apps, app: &App, headers: &mut HeaderMap) {
         warn!("{name}: Set-Cookie {dropped} dropped: an app sets cookies for its own host only");
     }
 }
+// ANCHOR_END: cookies_home
 // ANCHOR_END: isolated

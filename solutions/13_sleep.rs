@@ -100,6 +100,7 @@ pub fn has_been_idle(last: Instant, now: Instant, idle: Duration) -> bool {
 // ANCHOR: sleep
 /// Forever: at every tick, and at once when a child ends on its own,
 /// marks the crashed apps asleep and stops the idle groups.
+// ANCHOR: tick
 pub async fn put_apps_to_sleep(apps: Arc<Apps>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -112,7 +113,8 @@ pub async fn put_apps_to_sleep(apps: Arc<Apps>) {
         for app in registry.apps.values() {
             // ANCHOR: crashed
             if let Some(why) = app.take_crash() {
-                app.asleep_because(&[State::Awake], Some(why));
+                // `starting` too: it may die between "ready" and "awake".
+                app.asleep_because(&[State::Starting, State::Awake], Some(why));
             }
             // ANCHOR_END: crashed
         }
@@ -120,6 +122,7 @@ pub async fn put_apps_to_sleep(apps: Arc<Apps>) {
         apps.forget_retired();
     }
 }
+// ANCHOR_END: tick
 
 /// Stops every group of linked apps that is awake and whose every member
 /// is idle (nothing in flight, no activity for its idle time) or asleep:
@@ -137,6 +140,7 @@ fn stop_idle_groups(apps: &Arc<Apps>) {
             .iter()
             .filter_map(|name| registry.apps.get(name))
             .collect();
+        // ANCHOR: idle_member
         let idle = |member: &&Arc<App>| {
             // EXERCISE: say whether this member lets its group sleep: asleep already, or awake with nothing in flight and no activity for its own idle time; an app that is starting or stopping does not. Trap: a long download or an open WebSocket began long ago, and has not ended
             match member.state() {
@@ -150,6 +154,8 @@ fn stop_idle_groups(apps: &Arc<Apps>) {
             // END EXERCISE
         };
         let awake = members.iter().any(|member| member.state() == State::Awake);
+        // ANCHOR_END: idle_member
+        // ANCHOR: stop_group
         if awake && members.iter().all(idle) {
             for member in members {
                 let (member, apps) = (member.clone(), apps.clone());
@@ -161,6 +167,7 @@ fn stop_idle_groups(apps: &Arc<Apps>) {
                 tokio::spawn(stop);
             }
         }
+        // ANCHOR_END: stop_group
     }
 }
 // ANCHOR_END: sleep
@@ -175,6 +182,7 @@ pub async fn discover_apps(apps: Arc<Apps>) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
+        // ANCHOR: discover_poll
         let patience = discover.every.max(Duration::from_secs(5));
         let found = run_shell(&discover.command, patience)
             .await
@@ -189,6 +197,7 @@ pub async fn discover_apps(apps: Arc<Apps>) {
             Err(why) => warn!("discovery failed, the last list of apps stays: {why}"),
         }
         tokio::time::sleep(discover.every).await;
+        // ANCHOR_END: discover_poll
     }
 }
 // ANCHOR_END: discover

@@ -52,10 +52,11 @@ pub fn watch_config(path: &std::path::Path, running: &Config, live: Live) -> Res
     let in_force = running.restart_settings();
     watch::on_change(&path.clone(), move || match config::load(&path, None) {
         Ok(fresh) => {
-            // EXERCISE: swap in what requests meet (the groups with their rules, the routes, the apps) and say what waits for a restart (when its settings differ from those in force). Trap: rules swapped before their groups would, for a moment, forward to a group that does not exist yet
+            // EXERCISE: what requests meet (the rules, their upstream groups, the apps) changes at once; what a running server is made of does not, and the log says so when the file changed it. Trap: a reload that looks as if it took everything: an operator who edited `listen` or `[timeouts]` believes them in force
+            // ANCHOR: reload
             if fresh.restart_settings() != in_force {
                 warn!(
-                    "{}: listeners, timeouts, limits, grace, log, admin_token, upstream_tls and state change at the next restart",
+                    "{}: listeners, certificates, timeouts, limits, grace, log, admin_token, upstream_tls and state change at the next restart",
                     path.display()
                 );
             }
@@ -64,11 +65,12 @@ pub fn watch_config(path: &std::path::Path, running: &Config, live: Live) -> Res
                 "config reloaded from {}: routes reloaded: {routes}",
                 path.display()
             );
-            // The groups first: the new rules may name a new one. (Their
-            // servers' health starts afresh.)
+            // The groups the connector counts failures in, then the rules
+            // made with them. (Their servers' health starts afresh.)
             live.groups.store(Arc::new(fresh.groups));
             live.routes.store(Arc::new(routes));
             live.apps.use_file(fresh.apps);
+            // ANCHOR_END: reload
             // END EXERCISE
         }
         Err(err) => warn!("config not reloaded (the one in force stays): {err}"),
@@ -76,12 +78,14 @@ pub fn watch_config(path: &std::path::Path, running: &Config, live: Live) -> Res
 }
 // ANCHOR_END: watch_config
 
+// ANCHOR: live
 /// What a reload changes while the proxy runs.
 pub struct Live {
     pub routes: Arc<ArcSwap<Routes>>,
     pub groups: Arc<ArcSwap<Groups>>,
     pub apps: Arc<Apps>,
 }
+// ANCHOR_END: live
 
 /// The routes of a config without `[[rules]]`: every host that is not an
 /// app's gets a 404.
@@ -94,9 +98,9 @@ pub fn no_rules() -> Routes {
 /// `[[tls]]` ones by name), and says where: the first line is
 /// `listening on …`. A problem with a certificate or an address is an
 /// exit before anything is served.
-pub async fn bind(config: &Config) -> Result<Vec<Bound>, String> {
+pub async fn bind(listeners: &[Listener], config: &Config) -> Result<Vec<Bound>, String> {
     let (mut bound, mut fingerprints) = (Vec::new(), Vec::new());
-    for listener in &config.listeners {
+    for listener in listeners {
         let tls = match tls_of(listener, config) {
             None => None,
             Some(made) => {
@@ -122,6 +126,7 @@ pub async fn bind(config: &Config) -> Result<Vec<Bound>, String> {
     Ok(bound)
 }
 
+// ANCHOR: tls_of
 /// The TLS side of a listener, if it has one: the `[[tls]]` certificates
 /// by name, its own otherwise (the self-signed one names the apps too).
 pub fn tls_of(
@@ -137,6 +142,7 @@ pub fn tls_of(
     };
     Some(certificates::acceptor(&fallback, &config.certificates))
 }
+// ANCHOR_END: tls_of
 // ANCHOR_END: bind
 
 /// `--config FILE --check`: the file, its certificates and its upstreams'
@@ -153,10 +159,11 @@ pub fn check(path: &std::path::Path, config: &Config) -> Result<(), String> {
 }
 
 /// `--listen ADDR` in place of the config's listeners (the first one's
-/// TLS kept): tests and a quick try pick their own port.
-pub fn listen_instead(config: &mut Config, address: SocketAddr) {
+/// TLS kept): tests and a quick try pick their own port. The config keeps
+/// its own: a reload compares the file with the file.
+pub fn listen_instead(config: &Config, address: SocketAddr) -> Vec<Listener> {
     let tls = config.listeners.first().and_then(|first| first.tls.clone());
-    config.listeners = vec![Listener { address, tls }];
+    vec![Listener { address, tls }]
 }
 
 // ANCHOR: connect_deadline
@@ -170,6 +177,7 @@ pub fn forward_with_deadlines(
     groups: Arc<ArcSwap<Groups>>,
     tls: rustls::ClientConfig,
 ) -> Forward<UpstreamClient> {
+    // ANCHOR: clients
     let connector = |http2, idle| {
         upstream_connector(timeouts.connect, groups.clone(), tls.clone(), http2, idle)
     };
@@ -179,6 +187,7 @@ pub fn forward_with_deadlines(
     };
     // Upgrades are HTTP/1.1 (step 10); their tunnels close when idle.
     let upgrades = UpstreamClient::http1(connector(false, Some(timeouts.tunnel_idle)));
+    // ANCHOR_END: clients
     let upstream = |client| Upstream {
         uri: Uri::default(),
         client,
@@ -211,6 +220,7 @@ impl<S: Answer<B>, B: RequestBody> Answer<B> for Isolated<S> {
     }
 }
 
+// ANCHOR: cookies_home
 /// Drops the cookies an app sets for its siblings or its parent domain
 /// (`[on_demand] isolate_apps`, on by default), and says so.
 fn keep_cookies_home(apps: &Apps, app: &App, headers: &mut HeaderMap) {
@@ -224,4 +234,5 @@ fn keep_cookies_home(apps: &Apps, app: &App, headers: &mut HeaderMap) {
         warn!("{name}: Set-Cookie {dropped} dropped: an app sets cookies for its own host only");
     }
 }
+// ANCHOR_END: cookies_home
 // ANCHOR_END: isolated

@@ -61,6 +61,7 @@ pub fn empty() -> Body {
 /// What must last as long as a response hangs on it: an app's activity
 /// (step 13), the end of a request for the head deadline (step 14), the
 /// access log's line (step 15).
+// ANCHOR: when_dropped
 pub fn when_dropped(body: Body, done: impl FnOnce(u64) + Send + 'static) -> Body {
     boxed(WhenDropped {
         body,
@@ -68,6 +69,7 @@ pub fn when_dropped(body: Body, done: impl FnOnce(u64) + Send + 'static) -> Body
         done: Some(done),
     })
 }
+// ANCHOR_END: when_dropped
 
 /// A body that keeps `value` alive for as long as it is not dropped.
 pub fn holding<T: Send + 'static>(body: Body, value: T) -> Body {
@@ -83,6 +85,7 @@ struct WhenDropped<D: FnOnce(u64)> {
 // `done` is never pinned (only called, once, by value): moving it is fine.
 impl<D: FnOnce(u64)> Unpin for WhenDropped<D> {}
 
+// ANCHOR: when_dropped
 impl<D: FnOnce(u64)> Drop for WhenDropped<D> {
     fn drop(&mut self) {
         if let Some(done) = self.done.take() {
@@ -90,6 +93,7 @@ impl<D: FnOnce(u64)> Drop for WhenDropped<D> {
         }
     }
 }
+// ANCHOR_END: when_dropped
 
 impl<D: FnOnce(u64)> hyper::body::Body for WhenDropped<D> {
     type Data = Bytes;
@@ -145,6 +149,7 @@ impl<B: RequestBody> hyper::body::Body for LimitedBody<B> {
     type Data = Bytes;
     type Error = BoxError;
 
+    // ANCHOR: limited
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -161,6 +166,7 @@ impl<B: RequestBody> hyper::body::Body for LimitedBody<B> {
         }
         polled.map(|frame| frame.map(|frame| frame.map_err(Into::into)))
     }
+    // ANCHOR_END: limited
 
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()

@@ -1,6 +1,7 @@
 //! TLS for the demo clients (`ws-client`, `h2-client`): how they trust the
-//! proxy's certificate. Not a lesson, plumbing: step 09 teaches the server
-//! side.
+//! proxy's certificate (and the roots of a PEM file, which step 17's
+//! `https://` upstreams use too). Not a lesson, plumbing: step 09 teaches
+//! the server side.
 //!
 //! A proxy started with `--tls` makes a self-signed certificate that no
 //! client trusts. curl has `-k` (trust anything) and `--cacert FILE` (trust
@@ -53,21 +54,30 @@ pub fn client_config(trust: &Trust, alpn: &[&[u8]]) -> Result<ClientConfig, Stri
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
             .with_no_client_auth(),
-        Trust::Pem(path) => {
-            let mut roots = rustls::RootCertStore::empty();
-            let certificates = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|err| format!("{}: {err}", path.display()))?;
-            for certificate in certificates {
-                roots
-                    .add(certificate)
-                    .map_err(|err| format!("{}: {err}", path.display()))?;
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
+        Trust::Pem(path) => builder
+            .with_root_certificates(roots_from_pem(path)?)
+            .with_no_client_auth(),
     };
     config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
     Ok(config)
+}
+
+/// The certificates of a PEM file, as roots to verify servers against (a
+/// dev certificate, an internal CA): an error names the file.
+pub fn roots_from_pem(path: &std::path::Path) -> Result<rustls::RootCertStore, String> {
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|err| format!("{}: {err}", path.display()))?;
+    if certificates.is_empty() {
+        return Err(format!("{}: no certificate in it", path.display()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in certificates {
+        roots
+            .add(certificate)
+            .map_err(|err| format!("{}: {err}", path.display()))?;
+    }
+    Ok(roots)
 }
 
 /// Accepts any certificate, but still checks the handshake's signatures

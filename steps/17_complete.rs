@@ -42,13 +42,13 @@ struct Args {
     redis: Option<String>,
     /// The config file (TOML): listeners, timeouts, limits, log, routes and
     /// apps. Without it: the flags, as in steps 11 to 16.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["routes", "apps", "upstream", "tls", "cert", "key", "upstream_timeout", "redis"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = setup::FLAGS_A_CONFIG_REPLACES)]
     config: Option<PathBuf>,
 }
 
 /// What to try with the demo.
 const DEMO: &[&str] = &[
-    "# a request by the routes (here, to the demo origin)",
+    "# a request by the routes (without --config, to the demo origin)",
     "{curl} -s {url}/echo -o /dev/null -w '%{http_code}\\n'",
     "# hello is asleep: this request starts it, then is answered",
     "{curl} -s {url}/echo -H 'Host: hello.localhost' -o /dev/null -w '%{http_code}\\n'",
@@ -119,6 +119,7 @@ async fn run(args: Args) {
         .as_deref()
         .map(Arc::from)
         .or(flags.admin_token());
+    // ANCHOR: request_path
     let on_demand = OnDemand {
         apps: apps.clone(),
         routes,
@@ -135,6 +136,7 @@ async fn run(args: Args) {
     };
     let server = Server::new(config.timeouts, config.limits, config.shutdown_grace);
     let observed = setup::observed(hardened, log, admin_token, &apps, &server);
+    // ANCHOR_END: request_path
     let demo = args.config.is_none() && flags.demo();
     if let Some(first) = listeners.first() {
         cli::try_this_over(

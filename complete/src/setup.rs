@@ -73,6 +73,26 @@ impl Flags {
     }
 }
 
+/// The flags of steps 11 to 16 that step 17's `--config FILE` takes the
+/// place of (`--listen` aside: it replaces the file's listeners).
+pub const FLAGS_A_CONFIG_REPLACES: &[&str] = &[
+    "routes",
+    "apps",
+    "upstream",
+    "tls",
+    "cert",
+    "key",
+    "upstream_timeout",
+    "redis",
+    "header_read_timeout",
+    "keep_alive",
+    "max_connections",
+    "max_request_body",
+    "shutdown_grace",
+    "access_log",
+    "log_format",
+];
+
 /// What a step serves, once it listens.
 pub struct Started {
     pub listener: TcpListener,
@@ -386,11 +406,15 @@ pub async fn one_file(
     cli::init_logs();
     kit::flags::raise_open_files_limit();
     let log = AccessLog::open(&config.log).unwrap_or_else(|err| exit_with(&err));
-    if config_file.is_some() && listen_flag_given() {
-        let address = listen_address(&flags.common.listen).unwrap_or_else(|err| exit_with(&err));
-        crate::complete_proxy::listen_instead(&mut config, address);
-    }
-    let listeners = crate::complete_proxy::bind(&config)
+    let listen = match (config_file, listen_flag_given()) {
+        (Some(_), true) => {
+            let address =
+                listen_address(&flags.common.listen).unwrap_or_else(|err| exit_with(&err));
+            crate::complete_proxy::listen_instead(&config, address)
+        }
+        _ => config.listeners.clone(),
+    };
+    let listeners = crate::complete_proxy::bind(&listen, &config)
         .await
         .unwrap_or_else(|err| exit_with(&err));
     cli::say_exercises(&crate::exercises_in_use());

@@ -94,6 +94,7 @@ impl AccessLog {
     /// more, then writes what came in one go (nginx's `access_log …
     /// flush=`): the other requests never wake it, and a disk that cannot
     /// keep up never holds a request.
+    // ANCHOR: writer
     pub fn start(mut write: impl std::io::Write + Send + 'static, format: LogFormat) -> AccessLog {
         // Room for 50 ms at 300 000 requests a second; beyond, lines are lost.
         let (lines, mut queue) = mpsc::channel::<String>(16384);
@@ -112,6 +113,7 @@ impl AccessLog {
         });
         AccessLog { lines, format }
     }
+    // ANCHOR_END: writer
 
     /// Queues the line of one request: its status, its bytes, how long it
     /// all took (until now).

@@ -151,6 +151,7 @@ impl App {
         change: impl FnOnce(&mut Status),
     ) -> bool {
         let mut previous = None;
+        // ANCHOR: send_if_modified
         let moved = self.status.send_if_modified(|status| {
             if !from.contains(&status.state) || !allowed() {
                 return false;
@@ -162,6 +163,7 @@ impl App {
             change(status);
             true
         });
+        // ANCHOR_END: send_if_modified
         // ANCHOR_END: transition
         if let Some((from, spent)) = previous {
             let name = &self.name;
@@ -355,6 +357,7 @@ pub enum Why {
 /// Who else has a say in an app's starts and stops. Alone (one proxy),
 /// nobody: [`Alone`] runs them as they come. Step 16's proxies share
 /// them through Redis, so that an app is started once among all of them.
+// ANCHOR: coordinator_trait
 pub trait Coordinator: Send + Sync {
     /// `launch`, once among every proxy: here, or the start another one
     /// made, adopted.
@@ -372,6 +375,7 @@ pub trait Coordinator: Send + Sync {
         stop: BoxFuture<'a, ()>,
     ) -> BoxFuture<'a, ()>;
 }
+// ANCHOR_END: coordinator_trait
 
 /// One proxy alone: starts and stops happen here, as asked.
 pub struct Alone;

@@ -1,5 +1,5 @@
 //! Reading an apps file (TOML) and a discovery command's list (JSON): the
-//! kit of step 12. As with routes, every mistake is one error that names
+//! kit of steps 12 on. As with routes, every mistake is one error that names
 //! the file, the line and the column.
 //!
 //! ```toml
@@ -44,7 +44,7 @@ pub struct AppsFile {
     /// In file order.
     pub apps: Vec<AppSpec>,
     pub discover: Option<Discover>,
-    /// Whether an app's cookies are kept to its own host (step 13 does it).
+    /// Whether an app's cookies are kept to its own host (step 17 does it).
     pub isolate_apps: bool,
     /// The defaults, for apps a discovery command adds.
     pub defaults: Defaults,
@@ -145,7 +145,7 @@ pub fn parse(text: &str, name: &str) -> Result<AppsFile, String> {
 }
 
 /// Checks the settings and `[[apps]]` read from `text` (an apps file, or
-/// step 13's config file, which has them too).
+/// step 17's config file, which has them too).
 pub(crate) fn compile(
     text: &str,
     name: &str,
@@ -342,7 +342,7 @@ struct File {
     apps: Vec<Spanned<AppFile>>,
 }
 
-/// What an apps file says besides its `[[apps]]` (step 13's `[on_demand]`).
+/// What an apps file says besides its `[[apps]]` (step 17's `[on_demand]`).
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AppsSettings {

@@ -1,8 +1,8 @@
 //! A certificate per host name, chosen by the name the client asks for in
-//! its TLS hello (SNI): step 13's `[[tls]]` entries. A name no entry
+//! its TLS hello (SNI): step 17's `[[tls]]` entries. A name no entry
 //! covers gets the listener's own certificate (its PEM files, or the
 //! self-signed one made at start, which then also names the apps' domain).
-//! Kit of step 13.
+//! Kit of step 17.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +39,7 @@ struct ByName {
     fallback: Arc<CertifiedKey>,
 }
 
+// ANCHOR: resolve
 impl ResolvesServerCert for ByName {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let asked = hello.server_name().map(|name| name.to_ascii_lowercase());
@@ -51,6 +52,7 @@ impl ResolvesServerCert for ByName {
         Some(chosen.unwrap_or_else(|| self.fallback.clone()))
     }
 }
+// ANCHOR_END: resolve
 
 /// `a.example` covers itself; `*.example` covers one label under it.
 fn covers(pattern: &str, name: &str) -> bool {

@@ -184,6 +184,7 @@ async fn watch_child(
     said: watch::Sender<Option<Ended>>,
     child_ended: Arc<Notify>,
 ) {
+    // ANCHOR: watch_child
     let ended = tokio::select! {
         ended = process.exited() => {
             Ended::Crashed(with_stderr(format!("it crashed: {ended}"), &process.last_stderr()))
@@ -200,6 +201,7 @@ async fn watch_child(
     if crashed {
         child_ended.notify_waiters();
     }
+    // ANCHOR_END: watch_child
 }
 
 /// Something a command starts: ready when `upstream` answers. If it does

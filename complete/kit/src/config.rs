@@ -1,5 +1,5 @@
 //! Step 17's one config file (TOML): the listeners, the settings that
-//! harden the proxy, and steps 11 and 12's routes and apps, in one place.
+//! harden it (steps 14 to 16), and steps 11 and 12's routes and apps, in one place.
 //! The kit of step 17: like the routes and apps files, every mistake is one
 //! error naming the file, the line and the column, and unknown keys are
 //! errors (a typo is not silently ignored).
@@ -86,10 +86,12 @@ pub struct Config {
     pub source: String,
 }
 
+// ANCHOR: restart_settings
 /// What only a restart changes: a running server is made of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestartSettings {
     pub listeners: Vec<Listener>,
+    pub certificates: Vec<NamedCertificate>,
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub shutdown_grace: Duration,
@@ -98,12 +100,14 @@ pub struct RestartSettings {
     pub upstream_roots: UpstreamRoots,
     pub redis: Option<String>,
 }
+// ANCHOR_END: restart_settings
 
 impl Config {
     /// What of this config only a restart changes.
     pub fn restart_settings(&self) -> RestartSettings {
         RestartSettings {
             listeners: self.listeners.clone(),
+            certificates: self.certificates.clone(),
             timeouts: self.timeouts,
             limits: self.limits,
             shutdown_grace: self.shutdown_grace,

@@ -1,10 +1,9 @@
-//! How step 13 connects to its upstreams: TCP, to one server of a group if
+//! How step 17 connects to its upstreams: TCP, to one server of a group if
 //! the address names one (`upstream_groups`), then TLS for `https://`
 //! upstreams, verified against the system's roots or the CA the config
-//! names (`[upstream_tls] ca`). Kit of step 13: steps 02 to 12 speak plain
+//! names (`[upstream_tls] ca`). Kit of step 17: steps 02 to 16 speak plain
 //! TCP (`HttpConnector`), and their code takes any client (`HttpClient`).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,13 +11,11 @@ use arc_swap::ArcSwap;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::RootCertStore;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use tracing::{debug, warn};
 
 use crate::upstream_groups::{GroupConnector, Groups};
 
-/// Step 13's connector: groups, then TLS when the scheme says `https`.
+/// Step 17's connector: groups, then TLS when the scheme says `https`.
 pub type UpstreamConnector = HttpsConnector<GroupConnector>;
 
 /// Which certificates an `https://` upstream may show.
@@ -49,7 +46,7 @@ pub fn client_tls(roots: &UpstreamRoots) -> Result<rustls::ClientConfig, String>
                 );
             }
         }
-        UpstreamRoots::Ca(path) => add_ca(&mut store, path)?,
+        UpstreamRoots::Ca(path) => store = workshop::tls::roots_from_pem(path)?,
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -58,21 +55,6 @@ pub fn client_tls(roots: &UpstreamRoots) -> Result<rustls::ClientConfig, String>
         .with_root_certificates(store)
         .with_no_client_auth();
     Ok(config)
-}
-
-fn add_ca(store: &mut RootCertStore, path: &Path) -> Result<(), String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|err| format!("{}: {err}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate in it", path.display()));
-    }
-    for cert in certs {
-        store
-            .add(cert)
-            .map_err(|err| format!("{}: {err}", path.display()))?;
-    }
-    Ok(())
 }
 
 /// A connector: TCP without Nagle's delay (step 08), at most `connect` per

@@ -7,7 +7,7 @@
 //! it, so the proxy refuses in their place: a `Set-Cookie` whose `Domain`
 //! is not the app's own host (or under it) is dropped. (Cookies an app's
 //! scripts set with `document.cookie` never pass the proxy: only a real
-//! public suffix stops those.) Kit of step 13.
+//! public suffix stops those.) Kit of step 17.
 
 use http::HeaderMap;
 use http::header::SET_COOKIE;

@@ -1,6 +1,6 @@
-//! The demo apps of steps 12 and 13: the demo origin, run as child
+//! The demo apps of steps 12 to 17: the demo origin, run as child
 //! processes by the step's own executable (`--demo-app PORT`), so that
-//! `cargo run --bin 12-on-demand` shows real processes start and stop with
+//! `cargo run --bin 12-wake` shows real processes start and stop with
 //! nothing else installed.
 
 use std::time::Duration;

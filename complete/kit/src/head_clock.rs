@@ -1,4 +1,4 @@
-//! Two deadlines where hyper has one, for step 13. hyper's
+//! Two deadlines where hyper has one, for step 14. hyper's
 //! `header_read_timeout` starts when it starts waiting for a request head,
 //! so on a keep-alive connection the idle wait and the head itself share
 //! one limit: a 10 s slowloris deadline would close every connection idle
@@ -13,7 +13,7 @@
 //! start a head; a request handed to the service ends it. An HTTP/2
 //! connection, or one that switched protocols, is no longer timed: its
 //! bytes are frames, not heads (HTTP/2 heads are bounded in size by step
-//! 09; the first request of any connection by step 13's first-request
+//! 09; the first request of any connection by step 14's first-request
 //! deadline).
 
 use std::pin::Pin;
@@ -74,6 +74,7 @@ impl HeadClock {
         u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
     }
 
+    // ANCHOR: head_starts
     /// Bytes came: between requests, they begin a head.
     fn bytes_arrived(&self) {
         if self.in_flight.load(Ordering::Relaxed) == 0
@@ -93,6 +94,7 @@ impl HeadClock {
             since => Some(self.born + Duration::from_millis(since - 1) + self.limit),
         }
     }
+    // ANCHOR_END: head_starts
 }
 
 /// Dropped when a request's response is done (or abandoned).

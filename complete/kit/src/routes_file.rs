@@ -162,7 +162,7 @@ impl HeaderChanges {
 }
 
 /// `http://{sub}.internal:8080/items/{id}`: a URL with captures to fill in.
-/// In step 13, its host may name a group of servers (`http://api/`): each
+/// In step 17, its host may name a group of servers (`http://api/`): each
 /// URL then takes the group's next server.
 #[derive(Debug, Clone)]
 pub struct UrlTemplate {
@@ -309,8 +309,8 @@ fn parse_with_origin(text: &str, name: &str, origin: Option<&Authority>) -> Resu
 }
 
 /// Checks the `[accept]` and `[[rules]]` read from `text` (a routes file,
-/// or step 13's config file, which has them too) into rules. `groups`:
-/// step 13's upstream groups, whose connector also takes `https://`.
+/// or step 17's config file, which has them too) into rules. `groups`:
+/// step 17's upstream groups, whose connector also takes `https://`.
 pub(crate) fn compile(
     text: &str,
     name: &str,
@@ -489,7 +489,7 @@ struct Captured<'a> {
 /// A `forward` URL: `http://`, a host, a valid port, and only captures the
 /// rule has, each where it belongs: host captures (letters, digits, `-`)
 /// may name the upstream, path captures only go in its path. `origin`,
-/// when given, replaces `127.0.0.1:9000`. With `groups` (step 13), the
+/// when given, replaces `127.0.0.1:9000`. With `groups` (step 17), the
 /// host may name a group, and `https://` is allowed.
 fn check_forward(
     forward: &Spanned<String>,
@@ -685,7 +685,7 @@ pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 // --- the file as written -----------------------------------------------------
 
-/// `[accept]` and `[[rules]]`: a routes file, or part of step 13's config.
+/// `[accept]` and `[[rules]]`: a routes file, or part of step 17's config.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RoutesSection {

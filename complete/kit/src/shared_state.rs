@@ -157,6 +157,7 @@ impl SharedApps {
     }
     // ANCHOR_END: release
 
+    // ANCHOR: while_holding
     /// Runs `work`, renewing `lock` every third of its lease meanwhile: a
     /// start may take longer than the lease, its holder's death may not.
     pub async fn while_holding<T>(&self, lock: &Lock, work: impl Future<Output = T>) -> T {
@@ -176,6 +177,7 @@ impl SharedApps {
             never = renewing => never,
         }
     }
+    // ANCHOR_END: while_holding
 
     /// Extends `lock` by a lease, if it is still ours.
     async fn renew(&self, lock: &Lock) -> Result<bool, Unreachable> {

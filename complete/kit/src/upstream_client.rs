@@ -1,9 +1,9 @@
-//! Step 13's client: connections of its own to every upstream, through
+//! Step 17's client: connections of its own to every upstream, through
 //! hyper's `client::conn` (what hyper-util's pool is built on), so that
 //! it costs a request less and an HTTP/2 request's `:authority` is the
 //! client's host.
 //!
-//! Why not hyper-util's pool, as steps 02 to 12 do:
+//! Why not hyper-util's pool, as steps 02 to 16 do:
 //! - HTTP/2: RFC 9113 §8.3.1 says that an intermediary forwarding a request
 //!   over HTTP/2 builds `:authority` from the original request, and sends
 //!   no `host` that differs (a strict server refuses the request).
@@ -11,7 +11,7 @@
 //!   to from one URI, the upstream's.
 //! - HTTP/1.1: its checkout, its waiters and the task it spawns per
 //!   request to put a connection back once its response has been read:
-//!   without them, step 13 takes 79.0k instructions a request instead of
+//!   without them, step 17 takes 79.0k instructions a request instead of
 //!   84.3k (cachegrind, the benchmark's config).
 //!
 //! Here, each upstream address has a list of connections, opened with the
@@ -22,7 +22,7 @@
 //! has been read to its end, which hyper says (`is_ready`), so nothing has
 //! to wait for it.
 //!
-//! Kit of step 13: steps 02 to 12 take any [`HttpClient`].
+//! Kit of step 17: steps 02 to 16 take any [`HttpClient`].
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};

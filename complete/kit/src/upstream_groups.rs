@@ -1,10 +1,10 @@
-//! Groups of upstream servers, for step 13: a rule that forwards to
+//! Groups of upstream servers, for step 17: a rule that forwards to
 //! `http://NAME/…`, where `NAME` is a group of the config file (nginx's
 //! `upstream` blocks), sends each request to one of the group's servers.
 //!
 //! - **Round robin**: each request takes the next server ([`Group::choose`],
 //!   one atomic add: no lock on the hot path). Connections are kept alive
-//!   per group address by step 13's client (`upstream_client`), as for any
+//!   per group address by step 17's client (`upstream_client`), as for any
 //!   upstream.
 //! - **Passive health**: a server that fails `fail_after` connects in a row
 //!   (refused, or timed out after `[timeouts] connect`) rests for
@@ -131,6 +131,7 @@ impl Group {
         })
     }
 
+    // ANCHOR: choose
     fn choose_other_than(&self, excluded: Option<&Authority>) -> Option<Authority> {
         let count = self.servers.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -150,6 +151,7 @@ impl Group {
         }
         earliest.map(|server| server.address.clone())
     }
+    // ANCHOR_END: choose
 
     fn server(&self, address: &Authority) -> Option<&Server> {
         self.servers.iter().find(|s| &s.address == address)
@@ -344,7 +346,7 @@ impl Connection for GroupStream {
         let connected = self.io.connected();
         if self.single_use {
             // hyper-util's own way to say "never reuse this connection"
-            // (poison), and the kit's, for step 13's client
+            // (poison), and the kit's, for step 17's client
             // (`upstream_client`).
             let connected = connected.extra(SingleUse);
             connected.poison();
