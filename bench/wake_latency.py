@@ -12,7 +12,7 @@ What it prints, medians and 90th percentiles in milliseconds:
   its whole answer (the app is stopped through the status API before each);
 - "awake": a request to the same app once awake, on a kept-alive connection.
 The wake's cost over the app alone and the awake request is the proxy's:
-the readiness polling (backoff from 10 ms) and the hand-over to the held
+the readiness polling (backoff from 1 ms) and the hand-over to the held
 request.
 
 Standard library only; loopback only; every loop bounded by its count and

@@ -179,9 +179,9 @@ pub fn find_rule<'r, B>(routes: &'r Routes, request: &Request<B>) -> Option<Matc
         .filter_map(|value| value.to_str().ok());
     let groups = accept_groups(accepted);
     let asked = Asked::from(request);
-    // TODO: try every layer, then every accept group (best first), then every rule of that layer in file order; return the first that rule_matches
+    // TODO: the rule mu-dispatcher would choose for this request, and what it captured; None if no rule matches. Trap: file order first lets a rule for a type the client likes less win
     todo!(
-        "try every layer, then every accept group (best first), then every rule of that layer in file order; return the first that rule_matches"
+        "the rule mu-dispatcher would choose for this request, and what it captured; None if no rule matches. Trap: file order first lets a rule for a type the client likes less win"
     )
 }
 // ANCHOR_END: find_rule
@@ -301,9 +301,9 @@ pub async fn dispatch<B: RequestBody, T: HttpClient>(
                     );
                 }
             };
-            // TODO: send the request to upstream's path + the captured rest (query merged) with forward.to; after stripping, apply the rule's request headers and add X-Rewrite-URL (the target as sent)
+            // TODO: the request reaches the rule's upstream, the rest its path captured after the upstream's own path, both queries kept, with the rule's request headers and X-Rewrite-URL (the target as sent). Trap: set before the hop-by-hop stripping, a header the client names in Connection never arrives
             todo!(
-                "send the request to upstream's path + the captured rest (query merged) with forward.to; after stripping, apply the rule's request headers and add X-Rewrite-URL (the target as sent)"
+                "the request reaches the rule's upstream, the rest its path captured after the upstream's own path, both queries kept, with the rule's request headers and X-Rewrite-URL (the target as sent). Trap: set before the hop-by-hop stripping, a header the client names in Connection never arrives"
             )
         }
     };

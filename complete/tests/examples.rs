@@ -1,11 +1,12 @@
 //! The example files are valid, as the steps themselves check them
 //! (`--check`): the routes step 11 serves by default (naming the demo
 //! origin by its usual address, which the step replaces with its own
-//! origin's), the apps file that documents step 12's format, and the
-//! config file that documents step 13's.
+//! origin's), the apps file that documents steps 12 and 13's format, and
+//! the config file that documents step 17's.
 //!
-//! It also makes `cargo test` build `11-routing` and `12-on-demand`, which
-//! the capability matrix of the root package starts.
+//! It also makes `cargo test` build the binaries of this package (as any
+//! integration test does), which the capability matrix of the root package
+//! starts.
 
 use std::process::Command;
 
@@ -42,8 +43,7 @@ fn the_example_routes_are_valid() {
     }
 }
 
-/// `apps/example.toml`, which documents step 12's format, is valid too
-/// (and this makes `cargo test` build `12-on-demand`).
+/// `apps/example.toml`, which documents the apps' format, is valid too.
 #[test]
 fn the_example_apps_are_valid() {
     checks_out(
@@ -53,8 +53,7 @@ fn the_example_apps_are_valid() {
     );
 }
 
-/// `proxy.example.toml`, which documents step 13's config file, is valid
-/// (and this makes `cargo test` build `13-complete`).
+/// `proxy.example.toml`, which documents step 17's config file, is valid.
 #[test]
 fn the_example_config_is_valid() {
     checks_out(
