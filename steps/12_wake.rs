@@ -10,14 +10,9 @@
 //! format), `--admin-token TOKEN` (or `PROXY_ADMIN_TOKEN`) opens the
 //! status API at `/_proxy/apps`, `--check` checks the files and exits.
 
-use std::sync::Arc;
-
 use clap::Parser;
 use complete::setup::{self, Flags, Started};
 use complete::wake::OnDemand;
-use kit::answer::handler;
-use kit::watch::shutdown_signal;
-use workshop::http2::{self, serve};
 
 #[derive(Parser)]
 #[command(about = "Step 12 of the reverse-proxy workshop: apps started by their first request")]
@@ -58,19 +53,6 @@ async fn main() {
         forward: args.proxy.forward(),
         admin_token: args.proxy.admin_token(),
     };
-    let mut builder = http2::builder();
-    builder.http2().enable_connect_protocol();
-    let serving = serve(listener, tls, builder, handler(Arc::new(on_demand)));
-    // ANCHOR: shutdown
-    // Ctrl-C or SIGTERM: stop every app we started, then exit. (Requests
-    // in flight are cut; step 14 lets them finish first.)
-    tokio::select! {
-        () = serving => {}
-        () = shutdown_signal() => {
-            tracing::info!("shutting down: stopping the apps this proxy started");
-            apps.stop_children().await;
-        }
-    }
-    // ANCHOR_END: shutdown
+    setup::serve_until_signal(listener, tls, on_demand, &apps).await;
     // ANCHOR_END: main
 }

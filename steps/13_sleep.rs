@@ -6,14 +6,9 @@
 //! log says `hello: awake → stopping`. A WebSocket or a long download
 //! keeps its app awake for as long as it lasts. The flags are step 12's.
 
-use std::sync::Arc;
-
 use clap::Parser;
 use complete::setup::{self, Flags, Started};
 use complete::sleep::{Sleeping, discover_apps, put_apps_to_sleep};
-use kit::answer::handler;
-use kit::watch::shutdown_signal;
-use workshop::http2::{self, serve};
 
 #[derive(Parser)]
 #[command(about = "Step 13 of the reverse-proxy workshop: idle apps stopped, crashes noticed")]
@@ -51,16 +46,5 @@ async fn main() {
         on_demand: setup::on_demand(&args.proxy, &apps, &routes),
     };
     // ANCHOR_END: main
-    let mut builder = http2::builder();
-    builder.http2().enable_connect_protocol();
-    let serving = serve(listener, tls, builder, handler(Arc::new(sleeping)));
-    // Ctrl-C or SIGTERM: stop every app we started, then exit. (Requests
-    // in flight are cut; step 14 lets them finish first.)
-    tokio::select! {
-        () = serving => {}
-        () = shutdown_signal() => {
-            tracing::info!("shutting down: stopping the apps this proxy started");
-            apps.stop_children().await;
-        }
-    }
+    setup::serve_until_signal(listener, tls, sleeping, &apps).await;
 }

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use kit::access_log::AccessLog;
-use kit::answer::Answer;
+use kit::answer::{Answer, handler};
 use kit::apps::Apps;
 use kit::apps_file::{self, AppsFile};
 use kit::config::{Config, Listener, Tls};
@@ -257,6 +257,31 @@ pub async fn shutdown_requested() {
         warn!("a second signal: exiting now, without waiting");
         std::process::exit(1);
     });
+}
+
+/// Serves `answer` on `listener` (step 09's `serve`: HTTP/1.1 and HTTP/2,
+/// WebSockets over both) until Ctrl-C or SIGTERM, then stops the apps
+/// this proxy started: steps 12 and 13.
+pub async fn serve_until_signal<A: Answer<Incoming>>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    answer: A,
+    apps: &Arc<Apps>,
+) {
+    let mut builder = http2::builder();
+    builder.http2().enable_connect_protocol();
+    let serving = http2::serve(listener, tls, builder, handler(Arc::new(answer)));
+    // ANCHOR: shutdown
+    // Ctrl-C or SIGTERM: stop every app we started, then exit. (Requests
+    // in flight are cut; step 14 lets them finish first.)
+    tokio::select! {
+        () = serving => {}
+        () = watch::shutdown_signal() => {
+            info!("shutting down: stopping the apps this proxy started");
+            apps.stop_children().await;
+        }
+    }
+    // ANCHOR_END: shutdown
 }
 
 /// Step 12's request path, as the flags say: the apps, then the routes,
