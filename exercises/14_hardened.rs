@@ -30,7 +30,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -59,16 +59,39 @@ pub struct Bound {
     pub tls: Option<TlsAcceptor>,
 }
 
-/// How many connections are open now (step 15 shows it).
+/// The connections' permits, and how many connections are open now (step
+/// 15 shows it; the accept loop's permit, taken before it accepts, is not
+/// a connection yet).
 #[derive(Clone)]
 pub struct OpenConnections {
     permits: Arc<Semaphore>,
     max: usize,
+    count: Arc<AtomicUsize>,
 }
 
 impl OpenConnections {
     pub fn now(&self) -> usize {
-        self.max.saturating_sub(self.permits.available_permits())
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// A connection's hold on the server, from its permit: both released
+    /// when the connection (and its tunnels, if any) are done.
+    fn hold(&self, permit: OwnedSemaphorePermit) -> Arc<Held> {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let count = self.count.clone();
+        Arc::new(Held { _permit: permit, count })
+    }
+}
+
+/// A permit, counted as an open connection until dropped.
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    count: Arc<AtomicUsize>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -83,7 +106,8 @@ impl Server {
     pub fn new(timeouts: Timeouts, limits: Limits, grace: Duration) -> Server {
         let max = limits.max_connections;
         let permits = Arc::new(Semaphore::new(max));
-        let open = OpenConnections { permits, max };
+        let count = Arc::default();
+        let open = OpenConnections { permits, max, count };
         Server {
             timeouts,
             grace,
@@ -114,8 +138,9 @@ impl Server {
         // One loop for every listener: a permit, then whichever accepts
         // first (a loop per listener would hold a permit each while it
         // waits). The listeners live in it: when it ends, they close.
-        let permits = self.open.permits.clone();
+        let open = self.open.clone();
         let accepting = async move {
+            let listeners = listeners;
             loop {
                 // TODO: take a connection only once a permit is free (beyond the limit, connections wait in the kernel's backlog, unanswered), from whichever listener has one, and serve it on a task of its own that holds the permit until the connection is done; stop when `stopped` changes. Trap: accepting first and then waiting for a permit holds a socket open for every client that waits
                 todo!(
@@ -204,7 +229,7 @@ pub struct Connection<A> {
     answer: Arc<A>,
     graceful: Watcher,
     /// Held until the connection, and its tunnels if any, are done.
-    permit: Arc<OwnedSemaphorePermit>,
+    held: Arc<Held>,
 }
 
 impl<A: Answer<Incoming>> Connection<A> {
@@ -228,7 +253,7 @@ impl<A: Answer<Incoming>> Connection<A> {
             peer,
             answer,
             graceful,
-            permit,
+            held,
         } = self;
         let asked = Arc::new(AtomicBool::new(false));
         let asked_here = asked.clone();
@@ -244,7 +269,7 @@ impl<A: Answer<Incoming>> Connection<A> {
             let switching = request.headers().contains_key(header::UPGRADE)
                 || request.method() == http::Method::CONNECT;
             if switching {
-                keep_while_open(&mut request, permit.clone());
+                keep_while_open(&mut request, held.clone());
             }
             // Frames of HTTP/2 or of a tunnel are not heads to time.
             let timed = request.version() < http::Version::HTTP_2 && !switching;

@@ -12,9 +12,9 @@
 //! - counting for Prometheus ([`Observed`]): by who answered (a rule of
 //!   the routes, by its line; an app; the proxy) and by status class, a
 //!   few labels known in advance: nothing is formatted per request;
-//! - [`say_enough`]: the 502 and 504 of steps 02 and 08 named the
-//!   upstream and the error; the client now gets one plain sentence, and
-//!   the log the details.
+//! - [`say_enough`]: the 502, 503 and 504 of steps 02, 08 and 12 named
+//!   the upstream, the error, an app's stderr; the client now gets one
+//!   plain sentence, and the log the details.
 //!
 //! The kit writes the lines (`access_log`: a thread, 50 ms of lines in one
 //! write) and the metrics' text format (`metrics`, prometheus-client).

@@ -299,8 +299,10 @@ pub fn on_demand(
     }
 }
 
-/// Step 14's server, as its flags say.
+/// Step 14's server, as its flags say (the limit on open files raised:
+/// each connection is one).
 pub fn server(flags: &Flags, hardening: &Hardening) -> Server {
+    kit::flags::raise_open_files_limit();
     let timeouts = hardening.timeouts(flags.streaming.upstream_timeout);
     Server::new(timeouts, hardening.limits(), hardening.shutdown_grace)
 }

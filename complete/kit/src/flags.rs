@@ -74,7 +74,8 @@ pub struct Hardening {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub header_read_timeout: Duration,
 
-    /// An idle keep-alive connection is closed after this.
+    /// An idle HTTP/1.1 keep-alive connection is closed after this (an
+    /// HTTP/2 connection stays open: hyper has no idle deadline for it).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
     pub keep_alive: Duration,
 
