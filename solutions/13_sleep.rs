@@ -87,6 +87,12 @@ impl<T: HttpClient, B: RequestBody> Answer<B> for Sleeping<T> {
 }
 // ANCHOR_END: sleeping
 
+/// Steps 13 on run both for as long as the proxy does.
+pub fn spawn_sleepers(apps: &Arc<Apps>) {
+    tokio::spawn(put_apps_to_sleep(apps.clone()));
+    tokio::spawn(discover_apps(apps.clone()));
+}
+
 // ANCHOR: has_been_idle
 /// Whether an app whose last activity was at `last` has been idle for
 /// `idle` at `now`: real durations, on a monotonic clock. (Paastis took

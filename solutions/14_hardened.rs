@@ -72,7 +72,10 @@ impl OpenConnections {
     fn hold(&self, permit: OwnedSemaphorePermit) -> Arc<Held> {
         self.count.fetch_add(1, Ordering::Relaxed);
         let count = self.count.clone();
-        Arc::new(Held { _permit: permit, count })
+        Arc::new(Held {
+            _permit: permit,
+            count,
+        })
     }
 }
 
@@ -100,7 +103,11 @@ impl Server {
         let max = limits.max_connections;
         let permits = Arc::new(Semaphore::new(max));
         let count = Arc::default();
-        let open = OpenConnections { permits, max, count };
+        let open = OpenConnections {
+            permits,
+            max,
+            count,
+        };
         Server {
             timeouts,
             grace,

@@ -8,7 +8,7 @@
 
 use clap::Parser;
 use complete::setup::{self, Flags, Started};
-use complete::sleep::{Sleeping, discover_apps, put_apps_to_sleep};
+use complete::sleep::{Sleeping, spawn_sleepers};
 
 #[derive(Parser)]
 #[command(about = "Step 13 of the reverse-proxy workshop: idle apps stopped, crashes noticed")]
@@ -40,8 +40,7 @@ async fn main() {
         routes,
         apps,
     } = started;
-    tokio::spawn(put_apps_to_sleep(apps.clone()));
-    tokio::spawn(discover_apps(apps.clone()));
+    spawn_sleepers(&apps);
     let sleeping = Sleeping {
         on_demand: setup::on_demand(&args.proxy, &apps, &routes),
     };

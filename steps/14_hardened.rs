@@ -11,7 +11,7 @@
 use clap::Parser;
 use complete::hardened::{Bound, Hardened};
 use complete::setup::{self, Flags, Started};
-use complete::sleep::{Sleeping, discover_apps, put_apps_to_sleep};
+use complete::sleep::{Sleeping, spawn_sleepers};
 use kit::flags::Hardening;
 
 #[derive(Parser)]
@@ -46,8 +46,7 @@ async fn main() {
         routes,
         apps,
     } = started;
-    tokio::spawn(put_apps_to_sleep(apps.clone()));
-    tokio::spawn(discover_apps(apps.clone()));
+    spawn_sleepers(&apps);
     let hardened = Hardened {
         inner: Sleeping {
             on_demand: setup::on_demand(&args.proxy, &apps, &routes),

@@ -8,9 +8,9 @@
 //! `--access-log FILE` appends to a file. Step 14's flags work as they did.
 
 use clap::Parser;
-use complete::hardened::{Bound, Hardened};
+use complete::hardened::Bound;
 use complete::setup::{self, Flags, Started};
-use complete::sleep::{Sleeping, discover_apps, put_apps_to_sleep};
+use complete::sleep::spawn_sleepers;
 use kit::access_log::AccessLog;
 use kit::flags::{Hardening, Logs};
 
@@ -49,17 +49,10 @@ async fn main() {
         routes,
         apps,
     } = started;
-    tokio::spawn(put_apps_to_sleep(apps.clone()));
-    tokio::spawn(discover_apps(apps.clone()));
+    spawn_sleepers(&apps);
     let server = setup::server(&args.proxy, &args.hardening);
-    let hardened = Hardened {
-        inner: Sleeping {
-            on_demand: setup::on_demand(&args.proxy, &apps, &routes),
-        },
-        max_request_body: args.hardening.max_request_body,
-    };
-    let admin_token = args.proxy.admin_token();
-    let observed = setup::observed(hardened, log, admin_token, &apps, &server);
+    let hardened = setup::hardened(&args.proxy, &args.hardening, &apps, &routes);
+    let observed = setup::observed(hardened, log, args.proxy.admin_token(), &apps, &server);
     setup::serve_until_shutdown(server, vec![Bound { listener, tls }], observed, &apps).await;
     // ANCHOR_END: main
 }

@@ -16,7 +16,7 @@ use complete::complete_proxy::{self as one_file, Isolated, Live, forward_with_de
 use complete::hardened::{Hardened, Server};
 use complete::instances::share;
 use complete::setup::{self, Flags, exit_with};
-use complete::sleep::{Sleeping, discover_apps, put_apps_to_sleep};
+use complete::sleep::{Sleeping, spawn_sleepers};
 use complete::wake::OnDemand;
 use kit::apps::Apps;
 use kit::config;
@@ -95,8 +95,7 @@ async fn run(args: Args) {
             SharedApps::new(url).unwrap_or_else(|err| exit_with(&err)),
         );
     }
-    tokio::spawn(put_apps_to_sleep(apps.clone()));
-    tokio::spawn(discover_apps(apps.clone()));
+    spawn_sleepers(&apps);
     match &args.config {
         Some(path) => {
             let live = Live {

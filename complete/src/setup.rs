@@ -31,9 +31,10 @@ use tracing::{info, warn};
 use workshop::body::Body;
 use workshop::{cli, http2, streaming, x_forwarded};
 
-use crate::hardened::{Bound, Server};
+use crate::hardened::{Bound, Hardened, Server};
 use crate::observed::Observed;
 use crate::routing::{Forward, reload};
+use crate::sleep::Sleeping;
 use crate::wake::OnDemand;
 
 /// The flags of steps 11 and 12, which every later step keeps.
@@ -296,6 +297,23 @@ pub fn on_demand(
         routes: routes.clone(),
         forward: flags.forward(),
         admin_token: flags.admin_token(),
+    }
+}
+
+/// Steps 12 to 14's request path, as the flags say: step 12's, its apps'
+/// activity counted (step 13), its requests unable to take the proxy down
+/// (step 14).
+pub fn hardened(
+    flags: &Flags,
+    hardening: &Hardening,
+    apps: &Arc<Apps>,
+    routes: &Arc<ArcSwap<Routes>>,
+) -> Hardened<Sleeping<Client<HttpConnector, Body>>> {
+    Hardened {
+        inner: Sleeping {
+            on_demand: on_demand(flags, apps, routes),
+        },
+        max_request_body: hardening.max_request_body,
     }
 }
 
