@@ -136,6 +136,7 @@ checks![
     hardened::keep_alive_apart_from_header_read,
     observed::errors_say_enough,
     observed::access_log_lines,
+    observed::client_left_is_499,
     observed::metrics_need_token,
     instances::apps_shared_start_once,
     instances::apps_shared_idle_stop_once,

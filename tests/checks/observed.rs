@@ -6,13 +6,15 @@
 use std::net::SocketAddr;
 
 use http::{Request, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use workshop::body::empty;
 
 use crate::ensure;
 use crate::harness::client::{excerpt, get};
 use crate::harness::folder::FileIn;
 use crate::harness::upstream::dead_address;
-use crate::harness::{Ctx, Failure, OrFail, Outcome, Proxy, fail};
+use crate::harness::{Ctx, Failure, OrFail, Outcome, Proxy, fail, within};
 
 /// The step with `flags` and routes where `/dead/…` goes to `dead` and the
 /// rest to the demo origin.
@@ -194,6 +196,69 @@ pub async fn metrics_need_token(ctx: Ctx) -> Outcome {
             .iter()
             .any(|line| line.contains("/_proxy/metrics")),
         "the access log should have no line for /_proxy/metrics"
+    );
+    Ok(())
+}
+
+/// A client that leaves before its answer came still has its access log
+/// line, with status 499 (nginx's "client closed request") and no bytes.
+pub async fn client_left_is_499(ctx: Ctx) -> Outcome {
+    // An upstream that reads a request and never answers; it says when one
+    // came, and keeps the connection until the check ends.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .or_fail("binding")?;
+    let upstream_addr = upstream.local_addr().or_fail("its address")?;
+    let (arrived, has_arrived) = tokio::sync::oneshot::channel();
+    let silent = tokio::spawn(async move {
+        let Ok((mut tcp, _)) = upstream.accept().await else {
+            return;
+        };
+        let mut head = [0u8; 1024];
+        let _ = tcp.read(&mut head).await;
+        let _ = arrived.send(());
+        // Held open (until the check drops this task), never answered.
+        let _ = tcp.read(&mut head).await;
+        std::future::pending::<()>().await;
+    });
+    let upstream = format!("http://{upstream_addr}");
+    let flags = ["--access-log", "stdout", "--log-format", "json"];
+    let mut args = vec!["--upstream", upstream.as_str()];
+    args.extend_from_slice(&flags);
+    let proxy = ctx.spawn_ready(&args, "routes:", &flags.join(" ")).await?;
+    let mut client = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
+    client
+        .write_all(b"GET /never-answered HTTP/1.1\r\nhost: left.example\r\n\r\n")
+        .await
+        .or_fail("sending")?;
+    within(10, "the request to reach the upstream", async {
+        has_arrived.await.or_fail("the upstream's task")
+    })
+    .await?;
+    // The client leaves before any answer.
+    drop(client);
+    let lines = proxy
+        .stdout_until(
+            |lines| lines.iter().any(|line| line.contains("/never-answered")),
+            10,
+        )
+        .await
+        .map_err(|failure| {
+            fail(format!(
+                "a client that left before its answer should still have its access log line \
+                 ({failure})"
+            ))
+        })?;
+    silent.abort();
+    let line = lines
+        .iter()
+        .find(|line| line.contains("/never-answered"))
+        .or_fail("the access log line")?;
+    let json: serde_json::Value = serde_json::from_str(line).or_fail("a JSON line")?;
+    ensure!(
+        json["status"] == 499 && json["bytes"] == 0,
+        "a client that left before its answer should be logged with status 499 and 0 bytes \
+         (nginx's \"client closed request\"); got {line}"
     );
     Ok(())
 }
