@@ -33,7 +33,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use kit::answer::Answer;
+use kit::answer::{Answer, Handler};
 use kit::config::{Limits, Timeouts};
 use kit::head_clock::HeadClock;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -123,10 +123,10 @@ impl Server {
     /// Serves every listener until `shutdown` completes, then stops
     /// accepting, lets the connections finish what they are doing (at most
     /// the grace period), and returns how many were still open then.
-    pub async fn serve_until_shutdown<A: Answer<Incoming>>(
+    pub async fn serve_until_shutdown(
         self,
         listeners: Vec<Bound>,
-        answer: Arc<A>,
+        answer: Handler,
         shutdown: impl Future<Output = ()>,
     ) -> usize {
         let graceful = GracefulShutdown::new();
@@ -241,15 +241,15 @@ struct Protocol {
 }
 
 /// One connection, and what serving it needs.
-pub struct Connection<A> {
+pub struct Connection {
     peer: SocketAddr,
-    answer: Arc<A>,
+    answer: Handler,
     graceful: Watcher,
     /// Held until the connection, and its tunnels if any, are done.
     held: Arc<Held>,
 }
 
-impl<A: Answer<Incoming>> Connection<A> {
+impl Connection {
     /// Its TLS handshake (step 09's, bounded), then HTTP.
     async fn serve(self, stream: TcpStream, tls: Option<TlsAcceptor>, protocol: Arc<Protocol>) {
         match tls {
@@ -292,10 +292,10 @@ impl<A: Answer<Incoming>> Connection<A> {
             let timed = request.version() < http::Version::HTTP_2 && !switching;
             let done = clock.request_started(timed);
             // ANCHOR_END: switching
-            let answer = answer.clone();
+            let answering = answer(request);
             async move {
                 // The next head can start once this response is done.
-                let response = answer.answer(request).await;
+                let response = answering.await;
                 Ok::<_, std::convert::Infallible>(response.map(|body| holding(body, done)))
             }
         });

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use kit::access_log::AccessLog;
-use kit::answer::{Answer, handler};
+use kit::answer::{Answer, Handler, handler};
 use kit::apps::Apps;
 use kit::apps_file::{self, AppsFile};
 use kit::config::{Config, Listener, Tls};
@@ -271,7 +271,8 @@ pub async fn serve_until_signal<A: Answer<Incoming>>(
 ) {
     let mut builder = http2::builder();
     builder.http2().enable_connect_protocol();
-    let serving = http2::serve(listener, tls, builder, handler(Arc::new(answer)));
+    let answer = handler(Arc::new(answer));
+    let serving = http2::serve(listener, tls, builder, move |request| answer(request));
     // ANCHOR: shutdown
     // Ctrl-C or SIGTERM: stop every app we started, then exit. (Requests
     // in flight are cut; step 14 lets them finish first.)
@@ -354,9 +355,19 @@ pub async fn serve_until_shutdown<A: Answer<Incoming>>(
     answer: A,
     apps: &Arc<Apps>,
 ) {
-    let shutdown = shutdown_requested();
+    serve_handler_until_shutdown(server, listeners, handler(Arc::new(answer)), apps.clone()).await
+}
+
+/// [`serve_until_shutdown`], once the request path is a [`Handler`]: not
+/// generic, compiled once in this crate rather than in every program.
+async fn serve_handler_until_shutdown(
+    server: Server,
+    listeners: Vec<Bound>,
+    handler: Handler,
+    apps: Arc<Apps>,
+) {
     let left = server
-        .serve_until_shutdown(listeners, Arc::new(answer), shutdown)
+        .serve_until_shutdown(listeners, handler, shutdown_requested())
         .await;
     apps.stop_children().await;
     info!("stopped ({left} connection(s) cut at the end of the grace period)");

@@ -2,10 +2,11 @@
 //! (`Forward`); from step 12 on, each step's request path is a value that
 //! answers a request, and the next step wraps it (step 13's `Sleeping`
 //! wraps step 12's `OnDemand`, step 14's `Hardened` wraps that…).
-//! [`Answer`] is what they have in common; [`handler`] hands one to step
-//! 09's `serve`, which takes a function.
+//! [`Answer`] is what they have in common; [`handler`] makes one a
+//! [`Handler`], what the servers of steps 09 and 14 take.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use http::{Request, Response};
@@ -19,23 +20,22 @@ pub trait Answer<B>: Send + Sync + 'static {
     fn answer(&self, request: Request<B>) -> impl Future<Output = Response<Body>> + Send;
 }
 
-/// The function step 09's `serve` takes, answering with `answer`.
-pub fn handler<A>(
-    answer: Arc<A>,
-) -> impl Fn(Request<Incoming>) -> std::pin::Pin<Box<dyn Future<Output = Response<Body>> + Send>>
-+ Clone
-+ Send
-+ Sync
-+ 'static
-where
-    A: Answer<Incoming>,
-{
-    move |request| {
+/// A request path with its type forgotten: request in, response out, the
+/// response's future on the heap. A server holds one of these, so that its
+/// code (hyper's connections, step 14's loop) is compiled once, not once
+/// for every request path a program builds.
+pub type Handler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync,
+>;
+
+/// `answer` as a [`Handler`].
+pub fn handler<A: Answer<Incoming>>(answer: Arc<A>) -> Handler {
+    Arc::new(move |request| {
         let answer = answer.clone();
         // On the heap: hyper moves the service's future, and a whole
         // request path's is kilobytes; boxed, what moves is a pointer.
         Box::pin(async move { answer.answer(request).await })
-    }
+    })
 }
 
 /// On a response: the app it is for (step 12 marks it; step 15 counts
