@@ -3,10 +3,10 @@
 //! solutions pass those checks is the capability matrix's job.)
 //!
 //! Each exercise is built with its feature (`--features exNN`) in the same
-//! target directory as everything else, so that the dependencies are
-//! compiled once, and without debug info (only the workspace's crates are
-//! built again: 2 to 4 s an exercise), on one core: this test runs beside
-//! the matrix, whose checks time things. A build leaves its binary in
+//! target directory and profile as everything else, so that only the crate
+//! whose feature changed is built again, with its program (2 to 4 s an
+//! exercise), on one core: this test runs beside the matrix, whose checks
+//! time things. A build leaves its binary in
 //! `target/debug/`: the test links it aside, and once done builds the
 //! reference binaries again (cargo only links them back into place), for
 //! whatever runs them next; the matrix runs copies of its own.
@@ -93,8 +93,8 @@ pub fn every_exercise_fails_its_step_until_solved() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// `cargo build --features exNN --bin BIN` (without debug info); returns a
-/// copy of the binary, which the next build cannot overwrite.
+/// `cargo build --features exNN --bin BIN`; returns a copy of the binary,
+/// which the next build cannot overwrite.
 fn build_exercise(root: &Path, copies: &Path, id: &str, bin: &str) -> PathBuf {
     let feature = format!("ex{id}");
     let built = cargo(
@@ -112,9 +112,9 @@ fn build_exercise(root: &Path, copies: &Path, id: &str, bin: &str) -> PathBuf {
     copy
 }
 
-/// Runs `cargo ARGS --bin B…` (`plain`: without debug info, as the
-/// exercises are built) and returns where the first binary is.
-fn cargo(root: &Path, args: &[&str], bins: &[&str], plain: bool) -> PathBuf {
+/// Runs `cargo ARGS --bin B…` (on one core, for the exercises: the matrix
+/// runs beside) and returns where the first binary is.
+fn cargo(root: &Path, args: &[&str], bins: &[&str], one_core: bool) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command.current_dir(root).args(args);
@@ -122,12 +122,8 @@ fn cargo(root: &Path, args: &[&str], bins: &[&str], plain: bool) -> PathBuf {
     for bin in bins {
         command.args(["--bin", bin]);
     }
-    if plain {
-        // Dependencies have no debug info already (Cargo.toml): only the
-        // workspace's crates are built anew, the rest is shared.
-        command
-            .env("CARGO_PROFILE_DEV_DEBUG", "false")
-            .arg("--jobs=1");
+    if one_core {
+        command.arg("--jobs=1");
     }
     let output = command.output().expect("running cargo build");
     assert!(
