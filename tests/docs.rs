@@ -1,7 +1,7 @@
 //! The generated and cross-referenced files stay true to their sources:
 //! exercises match solutions, the README's matrix matches `tests/steps.toml`,
 //! and every slide points at code and binaries that exist (how the slides
-//! look is `tests/deck.rs`'s job, in a browser).
+//! look is `tests/matrix/deck.rs`'s job, in a browser).
 //!
 //! The generated files are checked with the same code as `cargo xtask`
 //! (`xtask/src/gen.rs`), so when one fails, the xtask command it names

@@ -6,6 +6,13 @@
 //! behaviour it claims, and an early step that passes a later check (which
 //! would mean the check cannot tell the steps apart).
 //!
+//! The same binary runs two more tests beside it, which spend most of
+//! their time in something else than waiting (the matrix's checks mostly
+//! wait): `every_exercise_fails_its_step_until_solved` (matrix/exercises.rs:
+//! compiles every exercise, on one core) and `every_deck_in_chromium`
+//! (matrix/deck.rs: the talk in a browser). The matrix and the deck run the
+//! reference binaries, linked aside before any exercise is built.
+//!
 //! Two more modes, for attendees:
 //! - `WORKSHOP_STEP=03` runs only step 03's checks and prints a short report
 //!   (`cargo xtask check 03` sets it, and `WORKSHOP_BIN` to the binary it
@@ -14,6 +21,8 @@
 //!   target a proxy that is already running instead of starting the binary.
 
 mod checks;
+#[path = "matrix/deck.rs"]
+mod deck;
 #[path = "matrix/exercises.rs"]
 mod exercises;
 mod harness;
@@ -104,6 +113,13 @@ fn binary(bin: &str) -> PathBuf {
         aside
     });
     aside.join(bin)
+}
+
+/// The talk in a real browser (`matrix/deck.rs`), beside the matrix.
+#[test]
+fn every_deck_in_chromium() {
+    binary("");
+    deck::every_deck_in_chromium();
 }
 
 /// Every exercise is real: run beside the matrix (most of whose time is

@@ -20,6 +20,7 @@
 //!   start failed.
 
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -285,11 +286,35 @@ async fn answers(address: &str, ready: Option<&str>) -> bool {
 
 /// A free port on the loopback interface, for a child to listen on.
 ///
-/// The port is free when we ask; a process could take it before the child
-/// does (the child then fails to start, and says so on stderr).
+/// The port is free when we ask, and the child binds it a moment later.
+/// Meanwhile another program could take it, and the readiness probe would
+/// then find *that* program answering. So the port is not one the kernel
+/// hands out to whoever asks for any free port (port 0: its ephemeral
+/// range, on Linux `ip_local_port_range`, 32768 to 60999 by default), but
+/// one below that range, picked at random and tried until one binds.
 pub fn free_port() -> std::io::Result<u16> {
+    let below = ephemeral_start().unwrap_or(32768).clamp(2048, 60000);
+    let span = u64::from(below - 1024);
+    let mut seed = std::collections::hash_map::RandomState::new()
+        .hash_one((std::process::id(), std::time::SystemTime::now()));
+    // Bounded: 64 random tries, then any port the kernel gives.
+    for _ in 0..64 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let port = 1024 + u16::try_from((seed >> 33) % span).unwrap_or(0);
+        if TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).is_ok() {
+            return Ok(port);
+        }
+    }
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
     Ok(listener.local_addr()?.port())
+}
+
+/// Where the kernel's range of ports for port 0 starts (Linux).
+fn ephemeral_start() -> Option<u16> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    range.split_whitespace().next()?.parse().ok()
 }
 
 /// An app running as our child.

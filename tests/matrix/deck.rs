@@ -15,6 +15,9 @@
 //! first slide of each deck and of every slide with a problem land in
 //! `target/tmp/deck-screenshots/` (all slides with `DECK_SCREENSHOTS=all`).
 //!
+//! It runs in the matrix's test binary, beside the matrix and the
+//! exercises: most of its time is the browser's, and theirs is waiting.
+//!
 //! Needs Chromium: Debian's `chromium` (`.ci/run` installs it), or any
 //! Chrome/Chromium named by `CHROME`. Without one the test fails and says
 //! so; `cargo test -- --skip every_deck_in_chromium` leaves it out on such a
@@ -39,8 +42,7 @@ const WHOLE_TEST: Duration = Duration::from_secs(240);
 /// How long one DevTools command or awaited event may take.
 const ONE_STEP: Duration = Duration::from_secs(60);
 
-#[test]
-fn every_deck_in_chromium() {
+pub fn every_deck_in_chromium() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -165,7 +167,9 @@ async fn check_the_deck() -> Result<Vec<String>, String> {
 
     // The closing demo: the talk through the last step, from its own
     // demo origin's /slides/.
-    let proxy = StepProxy::start(env!("CARGO_BIN_EXE_10-websocket")).await?;
+    // The reference binary (the exercises' builds may replace target/debug's).
+    let step_10 = crate::binary("10-websocket");
+    let proxy = StepProxy::start(&step_10.display().to_string()).await?;
     let through = format!("http://{}/slides/", proxy.addr);
     let mut page = browser.open(&through).await?;
     let proxied_total = page.evaluate("Reveal.getTotalSlides()").await?;
