@@ -8,7 +8,7 @@
 //!
 //! The same binary runs two more tests beside it, which spend most of
 //! their time in something else than waiting (the matrix's checks mostly
-//! wait): `every_exercise_fails_its_step_until_solved` (matrix/exercises.rs:
+//! wait): `each_exercise_fails_its_step_until_solved` (matrix/exercises.rs:
 //! compiles every exercise, on one core) and `every_deck_in_chromium`
 //! (matrix/deck.rs: the talk in a browser). The matrix and the deck run the
 //! reference binaries, linked aside before any exercise is built.
@@ -115,7 +115,10 @@ fn binary(bin: &str) -> PathBuf {
     aside.join(bin)
 }
 
-/// The talk in a real browser (`matrix/deck.rs`), beside the matrix.
+/// The talk in a real browser (`matrix/deck.rs`), beside the matrix. (The
+/// test runner starts tests two at a time, in the order of their names:
+/// the matrix and the exercises first, which run longest; this one when
+/// either is done.)
 #[test]
 fn every_deck_in_chromium() {
     binary("");
@@ -125,10 +128,10 @@ fn every_deck_in_chromium() {
 /// Every exercise is real: run beside the matrix (most of whose time is
 /// spent waiting), it builds them while the matrix runs.
 #[test]
-fn every_exercise_fails_its_step_until_solved() {
+fn each_exercise_fails_its_step_until_solved() {
     // The reference binaries aside first: the builds replace them.
     binary("");
-    exercises::every_exercise_fails_its_step_until_solved();
+    exercises::each_exercise_fails_its_step_until_solved();
 }
 
 async fn start_origin() -> SocketAddr {

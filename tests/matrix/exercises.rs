@@ -20,7 +20,7 @@ use crate::harness::proxy::Target;
 use crate::harness::run::run_check;
 use crate::tooling;
 
-pub fn every_exercise_fails_its_step_until_solved() {
+pub fn each_exercise_fails_its_step_until_solved() {
     let root = &workshop::repo::root();
     let table = crate::load_table();
     let copies = Path::new(env!("CARGO_TARGET_TMPDIR")).join("exercises");
