@@ -126,11 +126,18 @@ impl fmt::Display for Report<'_> {
                 .map(|(check, _)| check.name.as_str())
                 .collect();
             if !panicked.is_empty() {
+                // A few names are enough: the cause is one, above.
+                const SHOWN: usize = 8;
+                let mut names = panicked[..panicked.len().min(SHOWN)].to_vec();
+                let more = format!("and {} more", panicked.len().saturating_sub(SHOWN));
+                if panicked.len() > SHOWN {
+                    names.push(&more);
+                }
                 writeln!(
                     f,
                     "  ✗ {} fail only because the proxy panicked (see above):\n{}",
                     panicked.len(),
-                    wrap(&panicked, "      ")
+                    wrap(&names, "      ")
                 )?;
             }
             for (check, outcome) in &inherited {
