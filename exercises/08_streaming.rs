@@ -6,11 +6,11 @@
 //! - **no added latency**: small writes go out at once (`TCP_NODELAY`), on
 //!   the upstream connections too; Nagle's algorithm would hold a small
 //!   chunk back until the previous one is acknowledged;
-//! - **cancellation**: when the client goes away, hyper drops the response
-//!   body, which drops the upstream response, which closes that connection:
-//!   the upstream stops working for nobody;
-//! - **backpressure**: hyper polls a body only when the socket can take
-//!   more, so a slow client slows the upstream;
+//! - **cancellation and backpressure**, hyper's by construction: when the
+//!   client goes away, hyper drops the response body, which drops the
+//!   upstream response, which closes that connection (the upstream stops
+//!   working for nobody); and hyper polls a body only when the socket can
+//!   take more, so a slow client slows the upstream;
 //! - **honest failure**: an upstream that dies mid-body makes the body
 //!   return an error, and hyper then *aborts* the client connection instead
 //!   of ending the response cleanly: a truncated file must never look

@@ -454,3 +454,33 @@ fn decks_fit_twenty_minutes() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A step is a lesson: its lesson file (`solutions/NN_*.rs`) at most 400
+/// lines, naming its ideas as a list in its doc comment (four at most);
+/// its program (`steps/NN_*.rs`) at most 150 lines, only wiring.
+#[test]
+fn steps_stay_lessons() {
+    let mut problems = Vec::new();
+    for (folder, most) in [("solutions", 400), ("steps", 150)] {
+        for file in files_in(folder, ".rs") {
+            let text = read(&format!("{folder}/{file}"));
+            let lines = text.lines().count();
+            if lines > most {
+                problems.push(format!(
+                    "{folder}/{file}: {lines} lines, {most} at most: move what is not the lesson to the kit"
+                ));
+            }
+            let ideas = text
+                .lines()
+                .take_while(|line| line.starts_with("//!"))
+                .filter(|line| line.starts_with("//! - "))
+                .count();
+            if folder == "solutions" && ideas > 4 {
+                problems.push(format!(
+                    "{folder}/{file}: its doc comment lists {ideas} ideas, four at most"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
