@@ -149,9 +149,9 @@ impl Server {
         let accepting = async move {
             let listeners = listeners;
             loop {
-                // TODO: take a connection only once a permit is free (beyond the limit, connections wait in the kernel's backlog, unanswered), from whichever listener has one, and serve it on a task of its own that holds the permit until the connection is done; stop when `stopped` changes. Trap: accepting first and then waiting for a permit holds a socket open for every client that waits
+                // TODO: take a connection only once a permit is free (beyond the limit, connections wait in the kernel's backlog, unanswered), from whichever listener has one, and serve it on a task of its own that holds the permit until the connection is done; stop when `stopped` changes. Trap: waiting for the permit in the connection's own task holds a socket and a task for every client that waits
                 todo!(
-                    "take a connection only once a permit is free (beyond the limit, connections wait in the kernel's backlog, unanswered), from whichever listener has one, and serve it on a task of its own that holds the permit until the connection is done; stop when `stopped` changes. Trap: accepting first and then waiting for a permit holds a socket open for every client that waits"
+                    "take a connection only once a permit is free (beyond the limit, connections wait in the kernel's backlog, unanswered), from whichever listener has one, and serve it on a task of its own that holds the permit until the connection is done; stop when `stopped` changes. Trap: waiting for the permit in the connection's own task holds a socket and a task for every client that waits"
                 )
             }
             graceful
@@ -273,21 +273,26 @@ impl Connection {
             request.extensions_mut().insert(Scheme(scheme));
             // ANCHOR: switching
             // A WebSocket outlives its HTTP connection: it keeps the permit.
-            let switching = request.headers().contains_key(header::UPGRADE)
-                || request.method() == http::Method::CONNECT;
+            let tunnel = request.method() == http::Method::CONNECT;
+            let switching = tunnel || request.headers().contains_key(header::UPGRADE);
             if switching {
                 keep_while_open(&mut request, held.clone());
             }
-            // Frames of HTTP/2 or of a tunnel are not heads to time.
-            let timed = request.version() < http::Version::HTTP_2 && !switching;
+            // HTTP/2 frames are not heads to time; nor are a tunnel's
+            // bytes, but only once the switch is answered.
+            let timed = request.version() < http::Version::HTTP_2;
             let done = clock.request_started(timed);
-            // ANCHOR_END: switching
             let answering = answer(request);
             async move {
-                // The next head can start once this response is done.
                 let response = answering.await;
+                let status = response.status();
+                if status == StatusCode::SWITCHING_PROTOCOLS || (tunnel && status.is_success()) {
+                    done.switched();
+                }
+                // The next head can start once this response is done.
                 Ok::<_, std::convert::Infallible>(response.map(|body| holding(body, done)))
             }
+            // ANCHOR_END: switching
         });
         let connection = protocol
             .builder
@@ -340,7 +345,8 @@ impl<S: Answer<LimitedBody<Incoming>>> Answer<Incoming> for Hardened<S> {
         let (parts, body) = request.into_parts();
         let (body, over) = LimitedBody::new(body, limit);
         let response = answer_safely(self.inner.answer(Request::from_parts(parts, body))).await;
-        // Cut at the limit: whatever the upstream said, a 413.
+        // Cut at the limit before the upstream answered: a 413 in place
+        // of its answer (one that came first passes, its body cut off).
         match over.load(Ordering::Relaxed) {
             true => too_large(limit),
             false => response,

@@ -26,7 +26,8 @@ async fn hardened(ctx: &Ctx, flags: &[&str]) -> Result<Proxy, Failure> {
 
 /// A client that sends its request head one byte every 40 ms is cut off
 /// after `--header-read-timeout` (1 s here), long before it is done; one that sends
-/// nothing is closed as soon.
+/// nothing is closed as soon; one that asked to upgrade, and was answered
+/// without a 101, is still timed.
 pub async fn slowloris_cut_off(ctx: Ctx) -> Outcome {
     let proxy = hardened(&ctx, &["--header-read-timeout", "1s"]).await?;
     let (mut read, mut write) = TcpStream::connect(proxy.addr)
@@ -54,6 +55,37 @@ pub async fn slowloris_cut_off(ctx: Ctx) -> Outcome {
     ensure!(
         closed,
         "a connection that sends nothing should be closed after --header-read-timeout"
+    );
+    // Asking to switch protocols is not switching: after an Upgrade the
+    // origin ignores, the next head on the connection is timed like any other.
+    let (read, mut write) = TcpStream::connect(proxy.addr)
+        .await
+        .or_fail("connecting")?
+        .into_split();
+    let mut reader = BufReader::new(read);
+    let asking = b"GET /echo HTTP/1.1\r\nhost: slow.example\r\nconnection: upgrade\r\nupgrade: slowloris\r\n\r\n";
+    write.write_all(asking).await.or_fail("sending")?;
+    let refused = within(
+        10,
+        "the answer to an Upgrade the origin ignores",
+        read_response(&mut reader, false),
+    )
+    .await?;
+    ensure!(
+        refused.status != 101,
+        "the origin's /echo does not switch protocols, yet the client got a 101"
+    );
+    let cut = within(10, "the proxy to cut the slow head off", async {
+        Ok(send_slowly(&mut write, &mut reader, head, Duration::from_millis(40)).await)
+    })
+    .await
+    .unwrap_or(false);
+    ensure!(
+        cut,
+        "after a request asking to upgrade, answered {}, a head sent one byte every 40 ms \
+         should still be cut off after --header-read-timeout (1 s): asking to switch \
+         protocols is not switching",
+        refused.status
     );
     // The proxy itself is fine.
     let reply = get(proxy.addr, "/echo").await?;

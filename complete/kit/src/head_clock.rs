@@ -11,7 +11,8 @@
 //! ([`HeadClock::request_started`], and the guard it returns, dropped with
 //! the response body). Bytes that arrive while no request is in flight
 //! start a head; a request handed to the service ends it. An HTTP/2
-//! connection, or one that switched protocols, is no longer timed: its
+//! connection, or one whose protocol switched ([`RequestDone::switched`],
+//! once the 101 is sent: asking is not enough), is no longer timed: its
 //! bytes are frames, not heads (HTTP/2 heads are bounded in size by step
 //! 09; the first request of any connection by step 14's first-request
 //! deadline).
@@ -58,9 +59,8 @@ impl HeadClock {
     }
 
     /// A request's head is complete: its clock stops. `timed = false` for
-    /// an HTTP/2 request or a switch of protocols: the clock stops for good.
-    /// The guard marks the end of the request (keep it with the response
-    /// body).
+    /// an HTTP/2 request: the clock stops for good. The guard marks the end
+    /// of the request (keep it with the response body).
     pub fn request_started(self: &Arc<Self>, timed: bool) -> RequestDone {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_since.store(0, Ordering::Relaxed);
@@ -99,6 +99,16 @@ impl HeadClock {
 
 /// Dropped when a request's response is done (or abandoned).
 pub struct RequestDone(Arc<HeadClock>);
+
+impl RequestDone {
+    /// The connection switched protocols (a 101, or a tunnel opened): what
+    /// follows is not heads, and is never timed again. Only the answer
+    /// counts: a client that merely asks to switch, and is refused, is
+    /// timed like any other, or `Upgrade: x` would turn the clock off.
+    pub fn switched(&self) {
+        self.0.off.store(true, Ordering::Relaxed);
+    }
+}
 
 impl Drop for RequestDone {
     fn drop(&mut self) {
