@@ -34,6 +34,7 @@ use hyper::body::Incoming;
 use kit::access_log::{AccessLog, Arrival};
 use kit::answer::{Answer, ForApp};
 use kit::apps::Apps;
+use kit::apps_api::authorized;
 use kit::metrics::{Answerer, Metrics};
 use tracing::warn;
 use workshop::body::{Body, MadeByProxy, full, when_dropped};
@@ -57,10 +58,13 @@ pub struct Observed<S> {
 impl<S: Answer<Incoming>> Answer<Incoming> for Observed<S> {
     async fn answer(&self, request: Request<Incoming>) -> Response<Body> {
         let arrival = Arrival::from(&request);
-        // The proxy's own endpoints: no access line, no count.
+        // The proxy's own endpoints, asked with the token: no access line,
+        // no count. Without it, they are requests like any other: whoever
+        // probes them shows in the log.
         if let Some(token) = self.admin_token.as_deref()
             && arrival.target.starts_with("/_proxy/")
             && self.apps.find(Some(&arrival.host)).is_none()
+            && authorized(&request, token)
         {
             if request.uri().path() == "/_proxy/metrics" {
                 let open = self.open_connections.now();
@@ -109,9 +113,9 @@ impl<S> Observed<S> {
         arrival: Arc<Arrival>,
         response: Response<Body>,
     ) -> Response<Body> {
-        // TODO: have the access log's line written once this response is over, whichever way it ends: sent to its last byte, or abandoned by a client that left; it says the bytes that really went out. Trap: a line written now says nothing of a download that takes an hour, or dies half-way
+        // TODO: have the access log's line written once this response is over, whichever way it ends: sent to its last byte, or abandoned by a client that left; it says the bytes handed to the connection. Trap: a line written now says nothing of a download that takes an hour, or dies half-way
         todo!(
-            "have the access log's line written once this response is over, whichever way it ends: sent to its last byte, or abandoned by a client that left; it says the bytes that really went out. Trap: a line written now says nothing of a download that takes an hour, or dies half-way"
+            "have the access log's line written once this response is over, whichever way it ends: sent to its last byte, or abandoned by a client that left; it says the bytes handed to the connection. Trap: a line written now says nothing of a download that takes an hour, or dies half-way"
         )
     }
     // ANCHOR_END: when_sent

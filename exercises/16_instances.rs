@@ -7,8 +7,9 @@
 //! - one start among all ([`start_once`]): who starts an app is whoever
 //!   takes its lock in Redis; the lock is a lease (3 s, renewed while its
 //!   holder works), so a holder that dies lets another take over instead
-//!   of holding everyone forever; the others subscribe *first*, then wait
-//!   for the news of that start and adopt it, success or failure;
+//!   of holding everyone forever; every caller subscribes *first*, then
+//!   looks, and those without the lock wait for the news of that start
+//!   and adopt it, success or failure;
 //! - idle means idle everywhere ([`tell_what_is_used`], [`Shared`]'s
 //!   stop): each proxy tells Redis, once a second at most, of the apps it
 //!   served, or serves still (a long WebSocket); a proxy stops an app only
@@ -41,7 +42,7 @@ use futures_util::future::BoxFuture;
 use kit::apps::{App, Apps, Coordinator, State, Why};
 use kit::apps_file::Run;
 use kit::children::{Launched, Running};
-use kit::shared_state::{Event, LEASE, Lock, SharedApps, Unreachable};
+use kit::shared_state::{Change, Event, LEASE, Lock, SharedApps, Unreachable};
 use tokio::sync::mpsc;
 
 /// How long to wait for the subscription before deciding alone.
@@ -98,14 +99,10 @@ where
         return launch().await;
     }
     // ANCHOR_END: subscribe_first
-    let deadline = Instant::now() + patience;
-    // Bounded by `deadline`: each turn waits a second at most.
-    loop {
-        // TODO: adopt the app if Redis says it is awake (where); else start it here if this proxy takes its lock (a lease, LEASE long, that holding renews); else wait for the news of the other proxy's start (a second at most, then look again), within `deadline`; Redis unreachable: start it here. Trap: another proxy that is stopping the app publishes `asleep`, which is not a failed start
-        todo!(
-            "adopt the app if Redis says it is awake (where); else start it here if this proxy takes its lock (a lease, LEASE long, that holding renews); else wait for the news of the other proxy's start (a second at most, then look again), within `deadline`; Redis unreachable: start it here. Trap: another proxy that is stopping the app publishes `asleep`, which is not a failed start"
-        )
-    }
+    // TODO: the app is started once among every proxy: this call ends with where it answers (started here, or by another proxy) or why it could not start, within `deadline`; with Redis unreachable, this proxy decides alone rather than wait. Trap: a proxy that stops the app publishes `asleep` too, and that is no failed start
+    todo!(
+        "the app is started once among every proxy: this call ends with where it answers (started here, or by another proxy) or why it could not start, within `deadline`; with Redis unreachable, this proxy decides alone rather than wait. Trap: a proxy that stops the app publishes `asleep` too, and that is no failed start"
+    )
 }
 
 /// With the lock: unless another proxy woke the app just before, runs
@@ -140,21 +137,19 @@ where
     // ANCHOR_END: start_holding
 }
 
-/// The next outcome of a start of `app` among the changes: awake (where),
-/// or asleep (failed); `None` once the subscription is gone.
-async fn news_of(app: &str, changes: &mut mpsc::Receiver<Event>) -> Option<Result<String, String>> {
+/// The next change of `app`'s state another proxy publishes. Once the
+/// subscription is gone, nothing more comes: the caller's timeout ends
+/// the wait, and it looks in Redis instead.
+async fn next_change(app: &str, changes: &mut mpsc::Receiver<Event>) -> Change {
     // Bounded by the caller's timeout.
     while let Some(event) = changes.recv().await {
-        let Event::Changed(change) = event else {
-            continue;
-        };
-        match (change.app == app, change.state.as_str(), change.upstream) {
-            (true, "awake", Some(upstream)) => return Some(Ok(upstream)),
-            (true, "asleep", _) => return Some(Err("its start failed on another proxy".into())),
-            _ => {}
+        if let Event::Changed(change) = event
+            && change.app == app
+        {
+            return change;
         }
     }
-    None
+    std::future::pending().await
 }
 // ANCHOR_END: start_once
 
@@ -202,7 +197,9 @@ impl Coordinator for Shared {
         why: Why,
         stop: BoxFuture<'a, ()>,
     ) -> BoxFuture<'a, ()> {
-        if !shared(app) {
+        // Not awake here: nothing of ours to stop, and nothing to tell the
+        // others (saying "asleep" would put to sleep what runs elsewhere).
+        if !shared(app) || app.state() != State::Awake {
             return stop;
         }
         Box::pin(async move {

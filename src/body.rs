@@ -99,6 +99,7 @@ impl<D: FnOnce(u64)> hyper::body::Body for WhenDropped<D> {
     type Data = Bytes;
     type Error = BoxError;
 
+    // ANCHOR: when_dropped
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -111,6 +112,7 @@ impl<D: FnOnce(u64)> hyper::body::Body for WhenDropped<D> {
         }
         polled
     }
+    // ANCHOR_END: when_dropped
 
     fn is_end_stream(&self) -> bool {
         self.body.is_end_stream()

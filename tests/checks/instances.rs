@@ -13,7 +13,7 @@ use crate::harness::client::{admin_request, excerpt, fetch};
 use crate::harness::folder::FileIn;
 use crate::harness::logs::logged;
 use crate::harness::redis::RedisServer;
-use crate::harness::{Ctx, Failure, Outcome, Proxy, fail, within};
+use crate::harness::{Ctx, Failure, OrFail, Outcome, Proxy, fail, within};
 
 /// The status API's token in these checks.
 const TOKEN: &str = "s3cret-token";
@@ -38,34 +38,68 @@ impl Instances {
 /// check's own, and `apps` (`{dir}`: a folder of the check's own,
 /// `{origin}`: the demo origin) as their apps file.
 async fn two_instances(ctx: &Ctx, flags: &[&str], apps: &str) -> Result<Instances, Failure> {
-    let redis = RedisServer::start().map_err(fail)?;
-    let file = FileIn::new("shared", "apps.toml", "")?;
-    let text = apps
-        .replace("{dir}", &file.folder().path().display().to_string())
-        .replace("{origin}", &ctx.origin.to_string());
-    file.rewrite(&text)?;
-    let (path, upstream) = (file.arg(), format!("http://{}", ctx.origin));
-    let mut args = vec![
-        "--redis",
-        &redis.url,
-        "--apps",
-        &path,
-        "--upstream",
-        &upstream,
-    ];
-    args.extend_from_slice(flags);
-    let a = ctx
-        .spawn_ready(&args, "apps:", "--redis URL --apps FILE")
-        .await?;
-    let b = ctx
-        .spawn_ready(&args, "apps:", "--redis URL --apps FILE")
-        .await?;
+    let sharing = Sharing::new(ctx, flags, apps)?;
+    let a = sharing.instance(ctx).await?;
+    let b = sharing.instance(ctx).await?;
     Ok(Instances {
-        redis,
+        redis: sharing.redis,
         a,
         b,
-        apps: file,
+        apps: sharing.apps,
     })
+}
+
+/// A redis-server and an apps file, and the flags of a proxy that shares
+/// them: proxies can be started one at a time.
+struct Sharing {
+    redis: RedisServer,
+    apps: FileIn,
+    args: Vec<String>,
+}
+
+impl Sharing {
+    fn new(ctx: &Ctx, flags: &[&str], apps: &str) -> Result<Sharing, Failure> {
+        let redis = RedisServer::start().map_err(fail)?;
+        let file = FileIn::new("shared", "apps.toml", "")?;
+        let text = apps
+            .replace("{dir}", &file.folder().path().display().to_string())
+            .replace("{origin}", &ctx.origin.to_string());
+        file.rewrite(&text)?;
+        let mut args = vec![
+            "--redis".to_string(),
+            redis.url.clone(),
+            "--apps".to_string(),
+            file.arg(),
+            "--upstream".to_string(),
+            format!("http://{}", ctx.origin),
+        ];
+        args.extend(flags.iter().map(|flag| flag.to_string()));
+        Ok(Sharing {
+            redis,
+            apps: file,
+            args,
+        })
+    }
+
+    async fn instance(&self, ctx: &Ctx) -> Result<Proxy, Failure> {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        ctx.spawn_ready(&args, "apps:", "--redis URL --apps FILE")
+            .await
+    }
+
+    /// How many subscribers the proxies' channel of news has.
+    fn subscribers(&self) -> Result<u64, Failure> {
+        let answer = self
+            .redis
+            .ask("PUBSUB NUMSUB reverse-proxy-workshop:changes")
+            .map_err(fail)?;
+        // `*2 $N channel :COUNT`: the count is the last line.
+        answer
+            .trim_end()
+            .rsplit_once(':')
+            .and_then(|(_, count)| count.parse().ok())
+            .ok_or_else(|| fail(format!("PUBSUB NUMSUB answered {answer:?}")))
+    }
 }
 
 /// Waits until `proxy`'s status API says `name` is awake.
@@ -379,6 +413,78 @@ upstream = "http://{origin}"
         lines(&hello_stops) == 1,
         "closed, the WebSocket's app should be stopped once; its stop command ran {} time(s)",
         lines(&hello_stops)
+    );
+    Ok(())
+}
+
+/// `--redis`: a request on one proxy while another stops the app (its
+/// stop command still running) waits for the stop to end, then is
+/// answered by a new start: the stopping proxy's `asleep` is the end of
+/// a stop, not a failed start.
+pub async fn apps_shared_stop_is_no_failed_start(ctx: Ctx) -> Outcome {
+    // The stop runs until the check says `release` (10 s at most).
+    let apps = r#"idle = "1s"
+
+[[apps]]
+name = "hello"
+start = "echo started >> {dir}/hello.starts"
+stop = "echo stopping >> {dir}/hello.stops; i=0; while [ ! -e {dir}/release ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done"
+upstream = "http://{origin}"
+"#;
+    let sharing = Sharing::new(&ctx, &[], apps)?;
+    let (starts, stops) = (
+        sharing.apps.folder().file("hello.starts"),
+        sharing.apps.folder().file("hello.stops"),
+    );
+    let release = sharing.apps.folder().file("release");
+    let a = sharing.instance(&ctx).await?;
+    let reply = ask_app(a.addr, "hello", "/echo", 20).await?;
+    ensure!(
+        reply.status == StatusCode::OK,
+        "hello should answer 200, got {}",
+        reply.status
+    );
+    // Started after the app woke, b knows it only as asleep.
+    let b = sharing.instance(&ctx).await?;
+    within(15, "a's idle stop to begin", async {
+        // Bounded by `within`: a look every 50 ms.
+        while lines(&stops) == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    })
+    .await?;
+    // b is asked while a's stop runs: it looks, cannot take the lock, and
+    // waits for news. Its start subscribes to the news before it looks:
+    // once it has, the stop may end.
+    let before = sharing.subscribers()?;
+    let asked = tokio::spawn(ask_app(b.addr, "hello", "/echo", 20));
+    let subscribed = within(5, "b's start to subscribe to the news", async {
+        // Bounded by `within`: a look every 20 ms.
+        while sharing.subscribers()? <= before {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    })
+    .await;
+    let _ = std::fs::write(&release, "");
+    let reply = within(20, "b's answer", async {
+        asked.await.or_fail("the request's task")?
+    })
+    .await?;
+    subscribed?;
+    ensure!(
+        reply.status == StatusCode::OK,
+        "a request on one proxy while another stopped the app should wait for the stop, then \
+         be answered 200 by a new start; got {} {}: the stopping proxy's `asleep` is the end of \
+         its stop, not a failed start",
+        reply.status,
+        excerpt(&reply.text())
+    );
+    ensure!(
+        lines(&starts) == 2,
+        "the start command should have run twice (a's, then after the stop), it ran {} time(s)",
+        lines(&starts)
     );
     Ok(())
 }

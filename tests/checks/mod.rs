@@ -143,6 +143,7 @@ checks![
     instances::apps_shared_redis_down,
     instances::apps_shared_lock_holder_dies,
     instances::apps_shared_websocket_keeps_awake,
+    instances::apps_shared_stop_is_no_failed_start,
     complete::config_file_checked,
     complete::version_flag,
     complete::connect_timeout_502,

@@ -399,7 +399,16 @@ async fn forward_changes(
         return Ok(());
     }
     let mut messages = subscription.on_message();
-    while let Some(message) = messages.next().await {
+    loop {
+        // The receiver gone (a start that ended): the subscription, and
+        // its connection to Redis, end now, not at the next message.
+        let message = tokio::select! {
+            message = messages.next() => message,
+            () = send.closed() => return Ok(()),
+        };
+        let Some(message) = message else {
+            return Ok(());
+        };
         let Ok(text) = message.get_payload::<String>() else {
             continue;
         };
@@ -409,7 +418,6 @@ async fn forward_changes(
             return Ok(());
         }
     }
-    Ok(())
 }
 
 /// `NAME STATE [UPSTREAM]`; anything else is not ours and is skipped.
