@@ -148,7 +148,7 @@ fn stop_idle_groups(apps: &Arc<Apps>) {
             .collect();
         // ANCHOR: idle_member
         let idle = |member: &&Arc<App>| {
-            // EXERCISE: say whether this member lets its group sleep: asleep already, or awake with nothing in flight and no activity for its own idle time; an app that is starting or stopping does not. Trap: a long download or an open WebSocket began long ago, and has not ended
+            // EXERCISE: say whether this member lets its group sleep now: putting it to sleep would cut nobody off and undo nothing under way, and it has been idle for its own idle time. Trap: a long download or an open WebSocket began long ago, and has not ended
             match member.state() {
                 State::Asleep => true,
                 State::Awake => {
@@ -163,13 +163,13 @@ fn stop_idle_groups(apps: &Arc<Apps>) {
         // ANCHOR_END: idle_member
         // ANCHOR: stop_group
         if awake && members.iter().all(idle) {
-            for member in members {
-                let (member, apps) = (member.clone(), apps.clone());
-                // Busy after all if a request came since: it is seen.
-                let stop = async move {
-                    apps.stop(&member, Why::Idle, || member.in_flight() > 0)
-                        .await
-                };
+            let together: Arc<Vec<Arc<App>>> = Arc::new(members.into_iter().cloned().collect());
+            for member in together.iter() {
+                let (member, apps, together) = (member.clone(), apps.clone(), together.clone());
+                // Busy after all if a request came since to any member: the
+                // group stays whole, awake.
+                let busy = move || together.iter().any(|linked| linked.in_flight() > 0);
+                let stop = async move { apps.stop(&member, Why::Idle, busy).await };
                 tokio::spawn(stop);
             }
         }

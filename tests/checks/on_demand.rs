@@ -1,7 +1,8 @@
-//! Step 12: apps on demand, with real child processes. Each check writes
-//! an apps file whose apps are the demo origin, started by a small `sh`
-//! script that first writes its PID (which `exec` keeps) to a file: the
-//! check counts starts and finds the app's process from outside.
+//! Steps 12 and 13: apps on demand, woken then put to sleep, with real
+//! child processes. Each check writes an apps file whose apps are the demo
+//! origin, started by a small `sh` script that first writes its PID (which
+//! `exec` keeps) to a file: the check counts starts and finds the app's
+//! process from outside.
 //!
 //! Some apps wait for a `go` file before they exec the origin: the check
 //! decides when a start may finish, so "held while starting" is observed,
@@ -24,7 +25,7 @@ use crate::ensure;
 use crate::harness::client::{Reply, admin_request, excerpt, fetch, read, send};
 use crate::harness::folder::FileIn;
 use crate::harness::logs::{logged, logged_again, tail};
-use crate::harness::{Ctx, Failure, OrFail, Outcome, Proxy, within};
+use crate::harness::{Ctx, Failure, OrFail, Outcome, Proxy, fail, within};
 use workshop::body::{Body, empty};
 
 /// A folder for one check: the apps file, the start records, the `go` files.
@@ -643,7 +644,8 @@ pub async fn linked_apps_wake_together(ctx: Ctx) -> Outcome {
 }
 
 /// None of a group of linked apps is stopped while one of them is busy;
-/// once all are idle, they are stopped together.
+/// once all are idle, they are stopped together; one woken alone is
+/// stopped alone.
 pub async fn linked_apps_sleep_together(ctx: Ctx) -> Outcome {
     let (proxy, apps) = with_apps(&ctx, LINKED, &[]).await?;
     let mut socket = websocket_to(proxy.addr, "docs").await?;
@@ -661,7 +663,17 @@ pub async fn linked_apps_sleep_together(ctx: Ctx) -> Outcome {
     let _ = socket.close(None).await;
     drop(socket);
     logged(&proxy, "docs: stopping → asleep", 15).await?;
-    logged(&proxy, "search: stopping → asleep", 15).await
+    logged(&proxy, "search: stopping → asleep", 15).await?;
+    // Woken alone, search sleeps alone: docs, asleep already, lets it.
+    expect_awake(&proxy, "search").await?;
+    logged_again(&proxy, "search: stopping → asleep", 1, 15)
+        .await
+        .map_err(|failure| {
+            fail(format!(
+                "search, woken alone (docs, linked to it, stays asleep), should be stopped once \
+                 idle: a member that is asleep lets its group sleep ({failure})"
+            ))
+        })
 }
 
 /// The status API needs the token, answers JSON, starts and stops apps,

@@ -200,7 +200,9 @@ async fn watch_child(
     let crashed = matches!(ended, Ended::Crashed(_));
     said.send_replace(Some(ended));
     if crashed {
-        child_ended.notify_waiters();
+        // One waiter (the sweep); a crash while it is busy is kept for
+        // its next wait, not lost.
+        child_ended.notify_one();
     }
     // ANCHOR_END: watch_child
 }
