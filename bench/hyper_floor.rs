@@ -88,7 +88,7 @@ async fn serve(listen: SocketAddr, upstream: SocketAddr) {
 
 /// Sends the request as it came over a kept-alive connection that is ready,
 /// and files the connection back once the response's head is in, as step
-/// 13's pool does.
+/// 17's upstream client (the kit's `upstream_client`) does.
 async fn pass_on(
     pool: Pool,
     upstream: SocketAddr,

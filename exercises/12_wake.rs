@@ -77,9 +77,9 @@ pub async fn wake(app: &Arc<App>, apps: &Arc<Apps>) -> Result<Uri, String> {
             }
             // ANCHOR_END: waits
             State::Asleep => {
-                // TODO: exactly one of the callers that find the app asleep starts it (on a task of its own), counting the attempt; then every caller, the one that started it included, loops to wait for that start. Trap: looking at the state, then changing it, lets two callers both see `asleep` and both start the app
+                // TODO: exactly one of the callers that find the app asleep starts it, as a new attempt that outlives its caller; then every caller, the one that started it included, waits for that start's outcome. Trap: looking at the state, then changing it, lets two callers both see `asleep` and both start the app
                 todo!(
-                    "exactly one of the callers that find the app asleep starts it (on a task of its own), counting the attempt; then every caller, the one that started it included, loops to wait for that start. Trap: looking at the state, then changing it, lets two callers both see `asleep` and both start the app"
+                    "exactly one of the callers that find the app asleep starts it, as a new attempt that outlives its caller; then every caller, the one that started it included, waits for that start's outcome. Trap: looking at the state, then changing it, lets two callers both see `asleep` and both start the app"
                 );
                 // Won or lost, the state has changed: look again.
                 continue;
@@ -141,9 +141,9 @@ async fn hold_until_awake(
     app: &Arc<App>,
     browser: bool,
 ) -> Result<Uri, Response<Body>> {
-    // TODO: a browser asking for an app that is not awake gets the waiting page at once, and the app wakes all the same; anyone else waits for the start and gets where the app answers, or a 503 that says why. Trap: a request held with no bound of its own waits forever on a start that hangs
+    // TODO: a browser asking for an app that is not awake gets the waiting page at once, and the app wakes all the same; anyone else waits for the start and gets where the app answers, or a 503 that says why. Trap: the page alone wakes nothing: the browser reloads it, and gets it again, forever
     todo!(
-        "a browser asking for an app that is not awake gets the waiting page at once, and the app wakes all the same; anyone else waits for the start and gets where the app answers, or a 503 that says why. Trap: a request held with no bound of its own waits forever on a start that hangs"
+        "a browser asking for an app that is not awake gets the waiting page at once, and the app wakes all the same; anyone else waits for the start and gets where the app answers, or a 503 that says why. Trap: the page alone wakes nothing: the browser reloads it, and gets it again, forever"
     )
 }
 // ANCHOR_END: hold_body
@@ -275,7 +275,9 @@ fn waiting_page(app: &App) -> Response<Body> {
 }
 // ANCHOR_END: waiting_page
 
-/// The app could not start: `503`, when to try again, and why.
+/// The app could not start: `503`, when to try again, and why. A
+/// simplification: the why (an app's stderr, an address) is for the
+/// operator, and step 15 moves it from the body to the log.
 fn unavailable(name: &str, why: &str) -> Response<Body> {
     let mut response = text(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -70,7 +70,7 @@ pub async fn wake(app: &Arc<App>, apps: &Arc<Apps>) -> Result<Uri, String> {
             }
             // ANCHOR_END: waits
             State::Asleep => {
-                // EXERCISE: exactly one of the callers that find the app asleep starts it (on a task of its own), counting the attempt; then every caller, the one that started it included, loops to wait for that start. Trap: looking at the state, then changing it, lets two callers both see `asleep` and both start the app
+                // EXERCISE: exactly one of the callers that find the app asleep starts it, as a new attempt that outlives its caller; then every caller, the one that started it included, waits for that start's outcome. Trap: looking at the state, then changing it, lets two callers both see `asleep` and both start the app
                 // ANCHOR: one_start
                 let starts_it = app.transition(&[State::Asleep], State::Starting, |status| {
                     status.attempt += 1;
@@ -140,14 +140,14 @@ async fn hold_until_awake(
     app: &Arc<App>,
     browser: bool,
 ) -> Result<Uri, Response<Body>> {
-    // EXERCISE: a browser asking for an app that is not awake gets the waiting page at once, and the app wakes all the same; anyone else waits for the start and gets where the app answers, or a 503 that says why. Trap: a request held with no bound of its own waits forever on a start that hangs
+    // EXERCISE: a browser asking for an app that is not awake gets the waiting page at once, and the app wakes all the same; anyone else waits for the start and gets where the app answers, or a 503 that says why. Trap: the page alone wakes nothing: the browser reloads it, and gets it again, forever
     if app.state() != State::Awake && browser {
         let (waking, apps) = (app.clone(), apps.clone());
         tokio::spawn(async move { wake(&waking, &apps).await });
         return Err(waiting_page(app));
     }
-    // The start has its own deadline, which fires first and says why;
-    // this one, a second later, is a safety net.
+    // The start has its own deadline, which usually fires first and says
+    // why; this one, a second later, is a safety net.
     let patience = app.spec().start_timeout + Duration::from_secs(1);
     match tokio::time::timeout(patience, wake(app, apps)).await {
         Ok(Ok(upstream)) => Ok(upstream),
@@ -285,7 +285,9 @@ fn waiting_page(app: &App) -> Response<Body> {
 }
 // ANCHOR_END: waiting_page
 
-/// The app could not start: `503`, when to try again, and why.
+/// The app could not start: `503`, when to try again, and why. A
+/// simplification: the why (an app's stderr, an address) is for the
+/// operator, and step 15 moves it from the body to the log.
 fn unavailable(name: &str, why: &str) -> Response<Body> {
     let mut response = text(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -2,7 +2,7 @@
 //! and apps files, the status API's token, `--check` and the hidden flag
 //! the demo apps are started with (steps 11 and 12); step 14's limits and
 //! deadlines; step 15's access log. Each step's lesson is what it does with
-//! them. And the open-files limit the complete proxy raises at start.
+//! them. And the open-files limit every server from step 14 on raises at start.
 
 use std::path::PathBuf;
 use std::time::Duration;
