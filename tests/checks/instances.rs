@@ -124,6 +124,18 @@ async fn awake_on(proxy: &Proxy, name: &str) -> Outcome {
     .await
 }
 
+/// Until a file the apps write has a line (`seconds` at most).
+async fn until_written(path: &PathBuf, what: &str, seconds: u64) -> Outcome {
+    within(seconds, what, async {
+        // Bounded by `within`: a look every 50 ms.
+        while lines(path) == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// The lines of a file the apps write (none if it is not there yet).
 fn lines(path: &PathBuf) -> usize {
     std::fs::read_to_string(path)
@@ -158,10 +170,7 @@ upstream = "http://{origin}"
         "50 first requests split across two instances sharing --redis should all be \
          answered 200, {answered} were"
     );
-    let ran = std::fs::read_to_string(&starts)
-        .unwrap_or_default()
-        .lines()
-        .count();
+    let ran = lines(&starts);
     ensure!(
         ran == 1,
         "two instances sharing --redis should start the app once for 50 first requests \
@@ -208,9 +217,8 @@ idle = "2s"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let stopped = std::fs::read_to_string(&stops).unwrap_or_default();
     ensure!(
-        stopped.is_empty(),
+        lines(&stops) == 0,
         "requests on one instance should keep the app awake; it was stopped after 4 s \
          (the other instance stopped it after its own idle time of 2 s)"
     );
@@ -221,11 +229,11 @@ idle = "2s"
     for proxy in [a, b] {
         logged(proxy, " → asleep", 15).await?;
     }
-    let stopped = std::fs::read_to_string(&stops).unwrap_or_default();
+    let stopped = lines(&stops);
     ensure!(
-        stopped.lines().count() == 1,
+        stopped == 1,
         "idle on both instances, the app should be stopped once; its stop command ran {} time(s)",
-        stopped.lines().count()
+        stopped
     );
     Ok(())
 }
@@ -287,12 +295,12 @@ idle = "3s"
     for proxy in [a, b] {
         logged(proxy, " → asleep", 20).await?;
     }
-    let stopped = std::fs::read_to_string(&stops).unwrap_or_default();
+    let stopped = lines(&stops);
     ensure!(
-        stopped.lines().count() == 1,
+        stopped == 1,
         "with Redis back, the idle app should be stopped once for both instances; its stop \
          command ran {} time(s)",
-        stopped.lines().count()
+        stopped
     );
     Ok(())
 }
@@ -316,17 +324,7 @@ start_timeout = "10s"
     let outcome = async {
         // a starts it, and hangs there holding the lock.
         let held = tokio::spawn(ask_app(a.addr, "hello", "/echo", 20));
-        within(10, "a's start to begin", async {
-            // Bounded by `within`: a look every 50 ms.
-            while std::fs::read_to_string(&starts)
-                .unwrap_or_default()
-                .is_empty()
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Ok(())
-        })
-        .await?;
+        until_written(&starts, "a's start to begin", 10).await?;
         a.kill(10).await?;
         held.abort();
         let reply = ask_app(b.addr, "hello", "/echo", 20).await?;
@@ -337,10 +335,7 @@ start_timeout = "10s"
             reply.status,
             excerpt(&reply.text())
         );
-        let ran = std::fs::read_to_string(&starts)
-            .unwrap_or_default()
-            .lines()
-            .count();
+        let ran = lines(&starts);
         ensure!(
             ran == 2,
             "the start command should have run twice (the dead instance's, then the other's), \
@@ -385,13 +380,11 @@ upstream = "http://{origin}"
         "quiet should answer 200, got {}",
         reply.status
     );
-    within(15, "the control app to be stopped for idleness", async {
-        // Bounded by `within`: a look every 100 ms.
-        while lines(&quiet_stops) == 0 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(())
-    })
+    until_written(
+        &quiet_stops,
+        "the control app to be stopped for idleness",
+        15,
+    )
     .await?;
     ensure!(
         lines(&hello_stops) == 0,
@@ -446,14 +439,7 @@ upstream = "http://{origin}"
     );
     // Started after the app woke, b knows it only as asleep.
     let b = sharing.instance(&ctx).await?;
-    within(15, "a's idle stop to begin", async {
-        // Bounded by `within`: a look every 50 ms.
-        while lines(&stops) == 0 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
-    })
-    .await?;
+    until_written(&stops, "a's idle stop to begin", 15).await?;
     // b is asked while a's stop runs: it looks, cannot take the lock, and
     // waits for news. Its start subscribes to the news before it looks:
     // once it has, the stop may end.
