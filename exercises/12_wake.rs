@@ -77,9 +77,9 @@ pub async fn wake(app: &Arc<App>, apps: &Arc<Apps>) -> Result<Uri, String> {
             }
             // ANCHOR_END: waits
             State::Asleep => {
-                // TODO: exactly one of the callers that find the app asleep starts it, as a new attempt that outlives its caller; then every caller, the one that started it included, waits for that start's outcome. Trap: looking at the state, then changing it, lets two callers both see `asleep` and both start the app
+                // TODO: exactly one of the callers that find the app asleep starts it, as a new attempt that outlives its caller; then every caller, the one that started it included, waits for that start's outcome. Trap: a start run inside its caller's future dies with it when that client leaves: the app stays `starting`, and every later request waits for nothing
                 todo!(
-                    "exactly one of the callers that find the app asleep starts it, as a new attempt that outlives its caller; then every caller, the one that started it included, waits for that start's outcome. Trap: looking at the state, then changing it, lets two callers both see `asleep` and both start the app"
+                    "exactly one of the callers that find the app asleep starts it, as a new attempt that outlives its caller; then every caller, the one that started it included, waits for that start's outcome. Trap: a start run inside its caller's future dies with it when that client leaves: the app stays `starting`, and every later request waits for nothing"
                 );
                 // Won or lost, the state has changed: look again.
                 continue;

@@ -153,13 +153,12 @@ impl Unanswered {
 // ANCHOR: unanswered_drop
 impl Drop for Unanswered {
     fn drop(&mut self) {
+        // Not answered: dropped first.
         if let Some(arrival) = self.arrival.take() {
-            let left = StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST);
-            self.metrics
-                .count(Answerer::Proxy, left, arrival.started.elapsed());
-            if let Some(log) = &self.log {
-                log.write(&arrival, left, 0);
-            }
+            // TODO: the request whose client left before its answer is counted and logged all the same, as nginx does it: status 499, nothing sent, the time it had waited. Trap: this runs inside a drop, on whatever thread drops the future: it must not wait, and must not panic
+            todo!(
+                "the request whose client left before its answer is counted and logged all the same, as nginx does it: status 499, nothing sent, the time it had waited. Trap: this runs inside a drop, on whatever thread drops the future: it must not wait, and must not panic"
+            )
         }
     }
 }

@@ -59,9 +59,9 @@ pub fn watch_config(path: &std::path::Path, running: &Config, live: Live) -> Res
     let in_force = running.restart_settings();
     watch::on_change(&path.clone(), move || match config::load(&path, None) {
         Ok(fresh) => {
-            // TODO: what requests meet (the rules, their upstream groups, the apps) changes at once; what a running server is made of does not, and the log says so when the file changed it. Trap: a reload that looks as if it took everything: an operator who edited `listen` or `[timeouts]` believes them in force
+            // TODO: what requests meet (the rules, their upstream groups, the apps) changes at once, and the log says `routes reloaded` as step 11's did; what a running server is made of does not, and the log names what of it the file changed. Trap: a reload that looks as if it took everything: an operator who edited `listen` or `[timeouts]` believes them in force
             todo!(
-                "what requests meet (the rules, their upstream groups, the apps) changes at once; what a running server is made of does not, and the log says so when the file changed it. Trap: a reload that looks as if it took everything: an operator who edited `listen` or `[timeouts]` believes them in force"
+                "what requests meet (the rules, their upstream groups, the apps) changes at once, and the log says `routes reloaded` as step 11's did; what a running server is made of does not, and the log names what of it the file changed. Trap: a reload that looks as if it took everything: an operator who edited `listen` or `[timeouts]` believes them in force"
             )
         }
         Err(err) => warn!("config not reloaded (the one in force stays): {err}"),

@@ -70,7 +70,7 @@ pub async fn wake(app: &Arc<App>, apps: &Arc<Apps>) -> Result<Uri, String> {
             }
             // ANCHOR_END: waits
             State::Asleep => {
-                // EXERCISE: exactly one of the callers that find the app asleep starts it, as a new attempt that outlives its caller; then every caller, the one that started it included, waits for that start's outcome. Trap: looking at the state, then changing it, lets two callers both see `asleep` and both start the app
+                // EXERCISE: exactly one of the callers that find the app asleep starts it, as a new attempt that outlives its caller; then every caller, the one that started it included, waits for that start's outcome. Trap: a start run inside its caller's future dies with it when that client leaves: the app stays `starting`, and every later request waits for nothing
                 // ANCHOR: one_start
                 let starts_it = app.transition(&[State::Asleep], State::Starting, |status| {
                     status.attempt += 1;

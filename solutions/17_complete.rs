@@ -52,12 +52,14 @@ pub fn watch_config(path: &std::path::Path, running: &Config, live: Live) -> Res
     let in_force = running.restart_settings();
     watch::on_change(&path.clone(), move || match config::load(&path, None) {
         Ok(fresh) => {
-            // EXERCISE: what requests meet (the rules, their upstream groups, the apps) changes at once; what a running server is made of does not, and the log says so when the file changed it. Trap: a reload that looks as if it took everything: an operator who edited `listen` or `[timeouts]` believes them in force
+            // EXERCISE: what requests meet (the rules, their upstream groups, the apps) changes at once, and the log says `routes reloaded` as step 11's did; what a running server is made of does not, and the log names what of it the file changed. Trap: a reload that looks as if it took everything: an operator who edited `listen` or `[timeouts]` believes them in force
             // ANCHOR: reload
-            if fresh.restart_settings() != in_force {
+            let not_yet = fresh.restart_settings().differing_keys(&in_force);
+            if !not_yet.is_empty() {
                 warn!(
-                    "{}: listeners, certificates, timeouts, limits, grace, log, admin_token, upstream_tls and state change at the next restart",
-                    path.display()
+                    "{}: {} changed, in force at the next restart",
+                    path.display(),
+                    not_yet.join(", ")
                 );
             }
             let routes = fresh.routes.unwrap_or_else(no_rules);

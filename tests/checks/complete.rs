@@ -9,6 +9,7 @@ use http::{Request, StatusCode};
 use tokio::net::TcpStream;
 use workshop::body::empty;
 
+use super::on_demand::ask_app;
 use crate::ensure;
 use crate::harness::client::{excerpt, get};
 use crate::harness::folder::FileIn;
@@ -101,6 +102,60 @@ pub async fn config_file_checked(ctx: Ctx) -> Outcome {
         reply.status == StatusCode::OK,
         "the config in force should stay, got {}",
         reply.status
+    );
+    Ok(())
+}
+
+/// A reload takes at once what requests meet (an app added to the file
+/// answers); a `[timeouts]` edit waits for a restart, and the log names it.
+pub async fn config_reload_now_or_at_restart(ctx: Ctx) -> Outcome {
+    let (proxy, file) = configured(&ctx, FORWARD_ALL).await?;
+    let before = ask_app(proxy.addr, "sleepy", "/echo", 10).await?;
+    ensure!(
+        before.status == StatusCode::OK,
+        "sleepy.localhost, no app yet, should go by the rule to the origin, got {}",
+        before.status
+    );
+    // An app whose start fails: once it is in, its host is a 503.
+    file.write(
+        &ctx,
+        &format!(
+            "{FORWARD_ALL}\n[timeouts]\nresponse_head = \"7s\"\n\n[[apps]]\nname = \"sleepy\"\n\
+             start = \"exit 1\"\nstop = \"true\"\nupstream = \"http://127.0.0.1:9\"\n"
+        ),
+    )?;
+    proxy
+        .stderr_until(
+            "a log line saying that [timeouts] changed, in force at the next restart",
+            |log| {
+                log.lines()
+                    .any(|line| line.contains("[timeouts]") && line.contains("next restart"))
+            },
+            10,
+        )
+        .await?;
+    let added = within(10, "the app added by the reload to answer", async {
+        // Bounded by `within`: a request every 50 ms.
+        loop {
+            let reply = ask_app(proxy.addr, "sleepy", "/echo", 10).await?;
+            if reply.status != StatusCode::OK {
+                return Ok(reply);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .map_err(|failure| {
+        fail(format!(
+            "an app added to the config file should be in force once it is reloaded: \
+             sleepy.localhost still goes by the rules ({failure})"
+        ))
+    })?;
+    ensure!(
+        added.status == StatusCode::SERVICE_UNAVAILABLE,
+        "sleepy, whose start fails, should answer 503 once the reload added it, got {} {}",
+        added.status,
+        excerpt(&added.text())
     );
     Ok(())
 }

@@ -181,8 +181,9 @@ pub async fn graceful_shutdown(ctx: Ctx) -> Outcome {
     Ok(())
 }
 
-/// With `--max-connections 2`, a third connection waits (in the backlog)
-/// until one of the two closes, then is served.
+/// With `--max-connections 2`, a third connection waits (in the backlog,
+/// as do twenty more: the proxy holds no socket for them) until one of the
+/// two closes, then is served.
 pub async fn connection_limit_waits(ctx: Ctx) -> Outcome {
     let proxy = hardened(&ctx, &["--max-connections", "2"]).await?;
     let first = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
@@ -192,8 +193,33 @@ pub async fn connection_limit_waits(ctx: Ctx) -> Outcome {
     let early = tokio::time::timeout(Duration::from_secs(1), &mut third).await;
     ensure!(
         early.is_err(),
-        "with --max-connections 2 and two connections open, a third should wait, but it was served"
+        "with --max-connections 2 and two connections open, a third should wait, but it was \
+         served: does the proxy take a permit before it accepts?"
     );
+    // Twenty more: they wait in the kernel's backlog, not in the proxy,
+    // which would hold a socket (a descriptor) for each.
+    if let Some(pid) = proxy.pid() {
+        let before = open_files(pid);
+        let mut waiting = Vec::new();
+        for _ in 0..20 {
+            waiting.push(TcpStream::connect(proxy.addr).await.or_fail("connecting")?);
+        }
+        // A second to see that the proxy does not take them (bounded: 20
+        // looks, 50 ms apart).
+        let mut most = before;
+        for _ in 0..20 {
+            most = most.max(open_files(pid));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ensure!(
+            most < before + 10,
+            "with --max-connections 2 and two connections open, 20 more clients should wait in \
+             the kernel's backlog; the proxy opened {} descriptors meanwhile: does it accept \
+             first, and wait for a permit after? Then it holds a socket for every client that \
+             waits",
+            most - before
+        );
+    }
     drop(first);
     let answer = within(10, "the third connection's answer", async {
         third.await.or_fail("the third connection's task")?
@@ -206,6 +232,11 @@ pub async fn connection_limit_waits(ctx: Ctx) -> Outcome {
     );
     drop(second);
     Ok(())
+}
+
+/// How many files (sockets included) process `pid` has open.
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |entries| entries.count())
 }
 
 async fn raw_get(addr: SocketAddr) -> Result<String, Failure> {

@@ -114,6 +114,36 @@ pub async fn access_log_lines(ctx: Ctx) -> Outcome {
             && json["ms"].is_number(),
         "the access log line should say method, host, target, status, bytes (1234) and ms; got {line}"
     );
+    // A stream without Content-Length, 3 chunks 300 ms apart: the line
+    // counts what was sent and the time it took, so it is written at the end.
+    let mut request = Request::new(empty());
+    *request.uri_mut() = "/stream?n=3&interval_ms=300".parse().or_fail("a target")?;
+    request.headers_mut().insert(
+        http::header::HOST,
+        "logged.example".parse().or_fail("a host")?,
+    );
+    let reply = crate::harness::client::fetch(proxy.addr, request).await?;
+    ensure!(reply.status == StatusCode::OK, "got {}", reply.status);
+    let lines = proxy
+        .stdout_until(
+            |lines| lines.iter().any(|line| line.contains("/stream?n=3")),
+            10,
+        )
+        .await?;
+    let line = lines
+        .iter()
+        .find(|line| line.contains("/stream?n=3"))
+        .or_fail("the stream's access log line")?;
+    let json: serde_json::Value = serde_json::from_str(line).or_fail("a JSON line")?;
+    let sent = reply.body.len();
+    ensure!(
+        json["status"] == 200
+            && json["bytes"] == sent
+            && json["ms"].as_f64().is_some_and(|ms| ms >= 500.0),
+        "a streamed response (no Content-Length, {sent} bytes in 3 chunks over 600 ms) should \
+         be logged once it is over, with the {sent} bytes sent and at least 600 ms: a line \
+         written at the response head knows neither; got {line}"
+    );
     Ok(())
 }
 

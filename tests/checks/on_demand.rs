@@ -381,6 +381,77 @@ pub async fn browser_gets_a_waiting_page(ctx: Ctx) -> Outcome {
     Ok(())
 }
 
+/// A browser alone, reloading the waiting page as it says, gets the app
+/// once it has started: the page does not wake the app, its request does.
+pub async fn browser_alone_wakes_the_app(ctx: Ctx) -> Outcome {
+    let (proxy, apps) = with_apps(&ctx, HELLO, &[]).await?;
+    let browser_accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let reload = || {
+        fetch(
+            proxy.addr,
+            for_app("hello", "GET", "/echo", &[("accept", browser_accept)]),
+        )
+    };
+    let first = reload().await?;
+    ensure!(
+        first.status == StatusCode::SERVICE_UNAVAILABLE,
+        "a browser asking for a sleeping app should get the waiting page (503), got {}",
+        first.status
+    );
+    let up = within(15, "the browser's reloads to reach the app", async {
+        // Bounded by `within`: a reload every 200 ms.
+        loop {
+            let reply = reload().await?;
+            if reply.status == StatusCode::OK {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    up.map_err(|failure| {
+        fail(format!(
+            "a browser alone, reloading the waiting page, should get the app once it has \
+             started: the request that got the page must wake the app too ({failure})"
+        ))
+    })?;
+    one_start(&apps, "hello")?;
+    Ok(())
+}
+
+/// The request that starts an app may leave (its client gone) before the
+/// app is up: the start goes on, and the next request gets the app.
+pub async fn start_outlives_its_client(ctx: Ctx) -> Outcome {
+    let (proxy, apps) = with_apps(
+        &ctx,
+        "[[apps]]\nname = \"lonely\"\ncommand = {gated lonely}\n",
+        &[],
+    )
+    .await?;
+    let first = written_requests(proxy.addr, "lonely", 1).await?;
+    logged(&proxy, "lonely: asleep → starting", 10).await?;
+    // Its client leaves: the proxy drops that request.
+    drop(first);
+    apps.go("lonely")?;
+    let reply = ask_app(proxy.addr, "lonely", "/echo", 10)
+        .await
+        .map_err(|failure| {
+            fail(format!(
+                "the client whose request started the app left; the start should go on, and \
+                 the next request get the app ({failure})"
+            ))
+        })?;
+    ensure!(
+        reply.status == StatusCode::OK,
+        "the client whose request started the app left; the next request should get the app, \
+         got {} {}",
+        reply.status,
+        excerpt(&reply.text())
+    );
+    one_start(&apps, "lonely")?;
+    Ok(())
+}
+
 /// A start that fails (the child exits, or is not ready in time) is a 503
 /// with Retry-After that says which app and why; the next request tries again.
 pub async fn failed_start_is_503(ctx: Ctx) -> Outcome {

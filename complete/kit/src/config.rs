@@ -102,6 +102,28 @@ pub struct RestartSettings {
 }
 // ANCHOR_END: restart_settings
 
+impl RestartSettings {
+    /// The keys of the file (their names there) whose values differ
+    /// between `self` and `other`.
+    pub fn differing_keys(&self, other: &RestartSettings) -> Vec<&'static str> {
+        let differs = [
+            ("listen", self.listeners != other.listeners),
+            ("[[tls]]", self.certificates != other.certificates),
+            ("[timeouts]", self.timeouts != other.timeouts),
+            ("[limits]", self.limits != other.limits),
+            ("[shutdown]", self.shutdown_grace != other.shutdown_grace),
+            ("[log]", self.log != other.log),
+            ("admin_token", self.admin_token != other.admin_token),
+            ("upstream_tls", self.upstream_roots != other.upstream_roots),
+            ("[state]", self.redis != other.redis),
+        ];
+        differs
+            .into_iter()
+            .filter_map(|(key, differs)| differs.then_some(key))
+            .collect()
+    }
+}
+
 impl Config {
     /// What of this config only a restart changes.
     pub fn restart_settings(&self) -> RestartSettings {
