@@ -119,7 +119,7 @@ pub async fn h2_trailers_to_client(ctx: Ctx) -> Outcome {
     request
         .headers_mut()
         .insert("te", HeaderValue::from_static("trailers"));
-    let (_, trailers) = fetch_h2_with_trailers(&mut h2, request).await?;
+    let (_, _, trailers) = fetch_h2_with_trailers(&mut h2, request).await?;
     ensure!(
         trailers.contains_key("x-body-sha256") && trailers.contains_key("x-origin-status"),
         "the origin's trailers (x-body-sha256, x-origin-status) should reach an HTTP/2 client \
@@ -343,10 +343,10 @@ pub async fn upstream_http2_grpc(ctx: Ctx) -> Outcome {
         .headers_mut()
         .insert("te", HeaderValue::from_static("trailers"));
     *request.body_mut() = boxed(body);
-    let (body, trailers) = fetch_h2_with_trailers(&mut h2, request).await?;
+    let (status, body, trailers) = fetch_h2_with_trailers(&mut h2, request).await?;
     ensure!(
         body.as_ref() == b"hello grpc",
-        "the gRPC echo should return the request body, got {:?}",
+        "the gRPC echo should return the request body, got {status} {:?} (trailers {trailers:?})",
         excerpt(&String::from_utf8_lossy(&body))
     );
     ensure!(

@@ -279,7 +279,7 @@ pub async fn fetch_h2(
 pub async fn fetch_h2_with_trailers(
     sender: &mut hyper::client::conn::http2::SendRequest<Body>,
     request: Request<Body>,
-) -> Result<(Bytes, HeaderMap), Failure> {
+) -> Result<(StatusCode, Bytes, HeaderMap), Failure> {
     let response = within(10, "the HTTP/2 response headers", async {
         sender
             .send_request(request)
@@ -287,6 +287,7 @@ pub async fn fetch_h2_with_trailers(
             .or_fail("sending the HTTP/2 request")
     })
     .await?;
+    let status = response.status();
     let collected = within(10, "the body and its trailers", async {
         response
             .into_body()
@@ -296,5 +297,5 @@ pub async fn fetch_h2_with_trailers(
     })
     .await?;
     let trailers = collected.trailers().cloned().unwrap_or_default();
-    Ok((collected.to_bytes(), trailers))
+    Ok((status, collected.to_bytes(), trailers))
 }
