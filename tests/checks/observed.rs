@@ -82,29 +82,7 @@ pub async fn access_log_lines(ctx: Ctx) -> Outcome {
     let mut args = vec!["--upstream", upstream.as_str()];
     args.extend_from_slice(&flags);
     let proxy = ctx.spawn_ready(&args, "routes:", &flags.join(" ")).await?;
-    let mut request = Request::new(empty());
-    *request.uri_mut() = "/big?bytes=1234".parse().or_fail("a target")?;
-    request.headers_mut().insert(
-        http::header::HOST,
-        "logged.example".parse().or_fail("a host")?,
-    );
-    let reply = crate::harness::client::fetch(proxy.addr, request).await?;
-    ensure!(reply.status == StatusCode::OK, "got {}", reply.status);
-    let lines = proxy
-        .stdout_until(
-            |lines| lines.iter().any(|line| line.contains("/big?bytes=1234")),
-            10,
-        )
-        .await?;
-    let line = lines
-        .iter()
-        .find(|line| line.contains("/big?bytes=1234"))
-        .or_fail("the access log line")?;
-    let json: serde_json::Value = serde_json::from_str(line).map_err(|err| {
-        fail(format!(
-            "with --log-format json, a log line should be JSON ({err}): {line}"
-        ))
-    })?;
+    let (_, json, line) = logged_json(&proxy, "/big?bytes=1234").await?;
     ensure!(
         json["method"] == "GET"
             && json["host"] == "logged.example"
@@ -116,25 +94,7 @@ pub async fn access_log_lines(ctx: Ctx) -> Outcome {
     );
     // A stream without Content-Length, 3 chunks 300 ms apart: the line
     // counts what was sent and the time it took, so it is written at the end.
-    let mut request = Request::new(empty());
-    *request.uri_mut() = "/stream?n=3&interval_ms=300".parse().or_fail("a target")?;
-    request.headers_mut().insert(
-        http::header::HOST,
-        "logged.example".parse().or_fail("a host")?,
-    );
-    let reply = crate::harness::client::fetch(proxy.addr, request).await?;
-    ensure!(reply.status == StatusCode::OK, "got {}", reply.status);
-    let lines = proxy
-        .stdout_until(
-            |lines| lines.iter().any(|line| line.contains("/stream?n=3")),
-            10,
-        )
-        .await?;
-    let line = lines
-        .iter()
-        .find(|line| line.contains("/stream?n=3"))
-        .or_fail("the stream's access log line")?;
-    let json: serde_json::Value = serde_json::from_str(line).or_fail("a JSON line")?;
+    let (reply, json, line) = logged_json(&proxy, "/stream?n=3&interval_ms=300").await?;
     let sent = reply.body.len();
     ensure!(
         json["status"] == 200
@@ -145,6 +105,40 @@ pub async fn access_log_lines(ctx: Ctx) -> Outcome {
          written at the response head knows neither; got {line}"
     );
     Ok(())
+}
+
+/// GETs `target` (Host `logged.example`) through `proxy`, which logs JSON
+/// to its stdout: the reply, and its access log line parsed and as written.
+async fn logged_json(
+    proxy: &Proxy,
+    target: &str,
+) -> Result<(crate::harness::client::Reply, serde_json::Value, String), Failure> {
+    let mut request = Request::new(empty());
+    *request.uri_mut() = target.parse().or_fail("a target")?;
+    request.headers_mut().insert(
+        http::header::HOST,
+        "logged.example".parse().or_fail("a host")?,
+    );
+    let reply = crate::harness::client::fetch(proxy.addr, request).await?;
+    ensure!(
+        reply.status == StatusCode::OK,
+        "GET {target}: got {}",
+        reply.status
+    );
+    let lines = proxy
+        .stdout_until(|lines| lines.iter().any(|line| line.contains(target)), 10)
+        .await?;
+    let line = lines
+        .iter()
+        .find(|line| line.contains(target))
+        .or_fail("the access log line")?
+        .clone();
+    let json = serde_json::from_str(&line).map_err(|err| {
+        fail(format!(
+            "with --log-format json, a log line should be JSON ({err}): {line}"
+        ))
+    })?;
+    Ok((reply, json, line))
 }
 
 /// `/_proxy/metrics`, with the admin token: Prometheus' text format, with
