@@ -17,7 +17,8 @@
 //!   told with GOAWAY, WebSockets given the same grace), then exit;
 //! - one request's trouble stays its own ([`Hardened`]): a panic in its
 //!   code is one `500` and a log line, not a dropped connection; a body
-//!   over `--max-request-body` is a `413`, counted while it streams.
+//!   over `--max-request-body` is a `413`, counted while it streams; a
+//!   malformed one is the client's `400`, not the upstream's `502`.
 //!
 //! Exercise: fill in every `todo!()` below, then run `cargo xtask check 14`.
 //! This file is generated from `solutions/14_hardened.rs` by
@@ -48,7 +49,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
-use workshop::body::{Body, LimitedBody, holding, text};
+use workshop::body::{Body, BodyFault, LimitedBody, holding, text};
 use workshop::http2::{Scheme, handshake};
 use workshop::listen_and_serve::{ClientAddr, accept};
 use workshop::websocket::keep_while_open;
@@ -78,11 +79,8 @@ impl OpenConnections {
     /// when the connection (and its tunnels, if any) are done.
     fn hold(&self, permit: OwnedSemaphorePermit) -> Arc<Held> {
         self.count.fetch_add(1, Ordering::Relaxed);
-        let count = self.count.clone();
-        Arc::new(Held {
-            _permit: permit,
-            count,
-        })
+        let (_permit, count) = (permit, self.count.clone());
+        Arc::new(Held { _permit, count })
     }
 }
 
@@ -343,13 +341,17 @@ impl<S: Answer<LimitedBody<Incoming>>> Answer<Incoming> for Hardened<S> {
             return too_large(limit);
         }
         let (parts, body) = request.into_parts();
-        let (body, over) = LimitedBody::new(body, limit);
+        let (body, faults) = LimitedBody::new(body, limit);
         let response = answer_safely(self.inner.answer(Request::from_parts(parts, body))).await;
-        // Cut at the limit before the upstream answered: a 413 in place
-        // of its answer (one that came first passes, its body cut off).
-        match over.load(Ordering::Relaxed) {
-            true => too_large(limit),
-            false => response,
+        // Cut at the limit or broken before the upstream answered: the client's
+        // fault, not a 502 (an answer that came first passes, its body cut off).
+        match faults.get() {
+            Some(BodyFault::OverLimit) => too_large(limit),
+            Some(BodyFault::Broken) => text(
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request: the request body was malformed, or cut short",
+            ),
+            None => response,
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -125,25 +125,59 @@ impl<D: FnOnce(u64)> hyper::body::Body for WhenDropped<D> {
 
 /// A request body counted while it streams, never buffered: past `limit`
 /// bytes it fails (whoever reads it gets an error, never the excess), and
-/// [`LimitedBody::over`] says so (step 14 answers 413).
+/// its [`BodyFaults`] say so (step 14 answers 413). A body the client
+/// broke (malformed chunks, a connection cut mid-way) is said there too:
+/// the client's fault, a 400, where the upstream's send would make a 502.
 pub struct LimitedBody<B> {
     inner: B,
     seen: u64,
     limit: u64,
-    over: Arc<AtomicBool>,
+    faults: BodyFaults,
+}
+
+/// What went wrong with a request body, if anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFault {
+    /// Longer than the limit: cut there.
+    OverLimit,
+    /// The client's bytes were not a body (or stopped short).
+    Broken,
+}
+
+/// A [`LimitedBody`]'s fault, read by whoever answers the request.
+#[derive(Debug, Clone, Default)]
+pub struct BodyFaults(Arc<AtomicU8>);
+
+impl BodyFaults {
+    pub fn get(&self) -> Option<BodyFault> {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Some(BodyFault::OverLimit),
+            2 => Some(BodyFault::Broken),
+            _ => None,
+        }
+    }
+
+    fn set(&self, fault: BodyFault) {
+        let code = match fault {
+            BodyFault::OverLimit => 1,
+            BodyFault::Broken => 2,
+        };
+        self.0.store(code, Ordering::Relaxed);
+    }
 }
 
 impl<B> LimitedBody<B> {
-    /// `inner`, cut after `limit` bytes; the flag is set if it was.
-    pub fn new(inner: B, limit: u64) -> (LimitedBody<B>, Arc<AtomicBool>) {
-        let over = Arc::new(AtomicBool::new(false));
+    /// `inner`, cut after `limit` bytes; the faults say if it was, or if
+    /// the client broke it.
+    pub fn new(inner: B, limit: u64) -> (LimitedBody<B>, BodyFaults) {
+        let faults = BodyFaults::default();
         let body = LimitedBody {
             inner,
             seen: 0,
             limit,
-            over: over.clone(),
+            faults: faults.clone(),
         };
-        (body, over)
+        (body, faults)
     }
 }
 
@@ -157,14 +191,18 @@ impl<B: RequestBody> hyper::body::Body for LimitedBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.seen += data.len() as u64;
-            if self.seen > self.limit {
-                self.over.store(true, Ordering::Relaxed);
-                return Poll::Ready(Some(Err("the request body is over the limit".into())));
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.seen += data.len() as u64;
+                    if self.seen > self.limit {
+                        self.faults.set(BodyFault::OverLimit);
+                        return Poll::Ready(Some(Err("the request body is over the limit".into())));
+                    }
+                }
             }
+            Poll::Ready(Some(Err(_))) => self.faults.set(BodyFault::Broken),
+            _ => {}
         }
         polled.map(|frame| frame.map(|frame| frame.map_err(Into::into)))
     }

@@ -306,6 +306,44 @@ pub async fn request_body_limit_413(ctx: Ctx) -> Outcome {
     Ok(())
 }
 
+/// A request body the client broke (a chunk size of `-1` or of 17 hex
+/// digits, a 100 KiB chunk extension, 10,000 trailer lines) is the
+/// client's fault: a 400, as nginx answers, never a 502 that blames the
+/// upstream (which waits for the whole body before it answers).
+pub async fn broken_request_body_400(ctx: Ctx) -> Outcome {
+    let proxy = hardened(&ctx, &[]).await?;
+    let trailers = "x-t: 1\r\n".repeat(10_000);
+    let extension = format!("5;{}\r\nhello\r\n", "e".repeat(100 * 1024));
+    let bodies = [
+        ("a chunk size of -1", "5\r\nhello\r\n-1\r\n".to_string()),
+        (
+            "a chunk size of 17 hex digits",
+            "5\r\nhello\r\n1ffffffffffffffff\r\n".into(),
+        ),
+        ("a 100 KiB chunk extension", extension),
+        (
+            "10,000 trailer lines",
+            format!("5\r\nhello\r\n0\r\n{trailers}\r\n"),
+        ),
+    ];
+    for (what, body) in bodies {
+        let mut tcp = TcpStream::connect(proxy.addr).await.or_fail("connecting")?;
+        let head = "POST /upload HTTP/1.1\r\nhost: broken.example\r\n\
+                    transfer-encoding: chunked\r\n\r\n";
+        // The proxy may answer and close before reading it all.
+        let _ = tcp.write_all(format!("{head}{body}").as_bytes()).await;
+        let mut reader = BufReader::new(tcp);
+        let answer = within(10, "an answer", read_response(&mut reader, false)).await;
+        let status = answer.map(|answer| answer.status);
+        ensure!(
+            matches!(status, Ok(400)),
+            "a request body with {what} is the client's fault: expected 400 Bad Request (a \
+             502 blames the upstream, in the log and the metrics), got {status:?}"
+        );
+    }
+    Ok(())
+}
+
 /// `--header-read-timeout 1s`, `--keep-alive 4s`: a keep-alive connection idle for
 /// 2 s still serves (waiting is not a head); a head then sent a byte every
 /// 40 ms on it is cut off after 1 s; a connection left idle is closed

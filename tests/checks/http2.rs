@@ -392,6 +392,44 @@ pub async fn h2_upstream_authority(ctx: Ctx) -> Outcome {
     Ok(())
 }
 
+/// `--upstream-http2`: 32 requests at once through a proxy that has no
+/// upstream connection yet share one, as HTTP/2 means them to: no
+/// stampede of connections, one per request that found none.
+pub async fn h2_upstream_one_connection(ctx: Ctx) -> Outcome {
+    let upstream = format!("http://{}", ctx.origin);
+    let proxy = ctx
+        .spawn(&["--upstream", &upstream, "--upstream-http2"])
+        .await?;
+    let h2 = connect_h2(proxy.addr).await?;
+    let authority = proxy.addr.to_string();
+    let mut streams = tokio::task::JoinSet::new();
+    for i in 0..32 {
+        let (mut h2, authority) = (h2.clone(), authority.clone());
+        streams.spawn(async move {
+            let echo = fetch_h2(&mut h2, h2_request(&authority, &format!("/echo?i={i}")))
+                .await?
+                .json()?;
+            Ok::<_, Failure>(echo["peer"].as_str().unwrap_or_default().to_string())
+        });
+    }
+    let peers = within(20, "32 concurrent requests", async {
+        let mut peers = std::collections::BTreeSet::new();
+        while let Some(stream) = streams.join_next().await {
+            peers.insert(stream.or_fail("a stream task")??);
+        }
+        Ok(peers)
+    })
+    .await?;
+    ensure!(
+        peers.len() == 1,
+        "32 requests arriving together on a proxy with no upstream connection yet should share \
+         one HTTP/2 connection to it (one connect, the others wait for it); the origin saw them \
+         from {} connections: {peers:?}",
+        peers.len()
+    );
+    Ok(())
+}
+
 /// Trailers from an HTTP/2 upstream reach an HTTP/1.1 client that sent
 /// `TE: trailers`: the upstream announced them, though its body is not
 /// chunked (HTTP/2 has no Transfer-Encoding).

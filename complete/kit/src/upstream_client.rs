@@ -28,6 +28,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
@@ -85,7 +87,7 @@ impl UpstreamClient {
 impl HttpClient for UpstreamClient {
     fn request(&self, request: Request<Body>) -> ResponseFuture {
         let upstreams = self.upstreams.clone();
-        Box::pin(async move { Ok(upstreams.send(request).await?) })
+        Box::pin(async move { Ok(Upstreams::send(&upstreams, request).await?) })
     }
 }
 
@@ -169,24 +171,42 @@ impl Filed {
 /// Each upstream address's connections, in a list searched in order: a
 /// proxy has a handful of upstream addresses, and comparing two costs less
 /// than hashing one (http's `Authority` hashes byte by byte, lowercased,
-/// with SipHash). An address's list holds its busy HTTP/1.1 connections
-/// too (their responses still being read): a request looks past them.
+/// with SipHash).
 #[derive(Default)]
 struct Filing {
-    lists: Vec<(Address, VecDeque<Filed>)>,
+    lists: Vec<ToAddress>,
 }
+
+/// One address's connections. Its list holds its busy HTTP/1.1 connections
+/// too (their responses still being read): a request looks past them.
+struct ToAddress {
+    address: Address,
+    filed: VecDeque<Filed>,
+    /// HTTP/2: the connect under way, which every request that finds no
+    /// connection awaits, instead of opening one each (a stampede).
+    connecting: Option<Connecting>,
+}
+
+/// A connect that several requests await: its HTTP/2 connection, and
+/// whether it is single-use (a group's retry).
+type Connecting =
+    Shared<BoxFuture<'static, Result<(http2::SendRequest<Body>, bool), UpstreamError>>>;
 
 impl Filing {
     /// The connections to `address` (an empty list the first time).
-    fn list_for(&mut self, address: &Address) -> &mut VecDeque<Filed> {
-        let index = match self.lists.iter().position(|(filed, _)| filed == address) {
+    fn list_for(&mut self, address: &Address) -> &mut ToAddress {
+        let index = match self.lists.iter().position(|to| &to.address == address) {
             Some(index) => index,
             None => {
-                self.lists.push((address.clone(), VecDeque::new()));
+                self.lists.push(ToAddress {
+                    address: address.clone(),
+                    filed: VecDeque::new(),
+                    connecting: None,
+                });
                 self.lists.len() - 1
             }
         };
-        &mut self.lists[index].1
+        &mut self.lists[index]
     }
 }
 
@@ -200,7 +220,10 @@ struct Upstreams {
 
 impl Upstreams {
     /// Sends `request`, whose URI is the upstream's address and the path.
-    async fn send(&self, mut request: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
+    async fn send(
+        self: &Arc<Self>,
+        mut request: Request<Body>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let (Some(scheme), Some(authority)) = (request.uri().scheme(), request.uri().authority())
         else {
             return Err(UpstreamError::connect("the upstream URI has no address"));
@@ -235,7 +258,7 @@ impl Upstreams {
     }
 
     /// A filed connection to `address` that is ready, or a new one.
-    async fn connection_to(&self, address: &Address) -> Result<Taken, UpstreamError> {
+    async fn connection_to(self: &Arc<Self>, address: &Address) -> Result<Taken, UpstreamError> {
         if let Some(sender) = self.take_ready(address) {
             return Ok(Taken {
                 sender,
@@ -243,22 +266,60 @@ impl Upstreams {
                 single_use: false,
             });
         }
-        // Boxed: connecting (TLS and all) makes a future of kilobytes, which
-        // every request would otherwise carry and copy for this rare path.
-        let taken = Box::pin(self.open(address)).await?;
-        // HTTP/2: filed at once, every request shares it. (Requests that
-        // find none at the same time each open one: the last filed stays,
-        // the others serve their own request and close. Simpler than
-        // making them wait for one connect.)
-        if let (Some(shared), false) = (taken.sender.share(), taken.single_use) {
-            let filed = Filed {
-                sender: shared,
-                at: Instant::now(),
-            };
-            *self.locked().list_for(address) = VecDeque::from([filed]);
+        if !self.http2 {
+            // Boxed: connecting (TLS and all) makes a future of kilobytes,
+            // which every request would otherwise carry for this rare path.
+            return Box::pin(self.open(address)).await;
         }
-        Ok(taken)
+        let (sender, single_use) = self.connecting_to(address).await?;
+        Ok(Taken {
+            sender: Sender::Http2(sender),
+            reused: false,
+            single_use,
+        })
     }
+
+    // ANCHOR: one_connect
+    /// HTTP/2: the connect to `address` under way, or a new one. Its
+    /// connection is filed as soon as it is made (every request shares
+    /// it); a failed connect fails every request that awaited it, at once.
+    fn connecting_to(self: &Arc<Self>, address: &Address) -> Connecting {
+        let mut filing = self.locked();
+        let to = filing.list_for(address);
+        if let Some(connecting) = &to.connecting {
+            return connecting.clone();
+        }
+        let (upstreams, address) = (self.clone(), address.clone());
+        // Driven by whoever awaits it: if they all leave, the next request
+        // takes it up where it was.
+        let connecting = async move {
+            let opened = upstreams.open(&address).await;
+            let mut filing = upstreams.locked();
+            let to = filing.list_for(&address);
+            to.connecting = None;
+            let Taken {
+                sender: Sender::Http2(sender),
+                single_use,
+                ..
+            } = opened?
+            else {
+                return Err(UpstreamError::connect("not an HTTP/2 connection"));
+            };
+            if !single_use {
+                let shared = Sender::Http2(sender.clone());
+                let filed = Filed {
+                    sender: shared,
+                    at: Instant::now(),
+                };
+                to.filed = VecDeque::from([filed]);
+            }
+            Ok((sender, single_use))
+        };
+        let connecting = connecting.boxed().shared();
+        to.connecting = Some(connecting.clone());
+        connecting
+    }
+    // ANCHOR_END: one_connect
 
     // ANCHOR: take_ready
     /// The last filed connection to `address` that takes a request now (the
@@ -266,7 +327,7 @@ impl Upstreams {
     /// shared. Closed or long idle ones are dropped on the way.
     fn take_ready(&self, address: &Address) -> Option<Sender> {
         let mut filed = self.locked();
-        let list = filed.list_for(address);
+        let list = &mut filed.list_for(address).filed;
         // Bounded: each turn drops a connection or moves past one.
         for index in (0..list.len()).rev() {
             let candidate = &mut list[index];
@@ -292,7 +353,7 @@ impl Upstreams {
     /// end). HTTP/1.1 ones are out of the list while in use.
     fn forget(&self, address: &Address, failed: &Sender) {
         if let Sender::Http2(_) = failed {
-            self.locked().list_for(address).clear();
+            self.locked().list_for(address).filed.clear();
         }
     }
 
@@ -312,7 +373,7 @@ impl Upstreams {
                 sender: taken.sender,
                 at: Instant::now(),
             };
-            self.locked().list_for(address).push_back(filed);
+            self.locked().list_for(address).filed.push_back(filed);
         }
         response
     }
@@ -399,10 +460,12 @@ fn close_idle_connections(upstreams: Weak<Upstreams>) {
                 return;
             };
             let mut filed = upstreams.locked();
-            for (_, list) in &mut filed.lists {
-                list.retain_mut(|kept| !kept.is_stale());
+            for to in &mut filed.lists {
+                to.filed.retain_mut(|kept| !kept.is_stale());
             }
-            filed.lists.retain(|(_, list)| !list.is_empty());
+            filed
+                .lists
+                .retain(|to| !to.filed.is_empty() || to.connecting.is_some());
         }
     });
 }
@@ -466,24 +529,25 @@ fn host_as_authority(request: &mut Request<Body>) {
 /// Why a request did not reach its upstream: what failed, in the
 /// words hyper-util's client uses (`bad_gateway` prints both alike), and
 /// why in its source.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct UpstreamError {
     what: &'static str,
-    cause: BoxError,
+    /// Shared: one failed connect fails every request that awaited it.
+    cause: Arc<dyn std::error::Error + Send + Sync>,
 }
 
 impl UpstreamError {
     fn connect(cause: impl Into<BoxError>) -> UpstreamError {
         UpstreamError {
             what: "client error (Connect)",
-            cause: cause.into(),
+            cause: Arc::from(cause.into()),
         }
     }
 
     fn send(cause: hyper::Error) -> UpstreamError {
         UpstreamError {
             what: "client error (SendRequest)",
-            cause: cause.into(),
+            cause: Arc::new(cause),
         }
     }
 }
