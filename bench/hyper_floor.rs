@@ -1,9 +1,10 @@
 //! The least a hyper reverse proxy does, to measure what hyper itself costs
-//! a request: HTTP/1.1 in, the request passed on as it came (only
-//! `Connection` removed), HTTP/1.1 out over a pool of kept-alive
-//! connections, the response passed back as it came. No routing, no header
-//! rules, no log, no metrics, no timeouts: not a proxy to run, a floor to
-//! compare step 17 with (README.md, "Speed").
+//! a request: HTTP/1.1 or h2c in (hyper-util's `auto` server, as step 17
+//! serves), the request passed on as it came (only `Connection` removed;
+//! an HTTP/2 request's authority becomes `Host`), HTTP/1.1 out over a pool
+//! of kept-alive connections, the response passed back as it came. No
+//! routing, no header rules, no log, no metrics, no timeouts: not a proxy
+//! to run, a floor to compare step 17 with (README.md, "Speed").
 //!
 //!     cargo build --profile production --example hyper-floor
 //!     target/production/examples/hyper-floor --listen 127.0.0.1:8080 --upstream http://127.0.0.1:9000
@@ -19,7 +20,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Kept-alive connections to the upstream that take a request now.
@@ -79,9 +81,10 @@ async fn serve(listen: SocketAddr, upstream: SocketAddr) {
         let pool = pool.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| pass_on(pool.clone(), upstream, request));
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(client), service);
-            let _ = connection.await;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let _ = builder
+                .serve_connection(TokioIo::new(client), service)
+                .await;
         });
     }
 }
@@ -95,6 +98,16 @@ async fn pass_on(
     mut request: Request<Incoming>,
 ) -> Result<Response<Incoming>, std::io::Error> {
     request.headers_mut().remove(hyper::header::CONNECTION);
+    if request.version() == hyper::Version::HTTP_2 {
+        // HTTP/1.1 out: the path alone, the authority in `Host`.
+        let host = request.uri().authority().map(|a| a.as_str().parse());
+        if let Some(Ok(host)) = host {
+            request.headers_mut().insert(hyper::header::HOST, host);
+        }
+        let path = request.uri().path_and_query().map(|p| p.as_str().parse());
+        *request.uri_mut() = path.and_then(Result::ok).unwrap_or_default();
+        *request.version_mut() = hyper::Version::HTTP_11;
+    }
     let ready = {
         let mut idle = pool.lock().unwrap_or_else(PoisonError::into_inner);
         let at = idle.iter().rposition(SendRequest::is_ready);
