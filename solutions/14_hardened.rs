@@ -372,22 +372,20 @@ impl<S: Answer<LimitedBody<Incoming>>> Answer<Incoming> for Hardened<S> {
 /// Runs one request's code; if it panics, the client gets a `500` and the
 /// log a line. Other requests and connections never notice. (A panic while
 /// a response body streams is hyper's to catch: it closes that connection.)
-pub async fn answer_safely(answer: impl Future<Output = Response<Body>>) -> Response<Body> {
-    match AssertUnwindSafe(answer).catch_unwind().await {
-        Ok(response) => response,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|what| what.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            warn!("a request's code panicked: {what}");
+pub fn answer_safely(
+    answer: impl Future<Output = Response<Body>>,
+) -> impl Future<Output = Response<Body>> {
+    AssertUnwindSafe(answer).catch_unwind().map(|outcome| {
+        outcome.unwrap_or_else(|panic| {
+            let what = panic.downcast_ref::<&str>().map(|what| what.to_string());
+            let what = what.or_else(|| panic.downcast_ref::<String>().cloned());
+            warn!("a request's code panicked: {}", what.unwrap_or_default());
             text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "500 Internal Server Error: the proxy failed on this request",
             )
-        }
-    }
+        })
+    })
 }
 // ANCHOR_END: answer_safely
 
