@@ -15,12 +15,13 @@ CPU 1) with these contenders:
   metrics counted (and the admin token set, so `/_proxy/metrics` answers);
 - `10-websocket`: step 10, what step 17 started from;
 - `hyper-floor`: `bench/hyper_floor.rs`, the least a hyper proxy does (no
-  feature at all, HTTP/1.1 only): what hyper itself costs a request;
+  feature at all; HTTP/1.1 or h2c in, HTTP/1.1 out):
+  what hyper itself costs a request;
 - nginx and HAProxy, configured by the harness.
 
 It writes the harness's markdown table to `bench/results/compare-DATE.md`
-(stdout too) and prints, for each workload, step 17's ratio to the best of
-nginx and HAProxy in the same run: the figures issue 11 asks for.
+(stdout too) and, below it, step 17's ratios to the peers and to the floor
+in the same run, beside the targets of issue 20.
 
 Loopback only; the harness bounds every run and ends what it started.
 """
@@ -146,26 +147,51 @@ def main():
 
 
 def ratios(output):
-    """Step 17 ÷ the best of nginx and HAProxy, per workload, from the
-    harness's last line (`SUMMARY … | small req/s x direct: a=1.0 b=0.5`)."""
-    summary = [line for line in output.splitlines() if line.startswith("SUMMARY")]
-    if not summary:
-        return "(no SUMMARY line from the harness)\n"
-    lines = ["| workload | 17-complete ÷ best of nginx, HAProxy |", "|---|---:|"]
-    for part in summary[-1].split(" | ")[1:]:
-        label, _, values = part.partition(" x direct: ")
-        found = dict(item.split("=", 1) for item in values.split())
-        try:
-            ours = float(found["17-complete"])
-            peers = [float(found[name]) for name in ("nginx", "haproxy") if name in found]
-        except (KeyError, ValueError):
-            lines.append(f"| {label} | n/a |")
-            continue
-        if not peers:
-            continue
-        # Seconds: less is better, the ratio is of times (≤ 1.0 is as fast).
-        best = min(peers) if label.startswith("upload") else max(peers)
-        lines.append(f"| {label} | {ours / best:.2f} |")
+    """Step 17's ratios to the best of nginx and HAProxy and to the floor,
+    beside issue 20's targets, from the harness's JSON results (its output
+    names the file: `raw results: PATH.json`)."""
+    import json
+    import re
+
+    found = re.search(r"raw results: (\S+\.json)", output)
+    if not found:
+        return "(the harness named no JSON results)\n"
+    with open(found.group(1)) as file:
+        summary = json.load(file)["summary"]
+
+    def value(workload, name, key="median"):
+        got = summary.get(workload, {}).get(name) or {}
+        return got.get(key)
+
+    def ratio(a, b):
+        return f"{a / b:.2f}" if a and b else "n/a"
+
+    def best(workload, key="median", lower=False):
+        peers = [value(workload, name, key) for name in ("nginx", "haproxy")]
+        peers = [peer for peer in peers if peer]
+        return (min if lower else max)(peers) if peers else None
+
+    ours = "17-complete"
+    rows = [
+        ("small GET req/s ÷ best peer", ratio(value("small", ours), best("small")), "≥ 0.95"),
+        ("small GET CPU/req ÷ floor's",
+         ratio(value("small", ours, "proxy_cpu_per_unit"),
+               value("small", "hyper-floor", "proxy_cpu_per_unit")), "≤ 1.10"),
+        ("small GET p99 ÷ best peer's",
+         ratio(value("small", ours, "p99_ms"), best("small", "p99_ms", lower=True)), "≤ 1.10"),
+        ("h2c GET req/s ÷ nginx", ratio(value("h2", ours), value("h2", "nginx")), "≥ 1.00"),
+        ("h2c GET req/s ÷ HAProxy", ratio(value("h2", ours), value("h2", "haproxy")), "≥ 0.75"),
+        ("h2c GET CPU/req ÷ floor's",
+         ratio(value("h2", ours, "proxy_cpu_per_unit"),
+               value("h2", "hyper-floor", "proxy_cpu_per_unit")), "≤ 1.10"),
+        ("1 MiB GET MiB/s ÷ best peer", ratio(value("1m", ours), best("1m")), "≥ 1.40"),
+        ("256 MiB upload s ÷ best peer", ratio(value("upload", ours), best("upload", lower=True)),
+         "≤ 1.00"),
+        ("256 MiB upload peak RSS MiB", f"{value('upload', ours, 'peak_rss_mib') or 'n/a'}",
+         "≤ 12"),
+    ]
+    lines = ["| 17-complete | this run | issue 20's target |", "|---|---:|---:|"]
+    lines += [f"| {what} | {got} | {target} |" for what, got, target in rows]
     return "\n".join(lines) + "\n"
 
 
