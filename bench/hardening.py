@@ -9,7 +9,10 @@
 - shutdown: N requests of 3 s each in flight, SIGTERM 1 s in; how many
   are answered 200, and the proxy's exit code;
 - idle: N keep-alive connections, each after one request, held open; the
-  proxy's resident memory before and after (VmRSS), per connection.
+  proxy's resident memory before and after (VmRSS), per connection; and
+  the same for hyper's floor (`bench/hyper_floor.rs`, if built in the
+  same target folder: `cargo build --release --example hyper-floor`),
+  what hyper itself keeps for a connection.
 
 Standard library only; loopback only; every wait bounded; it ends the
 processes it started, by their PID.
@@ -106,11 +109,24 @@ def shutdown(proxy, origin_port, count):
     return sum(answers), count, code, took
 
 
-def idle(proxy, origin_port, count):
+def start_floor(floor, origin_port):
+    port = free_port()
+    process = subprocess.Popen(
+        [floor, "--listen", f"127.0.0.1:{port}", "--upstream", f"http://127.0.0.1:{origin_port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    until_accepts(port)
+    return process, port
+
+
+def idle(proxy, origin_port, count, floor=False):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    process, port = start(proxy, origin_port,
-                          f'[timeouts]\nheader_read = "120s"\n[limits]\nmax_connections = {count + 100}\n')
+    if floor:
+        process, port = start_floor(proxy, origin_port)
+    else:
+        process, port = start(proxy, origin_port,
+                              f'[timeouts]\nheader_read = "120s"\n'
+                              f'[limits]\nmax_connections = {count + 100}\n')
     try:
         before = rss_kib(process.pid)
         sockets = []
@@ -155,6 +171,12 @@ def main():
         per = (after - before) / args.idle
         print(f"idle: {args.idle} keep-alive connections: RSS {before / 1024:.1f} MiB -> "
               f"{after / 1024:.1f} MiB, {per:.1f} KiB each")
+        floor = os.path.join(args.target, "examples", "hyper-floor")
+        if os.path.exists(floor):
+            before, after = idle(floor, origin_port, args.idle, floor=True)
+            floor_per = (after - before) / args.idle
+            print(f"idle, hyper's floor: RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB, "
+                  f"{floor_per:.1f} KiB each: step 17 keeps {per - floor_per:.1f} KiB more")
     finally:
         origin.terminate()
         origin.wait(timeout=10)
