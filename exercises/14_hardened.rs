@@ -338,7 +338,7 @@ impl<S: Answer<LimitedBody<Incoming>>> Answer<Incoming> for Hardened<S> {
             .get(header::CONTENT_LENGTH)
             .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
         if announced.is_some_and(|length| length > limit) {
-            return too_large(limit);
+            return refused(BodyFault::OverLimit, limit);
         }
         let (parts, body) = request.into_parts();
         let (body, faults) = LimitedBody::new(body, limit);
@@ -346,11 +346,7 @@ impl<S: Answer<LimitedBody<Incoming>>> Answer<Incoming> for Hardened<S> {
         // Cut at the limit or broken before the upstream answered: the client's
         // fault, not a 502 (an answer that came first passes, its body cut off).
         match faults.get() {
-            Some(BodyFault::OverLimit) => too_large(limit),
-            Some(BodyFault::Broken) => text(
-                StatusCode::BAD_REQUEST,
-                "400 Bad Request: the request body was malformed, or cut short",
-            ),
+            Some(fault) => refused(fault, limit),
             None => response,
         }
     }
@@ -379,10 +375,16 @@ pub fn answer_safely(
 }
 // ANCHOR_END: answer_safely
 
-/// `413 Content Too Large`.
-fn too_large(limit: u64) -> Response<Body> {
-    text(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("413 Content Too Large: request bodies stop at {limit} bytes"),
-    )
+/// `413 Content Too Large`, or `400 Bad Request` for a body the client broke.
+fn refused(fault: BodyFault, limit: u64) -> Response<Body> {
+    match fault {
+        BodyFault::OverLimit => text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("413 Content Too Large: request bodies stop at {limit} bytes"),
+        ),
+        BodyFault::Broken => text(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: the request body was malformed, or cut short",
+        ),
+    }
 }
