@@ -112,8 +112,8 @@ fn build_exercise(root: &Path, copies: &Path, id: &str, bin: &str) -> PathBuf {
     copy
 }
 
-/// Runs `cargo ARGS --bin B…` (on one core, for the exercises: the matrix
-/// runs beside) and returns where the first binary is.
+/// Runs `cargo ARGS --bin B…` (on one core, for the exercises, while the
+/// matrix runs beside) and returns where the first binary is.
 fn cargo(root: &Path, args: &[&str], bins: &[&str], one_core: bool) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
@@ -122,7 +122,9 @@ fn cargo(root: &Path, args: &[&str], bins: &[&str], one_core: bool) -> PathBuf {
     for bin in bins {
         command.args(["--bin", bin]);
     }
-    if one_core {
+    // One core while the matrix runs beside (its checks wait, mostly, but
+    // their timeouts must not starve); both once it is over.
+    if one_core && !crate::MATRIX_DONE.load(std::sync::atomic::Ordering::Relaxed) {
         command.arg("--jobs=1");
     }
     let output = command.output().expect("running cargo build");
