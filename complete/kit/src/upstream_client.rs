@@ -16,7 +16,8 @@
 //!
 //! Here, each upstream address has a list of connections, opened with the
 //! kit's connector (groups, TLS), then hyper's handshake. HTTP/2 multiplexes
-//! every request on one. HTTP/1.1 carries one exchange at a time:
+//! every request on one, made once for all the requests that arrive while
+//! it is being made (`connecting_to`). HTTP/1.1 carries one exchange at a time:
 //! a request takes a connection that is ready, and files it back as soon as
 //! the response's head is in; it is ready again once that response's body
 //! has been read to its end, which hyper says (`is_ready`), so nothing has
