@@ -1,6 +1,7 @@
 //! Step 09: HTTP/2 clients (h2c and TLS with ALPN), translated for an
 //! HTTP/1.1 upstream; h2c upstream for gRPC; no `Upgrade: h2c` tunnel.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -70,29 +71,42 @@ pub async fn h2_cookies_joined(ctx: Ctx) -> Outcome {
 
 pub async fn h2_many_streams(ctx: Ctx) -> Outcome {
     let proxy = ctx.proxy().await?;
-    let h2 = connect_h2(proxy.addr).await?;
-    let authority = proxy.addr.to_string();
+    let echoes = echoes_at_once(proxy.addr, 100).await?;
+    for (i, echo) in echoes.iter().enumerate() {
+        ensure!(
+            echo["query"] == format!("i={i}"),
+            "stream {i} got the answer of {}",
+            echo["query"]
+        );
+    }
+    Ok(())
+}
+
+/// `GET /echo?i=0` to `?i={count - 1}`, all at once on one HTTP/2
+/// connection to `addr`: the origin's echoes, in the order asked.
+async fn echoes_at_once(addr: SocketAddr, count: usize) -> Result<Vec<serde_json::Value>, Failure> {
+    let h2 = connect_h2(addr).await?;
+    let authority = addr.to_string();
     let mut streams = tokio::task::JoinSet::new();
-    for i in 0..100 {
+    for i in 0..count {
         let (mut h2, authority) = (h2.clone(), authority.clone());
         streams.spawn(async move {
-            let echo = fetch_h2(&mut h2, h2_request(&authority, &format!("/echo?i={i}")))
-                .await?
-                .json()?;
-            ensure!(
-                echo["query"] == format!("i={i}"),
-                "stream {i} got the answer of {}",
-                echo["query"]
-            );
-            Ok(())
+            let reply = fetch_h2(&mut h2, h2_request(&authority, &format!("/echo?i={i}"))).await?;
+            Ok::<_, Failure>((i, reply.json()?))
         });
     }
-    within(20, "100 concurrent streams on one connection", async {
-        while let Some(stream) = streams.join_next().await {
-            stream.or_fail("a stream task")??;
-        }
-        Ok(())
-    })
+    within(
+        20,
+        &format!("{count} concurrent streams on one connection"),
+        async {
+            let mut echoes = vec![serde_json::Value::Null; count];
+            while let Some(stream) = streams.join_next().await {
+                let (i, echo) = stream.or_fail("a stream task")??;
+                echoes[i] = echo;
+            }
+            Ok(echoes)
+        },
+    )
     .await
 }
 
@@ -400,26 +414,14 @@ pub async fn h2_upstream_one_connection(ctx: Ctx) -> Outcome {
     let proxy = ctx
         .spawn(&["--upstream", &upstream, "--upstream-http2"])
         .await?;
-    let h2 = connect_h2(proxy.addr).await?;
-    let authority = proxy.addr.to_string();
-    let mut streams = tokio::task::JoinSet::new();
-    for i in 0..32 {
-        let (mut h2, authority) = (h2.clone(), authority.clone());
-        streams.spawn(async move {
-            let echo = fetch_h2(&mut h2, h2_request(&authority, &format!("/echo?i={i}")))
-                .await?
-                .json()?;
-            Ok::<_, Failure>(echo["peer"].as_str().unwrap_or_default().to_string())
-        });
+    let mut peers = std::collections::BTreeSet::new();
+    for echo in echoes_at_once(proxy.addr, 32).await? {
+        let peer = echo["peer"].as_str().filter(|peer| !peer.is_empty());
+        peers.insert(
+            peer.or_fail("the origin's echo names the connection it came on")?
+                .to_string(),
+        );
     }
-    let peers = within(20, "32 concurrent requests", async {
-        let mut peers = std::collections::BTreeSet::new();
-        while let Some(stream) = streams.join_next().await {
-            peers.insert(stream.or_fail("a stream task")??);
-        }
-        Ok(peers)
-    })
-    .await?;
     ensure!(
         peers.len() == 1,
         "32 requests arriving together on a proxy with no upstream connection yet should share \

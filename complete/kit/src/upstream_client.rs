@@ -280,7 +280,6 @@ impl Upstreams {
         })
     }
 
-    // ANCHOR: one_connect
     /// HTTP/2: the connect to `address` under way, or a new one. Its
     /// connection is filed as soon as it is made (every request shares
     /// it); a failed connect fails every request that awaited it, at once.
@@ -320,7 +319,6 @@ impl Upstreams {
         to.connecting = Some(connecting.clone());
         connecting
     }
-    // ANCHOR_END: one_connect
 
     // ANCHOR: take_ready
     /// The last filed connection to `address` that takes a request now (the
