@@ -89,7 +89,7 @@ pub fn add_forwarded_headers<B>(request: &mut Request<B>, proto: &'static str, o
                 headers.remove(X_FORWARDED_HOST);
             }
         }
-        set(headers, X_FORWARDED_PROTO, proto);
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         // END EXERCISE
     }
     // ANCHOR: forwarded

@@ -117,7 +117,9 @@ impl<B: hyper::body::Body + Unpin> hyper::body::Body for WhenSent<B> {
 /// going up, then at most `timeout` for the response head; past it, `504`.
 ///
 /// `round_trip` resolves as soon as the response head arrives (its body is
-/// still a stream), so the deadline never cuts a long download.
+/// still a stream), so the deadline never cuts a long download. A caller
+/// whose future is big passes it pinned (`pin!(future)`): moved in here,
+/// it would be held twice, and copied (step 11 does).
 pub async fn with_deadline(
     timeout: Duration,
     sent: oneshot::Receiver<()>,

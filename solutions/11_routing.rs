@@ -19,6 +19,7 @@
 //!   the next requests ([`reload`]), and nothing waits for anything.
 
 use std::borrow::Cow;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,15 +123,16 @@ impl<T: HttpClient> Forward<T> {
         // ANCHOR: one_deadline
         let switching = upgrade.is_some() || h2_websocket.is_some();
         let (request, sent) = notice_when_sent(request);
-        let exchange = async move {
+        // Rare paths boxed, the exchange pinned in place: 2.1 KiB less a request.
+        let exchange = pin!(async move {
             match (upgrade, h2_websocket) {
-                (Some(protocol), _) => tunnel(&self.upgrades, request, protocol).await,
+                (Some(protocol), _) => Box::pin(tunnel(&self.upgrades, request, protocol)).await,
                 (None, Some(protocol)) => {
-                    bridge_extended_connect(&self.upgrades, request, protocol).await
+                    Box::pin(bridge_extended_connect(&self.upgrades, request, protocol)).await
                 }
                 (None, None) => round_trip(&self.upstream, request).await,
             }
-        };
+        });
         let response = with_deadline(self.timeout, sent, &self.upstream.uri, exchange).await;
         // ANCHOR_END: one_deadline
         if switching {
@@ -160,10 +162,9 @@ pub struct Matched<'r> {
 }
 
 // ANCHOR: find_rule
-/// mu-dispatcher's order: each layer (main, then fallback); within it,
-/// each group of media ranges the client accepts, best quality first;
-/// within that, each rule in file order (the ones that may match this path:
-/// the kit indexes them by first segment). The first rule that matches wins.
+/// mu-dispatcher's order: each layer (main, then fallback); within it, each
+/// group of media ranges the client accepts, best quality first; within that,
+/// each rule in file order that may match this path. The first match wins.
 pub fn find_rule<'r, B>(routes: &'r Routes, request: &Request<B>) -> Option<Matched<'r>> {
     let accepted = request
         .headers()
@@ -199,7 +200,7 @@ pub fn find_rule<'r, B>(routes: &'r Routes, request: &Request<B>) -> Option<Matc
 struct Asked<'a> {
     method: &'a Method,
     /// Lowercase, without its port (`None`: no host at all).
-    host: Option<String>,
+    host: Option<Cow<'a, str>>,
     path: &'a str,
 }
 
@@ -239,7 +240,7 @@ fn rule_matches<'a>(
         return None;
     }
     if let Some(pattern) = &rule.host {
-        let host = asked.host.as_ref()?;
+        let host = asked.host.as_deref()?;
         if !pattern.matches(host, captures) {
             return None;
         }
@@ -261,10 +262,8 @@ pub async fn dispatch<B: RequestBody, T: HttpClient>(
     // (and before the target is rewritten below).
     h2_to_h1(&mut request);
     // The target as the client sent it, for X-Rewrite-URL.
-    let sent_target = request
-        .uri()
-        .path_and_query()
-        .map(|target| target.to_string());
+    let rewrite_url = request.uri().path_and_query().map(|target| target.as_str());
+    let rewrite_url = rewrite_url.and_then(|target| HeaderValue::from_str(target).ok());
     // Rules see, and upstreams get, the path with `..` resolved: nothing
     // slips under a rule by way of `/public/../admin`.
     if let Cow::Owned(path) = without_dot_segments(request.uri().path()) {
@@ -314,7 +313,6 @@ pub async fn dispatch<B: RequestBody, T: HttpClient>(
             // ANCHOR: dispatch_forward
             let (authority, path_and_query) = upstream_target(&upstream, &matched.rest, &request);
             *request.uri_mut() = path_and_query;
-            let rewrite_url = sent_target.and_then(|target| HeaderValue::from_str(&target).ok());
             let rule_changes = |headers: &mut HeaderMap| {
                 rule.request_headers.apply(headers);
                 if let Some(target) = rewrite_url {
@@ -338,9 +336,8 @@ pub async fn dispatch<B: RequestBody, T: HttpClient>(
 
 // ANCHOR: upstream_target
 /// Where a forwarded request goes: the upstream's scheme and authority, and
-/// an origin-form target made of the upstream's path with the captured
-/// rest joined by one slash (step 06's `join_paths`; no rest, no join), the
-/// upstream's query and then the request's.
+/// a target: its path and the captured rest joined by one slash (step 06's
+/// `join_paths`; no rest, no join), its query and then the request's.
 fn upstream_target<B>(upstream: &Uri, rest: &str, request: &Request<B>) -> (Uri, Uri) {
     let path = match rest {
         "" => upstream.path().to_string(),

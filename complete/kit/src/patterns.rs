@@ -10,6 +10,7 @@
 //! - media ranges: `type/subtype`, either part `*`, and the request's
 //!   `Accept` grouped by quality, best group first.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// What a request's host and path captured, by name: raw, as sent.
@@ -301,8 +302,12 @@ pub fn host_of<B>(request: &http::Request<B>) -> Option<&str> {
 
 /// A `Host` value as host patterns compare it: without its port or a final
 /// dot, lowercase (`Shop.Example.com:8080` → `shop.example.com`).
-pub fn normalize_host(host: &str) -> String {
-    strip_port(host).trim_end_matches('.').to_ascii_lowercase()
+pub fn normalize_host(host: &str) -> Cow<'_, str> {
+    let host = strip_port(host).trim_end_matches('.');
+    match host.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => Cow::Owned(host.to_ascii_lowercase()),
+        false => Cow::Borrowed(host),
+    }
 }
 
 /// `example.com:8080` → `example.com`, `[::1]:8080` → `[::1]`.
@@ -319,10 +324,12 @@ fn strip_port(host: &str) -> &str {
 // --- media types -------------------------------------------------------------
 
 /// `type/subtype`, either of them `*`, lowercase, parameters dropped.
+/// (`Cow`: `*/*`, what a request without `Accept` takes, costs no
+/// allocation; most requests have none.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaRange {
-    kind: String,
-    subtype: String,
+    kind: Cow<'static, str>,
+    subtype: Cow<'static, str>,
 }
 
 impl MediaRange {
@@ -340,10 +347,16 @@ impl MediaRange {
             return None;
         }
         Some(MediaRange {
-            kind: kind.to_ascii_lowercase(),
-            subtype: subtype.to_ascii_lowercase(),
+            kind: kind.to_ascii_lowercase().into(),
+            subtype: subtype.to_ascii_lowercase().into(),
         })
     }
+
+    /// `*/*`.
+    const ANY: MediaRange = MediaRange {
+        kind: Cow::Borrowed("*"),
+        subtype: Cow::Borrowed("*"),
+    };
 
     /// Equal types and subtypes, or `*` on either side, part by part.
     pub fn matches(&self, other: &MediaRange) -> bool {
@@ -401,6 +414,13 @@ impl AcceptGroup {
 /// group comes back (maybe empty), so that rules without `accept` are
 /// still tried.
 pub fn accept_groups<'a>(values: impl Iterator<Item = &'a str>) -> Vec<AcceptGroup> {
+    let mut values = values.peekable();
+    if values.peek().is_none() {
+        return vec![AcceptGroup {
+            ranges: vec![MediaRange::ANY],
+            refused: Vec::new(),
+        }];
+    }
     let mut seen_header = false;
     let mut ranges: Vec<(u16, MediaRange)> = Vec::new();
     let mut refused = Vec::new();
@@ -417,11 +437,7 @@ pub fn accept_groups<'a>(values: impl Iterator<Item = &'a str>) -> Vec<AcceptGro
         }
     }
     if !seen_header {
-        let any = MediaRange {
-            kind: "*".into(),
-            subtype: "*".into(),
-        };
-        ranges.push((1000, any));
+        ranges.push((1000, MediaRange::ANY));
     }
     // Stable: equal qualities keep the order they were sent in.
     ranges.sort_by_key(|(quality, _)| std::cmp::Reverse(*quality));
