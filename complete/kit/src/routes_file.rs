@@ -168,11 +168,23 @@ impl HeaderChanges {
 pub struct UrlTemplate {
     text: String,
     group: Option<Arc<Group>>,
+    /// Parsed once when nothing is to fill in, as in most rules: a request
+    /// then clones it (shared bytes), where filling costs a string, a
+    /// parse and a copy (4 allocations a request, by callgrind).
+    fixed: Option<Uri>,
 }
 
 impl UrlTemplate {
     fn new(text: String) -> UrlTemplate {
-        UrlTemplate { text, group: None }
+        let fixed = match text.contains('{') {
+            true => None,
+            false => text.parse::<Uri>().ok(),
+        };
+        UrlTemplate {
+            text,
+            group: None,
+            fixed,
+        }
     }
 
     /// The URL for one request. A capture that makes it invalid (a host
@@ -188,6 +200,9 @@ impl UrlTemplate {
     }
 
     fn fill(&self, captures: &Captures) -> Result<Uri, String> {
+        if let Some(uri) = &self.fixed {
+            return Ok(uri.clone());
+        }
         let mut url = String::with_capacity(self.text.len());
         let mut rest = self.text.as_str();
         while let Some(open) = rest.find('{') {
