@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
@@ -54,6 +54,8 @@ use workshop::x_forwarded::{join_upstream_path, use_upstream_host};
 use kit::patterns::without_dot_segments;
 use kit::patterns::{AcceptGroup, Captures, accept_groups, host_of, normalize_host};
 use kit::routes_file::{Action, Layer, Routes, Rule};
+
+const X_REWRITE_URL: HeaderName = HeaderName::from_static("x-rewrite-url");
 
 // ANCHOR: forward
 // ANCHOR: forward_struct

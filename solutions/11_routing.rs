@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
@@ -47,6 +47,8 @@ use workshop::x_forwarded::{join_upstream_path, use_upstream_host};
 use kit::patterns::without_dot_segments;
 use kit::patterns::{AcceptGroup, Captures, accept_groups, host_of, normalize_host};
 use kit::routes_file::{Action, Layer, Routes, Rule};
+
+const X_REWRITE_URL: HeaderName = HeaderName::from_static("x-rewrite-url");
 
 // ANCHOR: forward
 // ANCHOR: forward_struct
@@ -316,7 +318,7 @@ pub async fn dispatch<B: RequestBody, T: HttpClient>(
             let rule_changes = |headers: &mut HeaderMap| {
                 rule.request_headers.apply(headers);
                 if let Some(target) = rewrite_url {
-                    headers.insert("x-rewrite-url", target);
+                    headers.insert(X_REWRITE_URL, target);
                 }
             };
             forward.to(authority).forward(request, rule_changes).await

@@ -478,12 +478,11 @@ fn origin_form(request: &mut Request<Body>) {
     {
         request.headers_mut().insert(HOST, host);
     }
-    let path = request
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *request.uri_mut() = Uri::from(path);
+    // Moved out, not cloned: a clone of a path made from a string costs
+    // an allocation.
+    let uri = std::mem::take(request.uri_mut());
+    let path = uri.into_parts().path_and_query;
+    *request.uri_mut() = Uri::from(path.unwrap_or_else(|| PathAndQuery::from_static("/")));
 }
 
 /// `host:port`, or `host` alone when the port is the scheme's own (never
