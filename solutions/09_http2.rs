@@ -9,7 +9,7 @@
 //!   `h2` or `http/1.1`. Browsers only speak HTTP/2 this way.
 //!
 //! Most upstreams still speak HTTP/1.1, so the proxy translates: the
-//! request's version is reset (step 04 builds a new request), `:authority`
+//! request's version is reset (step 04 leaves it behind), `:authority`
 //! becomes `Host`, and the cookies an HTTP/2 client may split over several
 //! `cookie` fields are joined with `; `. HTTP/2 forbids connection-specific
 //! headers: step 05 already strips them, whatever hyper does on its own.
@@ -292,7 +292,7 @@ fn head_len<B>(request: &Request<B>) -> usize {
 // ANCHOR: h2_to_h1
 /// Makes an HTTP/2 request fit for an HTTP/1.1 upstream: `:authority`
 /// becomes `Host`, split cookies are joined. (Its version is reset when
-/// step 04 builds the outgoing request.)
+/// step 04 makes the outgoing request.)
 pub fn h2_to_h1<B>(request: &mut Request<B>) {
     if request.version() != Version::HTTP_2 {
         return;

@@ -40,7 +40,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, warn};
 
 use crate::body::{Body, BoxError, empty, text};
-use crate::copy_headers::{client_response, copy_headers, outgoing_request};
+use crate::copy_headers::{client_response, outgoing_request};
 use crate::hop_by_hop::{strip_response, tokens};
 use crate::round_trip::{HttpClient, Upstream, bad_gateway};
 
@@ -266,4 +266,14 @@ fn plain(response: Response<Incoming>) -> Response<Body> {
     let mut answer = client_response(response);
     strip_response(answer.headers_mut());
     answer
+}
+
+/// Copies every header line of `from` into a response of our own (the
+/// `101`s and `200`s above): `append`, since `insert` keeps only a name's
+/// last value. Step 04 passes the upstream's head on instead; here the
+/// upstream's response stays behind with its connection.
+fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    for (name, value) in from {
+        to.append(name, value.clone());
+    }
 }

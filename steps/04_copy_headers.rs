@@ -1,5 +1,5 @@
-//! Step 04 — copy the headers: the proxy builds each message anew and
-//! decides what crosses; repeated headers stay repeated.
+//! Step 04 — the headers, both ways: the proxy passes each head on and
+//! decides what does not cross; repeated headers stay repeated.
 //!
 //! `cargo run --bin 04-copy-headers`, then
 //! `curl -i http://127.0.0.1:8080/headers` (two `Set-Cookie` lines).
