@@ -54,7 +54,7 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    // EXERCISE: the upstream gets the client's method, every header line as it came (a name sent twice arrives twice, in order), the path under the upstream's address and the body as a stream, but nothing of the client's connection: not its version, not its extensions. Trap: the client's version kept: an HTTP/2 client's request then asks the upstream connection for HTTP/2 (step 09's clients would get 502s)
+    // EXERCISE: the upstream gets the client's method, every header line as it came (a name sent twice arrives twice, in order), the path under the upstream's address and the body as a stream, but nothing of the client's connection: its version becomes the default (the upstream connection has its own), its extensions stay here. Trap: the client's version kept: an HTTP/2 client's request then asks the upstream connection for HTTP/2, and step 09's clients get 502s (step 04's checks cannot see it: their clients speak HTTP/1.1)
     let (mut parts, body) = request.into_parts();
     parts.uri = upstream_uri(upstream, &parts.uri);
     // The upstream connection speaks its own version (step 09 chooses it),
@@ -71,9 +71,8 @@ where
 /// (a stream), without what hyper noted about the upstream's connection.
 pub fn client_response(response: Response<Incoming>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
-    // The version stays: HTTP/2 from an HTTP/2 upstream (step 09), hyper
-    // still answers an HTTP/1.1 client in HTTP/1.1, and step 07 knows how
-    // the body ends.
+    // The version may stay: hyper answers each client in the client's own
+    // version, whatever the upstream spoke (an HTTP/2 upstream: step 09).
     parts.extensions = Extensions::new();
     Response::from_parts(parts, boxed(body))
 }
