@@ -26,6 +26,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Uri};
 
+use crate::ip_text::ip_text;
 use crate::listen_and_serve::ClientAddr;
 
 /// How much the upstream is told, and which `Host` it sees.
@@ -77,7 +78,7 @@ pub fn add_forwarded_headers<B>(request: &mut Request<B>, proto: &'static str, o
             .map(|value| value.trim().to_owned())
             .filter(|value| !value.is_empty())
             .collect();
-        chain.push(client.to_string());
+        chain.push(ip_text(client));
         set(headers, X_FORWARDED_FOR, &chain.join(", "));
         // ANCHOR_END: xff_chain
         // Ours overwrite the client's: we know what we saw.

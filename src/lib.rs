@@ -11,12 +11,13 @@
 //! The rest of this crate is the kit the steps share and do not teach:
 //! [`body`] (one body type for everything), [`cli`] (arguments, logs, the
 //! start-up banner), [`origin`] (the demo upstream), [`tls`] (how the demo
-//! clients trust a dev certificate) and [`deck`] (the talk, served as a
-//! reveal.js presentation).
+//! clients trust a dev certificate), [`ip_text`] (a client's address as
+//! text, fast) and [`deck`] (the talk, served as a reveal.js presentation).
 
 pub mod body;
 pub mod cli;
 pub mod deck;
+pub mod ip_text;
 pub mod origin;
 pub mod repo;
 pub mod tls;
