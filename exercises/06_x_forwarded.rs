@@ -115,6 +115,13 @@ pub fn use_upstream_host<B>(request: &mut Request<B>, upstream: &Uri) {
 /// Puts the request under the upstream's base path and query:
 /// `--upstream http://app/base?sta=tic` + `/x?us=er` → `/base/x?sta=tic&us=er`.
 pub fn join_upstream_path<B>(request: &mut Request<B>, upstream: &Uri) {
+    // Nothing of its own to add (step 11 joins a rule's before): the
+    // target stays as it came, unless it needs the slash or loses a `?`.
+    let bare = matches!(upstream.path(), "" | "/") && upstream.query().is_none();
+    let uri = request.uri();
+    if bare && uri.path().starts_with('/') && uri.query() != Some("") {
+        return;
+    }
     let path = join_paths(upstream.path(), request.uri().path());
     let path_and_query = match merge_queries(upstream.query(), request.uri().query()) {
         Some(query) => format!("{path}?{query}"),

@@ -170,6 +170,10 @@ pub fn without_dot_segments(path: &str) -> std::borrow::Cow<'_, str> {
             && segment.len() <= 6
             && segment.to_ascii_lowercase().replace("%2e", ".").eq("..")
     };
+    // Most paths have no dot at all, escaped or not.
+    if !path.contains('.') && !path.contains("%2e") && !path.contains("%2E") {
+        return std::borrow::Cow::Borrowed(path);
+    }
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     if !segments.iter().any(|s| is_dot(s) || is_dot_dot(s)) {
         return std::borrow::Cow::Borrowed(path);

@@ -196,7 +196,14 @@ type Connecting =
 impl Filing {
     /// The connections to `address` (an empty list the first time).
     fn list_for(&mut self, address: &Address) -> &mut ToAddress {
-        let index = match self.lists.iter().position(|to| &to.address == address) {
+        // The same bytes first, as nearly always: `Authority`'s `==`
+        // ignores case, byte by byte.
+        let same = |to: &&ToAddress| {
+            let (scheme, authority) = &to.address;
+            scheme == &address.0
+                && (authority.as_str() == address.1.as_str() || authority == &address.1)
+        };
+        let index = match self.lists.iter().position(|to| same(&to)) {
             Some(index) => index,
             None => {
                 self.lists.push(ToAddress {
