@@ -84,8 +84,8 @@ impl Forward {
 }
 
 impl<T: HttpClient> Forward<T> {
-    /// The same pipeline towards another upstream. The clients are shared:
-    /// each keeps a pool of connections per upstream it has talked to.
+    /// The same pipeline towards another upstream, sharing the clients
+    /// (each keeps a pool of connections per upstream).
     pub fn to(&self, uri: Uri) -> Forward<T> {
         let mut forward = self.clone();
         forward.upstream.uri = uri.clone();
@@ -93,11 +93,10 @@ impl<T: HttpClient> Forward<T> {
         forward
     }
 
-    /// Step 10's pipeline, once: read what stripping removes, strip, let
-    /// the caller change headers (`after_stripping`: a rule's changes, which
-    /// a client's `Connection` can then no longer remove), add who asked and
-    /// where, then send (a round trip, a tunnel or an RFC 8441 bridge) under
-    /// one deadline, and clean the response.
+    /// Step 10's pipeline, once: read what stripping removes, strip, let the
+    /// caller change headers (`after_stripping`: a rule's changes, which a
+    /// client's `Connection` can then no longer remove), add who asked and
+    /// where, send (round trip, tunnel or RFC 8441 bridge) under one deadline.
     pub async fn forward<B: RequestBody>(
         &self,
         mut request: Request<B>,
@@ -156,18 +155,21 @@ impl<T: HttpClient> Forward<T> {
 pub struct MatchedRule(pub usize);
 
 /// The rule a request matched, and what it captured on the way.
-pub struct Matched<'r> {
+pub struct Matched<'r, 'a> {
     pub rule: &'r Rule,
     pub captures: Captures,
-    /// What the path's `*name` captured (`/a/b`, `/`), or `""`.
-    pub rest: String,
+    /// What the path's `*name` captured (`/a/b`, `/`, or `""`), in place.
+    pub rest: &'a str,
 }
 
 // ANCHOR: find_rule
 /// mu-dispatcher's order: each layer (main, then fallback); within it, each
 /// group of media ranges the client accepts, best quality first; within that,
 /// each rule in file order that may match this path. The first match wins.
-pub fn find_rule<'r, B>(routes: &'r Routes, request: &Request<B>) -> Option<Matched<'r>> {
+pub fn find_rule<'r, 'a, B>(
+    routes: &'r Routes,
+    request: &'a Request<B>,
+) -> Option<Matched<'r, 'a>> {
     let accepted = request
         .headers()
         .get_all(header::ACCEPT)
@@ -182,7 +184,6 @@ pub fn find_rule<'r, B>(routes: &'r Routes, request: &Request<B>) -> Option<Matc
             for rule in routes.candidates(layer, asked.path) {
                 let mut captures = Captures::default();
                 if let Some(rest) = rule_matches(rule, &asked, group, &mut captures) {
-                    let rest = rest.to_string();
                     return Some(Matched {
                         rule,
                         captures,
@@ -313,7 +314,7 @@ pub async fn dispatch<B: RequestBody, T: HttpClient>(
             };
             // EXERCISE: the request reaches the rule's upstream, the rest its path captured after the upstream's own path, both queries kept, with the rule's request headers and X-Rewrite-URL (the target as sent). Trap: set before the hop-by-hop stripping, a header the client names in Connection never arrives
             // ANCHOR: dispatch_forward
-            let (authority, path_and_query) = upstream_target(&upstream, &matched.rest, &request);
+            let (authority, path_and_query) = upstream_target(&upstream, matched.rest, &request);
             *request.uri_mut() = path_and_query;
             let rule_changes = |headers: &mut HeaderMap| {
                 rule.request_headers.apply(headers);

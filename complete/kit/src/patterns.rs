@@ -350,9 +350,13 @@ impl MediaRange {
         if !token(kind) || !token(subtype) || (kind == "*" && subtype != "*") {
             return None;
         }
+        let part = |part: &str| match part {
+            "*" => Cow::Borrowed("*"),
+            part => Cow::Owned(part.to_ascii_lowercase()),
+        };
         Some(MediaRange {
-            kind: kind.to_ascii_lowercase().into(),
-            subtype: subtype.to_ascii_lowercase().into(),
+            kind: part(kind),
+            subtype: part(subtype),
         })
     }
 
