@@ -157,9 +157,10 @@ pub fn merge_queries(base: Option<&str>, query: Option<&str>) -> Option<String> 
 }
 // ANCHOR_END: join_path
 
-fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    // Addresses and schemes are plain ASCII: this only fails on a bug.
-    if let Ok(value) = HeaderValue::from_str(value) {
+fn set(headers: &mut HeaderMap, name: HeaderName, value: String) {
+    // Addresses are plain ASCII: this only fails on a bug. (The string
+    // becomes the value, not copied.)
+    if let Ok(value) = HeaderValue::try_from(value) {
         headers.insert(name, value);
     }
 }

@@ -79,7 +79,7 @@ pub fn add_forwarded_headers<B>(request: &mut Request<B>, proto: &'static str, o
             .filter(|value| !value.is_empty())
             .collect();
         chain.push(ip_text(client));
-        set(headers, X_FORWARDED_FOR, &chain.join(", "));
+        set(headers, X_FORWARDED_FOR, chain.join(", "));
         // ANCHOR_END: xff_chain
         // Ours overwrite the client's: we know what we saw.
         match &host {
@@ -172,9 +172,10 @@ pub fn merge_queries(base: Option<&str>, query: Option<&str>) -> Option<String> 
 }
 // ANCHOR_END: join_path
 
-fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    // Addresses and schemes are plain ASCII: this only fails on a bug.
-    if let Ok(value) = HeaderValue::from_str(value) {
+fn set(headers: &mut HeaderMap, name: HeaderName, value: String) {
+    // Addresses are plain ASCII: this only fails on a bug. (The string
+    // becomes the value, not copied.)
+    if let Ok(value) = HeaderValue::try_from(value) {
         headers.insert(name, value);
     }
 }
