@@ -499,7 +499,6 @@ pub async fn one_file(
 /// one's machinery for sharing work between threads costs a quarter of the
 /// CPU of a request there, for nothing. On more cores, a thread per core.
 pub fn block_on(main: impl std::future::Future<Output = ()>) {
-    give_large_buffers_back();
     let one_core = std::thread::available_parallelism().is_ok_and(|cores| cores.get() == 1);
     let mut builder = match one_core {
         true => tokio::runtime::Builder::new_current_thread(),
@@ -511,20 +510,3 @@ pub fn block_on(main: impl std::future::Future<Output = ()>) {
     }
 }
 // ANCHOR_END: fast_start
-
-/// glibc keeps what is freed for the next allocations, and once a large
-/// buffer has been freed it stops returning buffers that large to the
-/// system: after a burst of 1 MiB responses (hyper's read buffers grow to
-/// 400 KiB a connection), step 17 stayed at 16.6 MiB resident where it
-/// needs 10.7 (`bench/compare.py`'s order: small requests, then 1 MiB
-/// ones; 1 MiB throughput unchanged within the noise). Setting glibc's
-/// default of 128 KiB keeps it: buffers that large go back when freed.
-/// Other C libraries have no such knob, and this does nothing there.
-fn give_large_buffers_back() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt sets a parameter of glibc's allocator, under its own
-    // lock; no memory is touched.
-    unsafe {
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
-    }
-}
