@@ -131,7 +131,7 @@ impl<T: HttpClient> Forward<T> {
         // ANCHOR: one_deadline
         let switching = upgrade.is_some() || h2_websocket.is_some();
         let (request, sent) = notice_when_sent(request);
-        // Rare paths boxed, the exchange pinned in place: 2.1 KiB less a request.
+        // Rare paths boxed, the exchange pinned in place: each future 2.1 KiB less.
         let exchange = pin!(async move {
             match (upgrade, h2_websocket) {
                 (Some(protocol), _) => Box::pin(tunnel(&self.upgrades, request, protocol)).await,
