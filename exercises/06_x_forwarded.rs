@@ -33,7 +33,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Uri};
 
-use crate::ip_text::ip_text;
+use crate::ip_text::push_ip;
 use crate::listen_and_serve::ClientAddr;
 
 /// How much the upstream is told, and which `Host` it sees.

@@ -26,7 +26,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Uri};
 
-use crate::ip_text::ip_text;
+use crate::ip_text::push_ip;
 use crate::listen_and_serve::ClientAddr;
 
 /// How much the upstream is told, and which `Host` it sees.
@@ -71,15 +71,19 @@ pub fn add_forwarded_headers<B>(request: &mut Request<B>, proto: &'static str, o
     } else {
         // EXERCISE: the upstream gets one X-Forwarded-For line: every entry the client sent, in order, then `client` (`1.1.1.1, 2.2.2.2, 127.0.0.1`); X-Forwarded-Host and -Proto say what we saw (`host`, port included; `proto`), never what the client claimed. Trap: a second X-Forwarded-For line, or the client's entries dropped: two lines in must reach the upstream as one chain, ours last
         // ANCHOR: xff_chain
-        let mut chain: Vec<String> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .map(|value| value.trim().to_owned())
-            .filter(|value| !value.is_empty())
-            .collect();
-        chain.push(ip_text(client));
-        set(headers, X_FORWARDED_FOR, chain.join(", "));
+        // Every line the client sent, in order, each followed by `, `;
+        // then the address we saw. One string, the header's value.
+        let mut chain = String::with_capacity(48);
+        let theirs = headers.get_all(&X_FORWARDED_FOR).iter();
+        for line in theirs.filter_map(|value| value.to_str().ok()) {
+            let line = line.trim();
+            if !line.is_empty() {
+                chain.push_str(line);
+                chain.push_str(", ");
+            }
+        }
+        push_ip(&mut chain, client);
+        set(headers, X_FORWARDED_FOR, chain);
         // ANCHOR_END: xff_chain
         // Ours overwrite the client's: we know what we saw.
         match &host {

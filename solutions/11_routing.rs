@@ -361,7 +361,7 @@ fn upstream_target<B>(upstream: &Uri, rest: &str, request: &Request<B>) -> (Uri,
         authority = authority.authority(host.clone());
     }
     let authority = authority
-        .path_and_query("/")
+        .path_and_query(PathAndQuery::from_static("/"))
         .build()
         .unwrap_or_else(|_| upstream.clone());
     (authority, target)
