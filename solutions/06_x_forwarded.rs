@@ -156,9 +156,9 @@ pub fn join_upstream_path<B>(request: &mut Request<B>, upstream: &Uri) {
 pub fn join_paths(base: &str, path: &str) -> String {
     // EXERCISE: `base` and `path` joined with exactly one slash between them, whatever slashes each brings (`/base` + `x` and `/base/` + `/x` give `/base/x`; `""` + `favicon.ico` gives `/favicon.ico`). Trap: gluing them as they come (`/base//x`), or decoding anything: `/a%2Fb/` + `/c%2Fd` must give `/a%2Fb/c%2Fd`
     match (base.ends_with('/'), path.starts_with('/')) {
-        (true, true) => format!("{base}{}", &path[1..]),
-        (false, false) => format!("{base}/{path}"),
-        _ => format!("{base}{path}"),
+        (true, true) => [base, &path[1..]].concat(),
+        (false, false) => [base, "/", path].concat(),
+        _ => [base, path].concat(),
     }
     // END EXERCISE
 }

@@ -82,7 +82,8 @@ impl<B> From<&Request<B>> for Arrival {
             target: request
                 .uri()
                 .path_and_query()
-                .map_or("/".to_string(), |target| target.to_string()),
+                .map_or("/", |target| target.as_str())
+                .to_owned(),
             version: request.version(),
         }
     }

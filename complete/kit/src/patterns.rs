@@ -423,12 +423,22 @@ impl AcceptGroup {
 /// still tried.
 pub fn accept_groups<'a>(values: impl Iterator<Item = &'a str>) -> Vec<AcceptGroup> {
     let mut values = values.peekable();
-    if values.peek().is_none() {
-        return vec![AcceptGroup {
+    let anything = || {
+        vec![AcceptGroup {
             ranges: vec![MediaRange::ANY],
             refused: Vec::new(),
-        }];
+        }]
+    };
+    // No `Accept`, or one that is `*/*` alone (curl's, most tools'): the
+    // same one group, without parsing, sorting and grouping it (four
+    // allocations a request fewer).
+    let Some(first) = values.next() else {
+        return anything();
+    };
+    if values.peek().is_none() && first.trim() == "*/*" {
+        return anything();
     }
+    let values = std::iter::once(first).chain(values);
     let mut seen_header = false;
     let mut ranges: Vec<(u16, MediaRange)> = Vec::new();
     let mut refused = Vec::new();
