@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Instructions a request, by callgrind: step 17 (with bench/compare.py's
+config: two rules, the access log to a file, metrics) beside hyper's floor,
+counted the same way. compare.py says how fast, beside nginx and HAProxy;
+this says where the time goes, and does not move with a shared machine's
+noise as timings do.
+
+    cargo build --profile production --bin 17-complete --example hyper-floor
+    python3 bench/instructions.py                 # HTTP/1.1
+    python3 bench/instructions.py --h2            # h2c, 8 streams a connection
+    python3 bench/instructions.py --also before=/tmp/17-complete-before
+
+Each contender runs under valgrind's callgrind, on one core when there are
+two (so step 17 takes tokio's current-thread scheduler, as in the bench), in
+front of nginx serving a 5-byte file. h2load sends 2,000 requests to warm it
+up; callgrind's counters are zeroed; then `--requests` (8 connections) are
+counted, every thread of the proxy included. It prints instructions a
+request and, for each contender, the functions that spend the most (their
+own instructions, not their callees'; inlined code counts as its caller's).
+
+Needs valgrind, nginx and h2load (apt: valgrind nginx nghttp2-client).
+Loopback only; every wait is bounded; it ends what it started, by PID.
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+from compare import CONFIG
+from loopback import free_port, until_accepts
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WARM_UP = 2000
+
+NGINX = """\
+daemon off;
+master_process off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location = /small {{ root {dir}/www; default_type text/plain; }}
+  }}
+}}
+"""
+
+
+def stop(process):
+    """Ends a process we started: SIGTERM, then SIGKILL after 30 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def h2load(port, count, h2):
+    """`count` GETs of /small; fails loudly unless every one succeeded."""
+    argv = ["h2load", "-n", str(count), "-c", "8"]
+    argv += ["-m", "8"] if h2 else ["--h1"]
+    argv.append(f"http://127.0.0.1:{port}/small")
+    if shutil.which("taskset") and os.cpu_count() >= 2:
+        argv = ["taskset", "-c", "0"] + argv
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=600).stdout
+    if f"{count} succeeded" not in out:
+        sys.exit(f"h2load: not every request succeeded:\n{out[-800:]}")
+
+
+def measure(name, command, port, count, h2, scratch):
+    """Runs `command` under callgrind; returns (instructions a request,
+    the callgrind file of the counted requests)."""
+    out = os.path.join(scratch, f"{name}.callgrind")
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + command
+    if shutil.which("taskset") and os.cpu_count() >= 2:
+        argv = ["taskset", "-c", "1"] + argv
+    log = open(os.path.join(scratch, f"{name}.valgrind.txt"), "w")
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        until_accepts(port, timeout=120)
+        h2load(port, WARM_UP, h2)
+        subprocess.run(["callgrind_control", "-z", str(process.pid)], check=True,
+                       capture_output=True, timeout=60)
+        h2load(port, count, h2)
+        subprocess.run(["callgrind_control", "-d", str(process.pid)], check=True,
+                       capture_output=True, timeout=120)
+    finally:
+        stop(process)
+        log.close()
+    dump = f"{out}.1"
+    with open(dump) as file:
+        total = next(int(line.split()[1]) for line in file if line.startswith("summary:"))
+    return total / count, dump
+
+
+def top(dump, count, how_many):
+    """The functions that spend the most of their own, a request each."""
+    text = subprocess.run(
+        ["callgrind_annotate", "--inclusive=no", "--threshold=100", dump],
+        capture_output=True, text=True, timeout=300,
+    ).stdout
+    rows = []
+    for line in text.split("file:function", 1)[-1].splitlines():
+        found = re.match(r"\s*([\d,]+) \([^)]*\)\s+(.*)", line)
+        if found:
+            rows.append((int(found.group(1).replace(",", "")), found.group(2)))
+    total = max((cost for cost, _ in rows), default=1)
+    # The program's outermost frames claim everything: not a function's own.
+    rows = [(cost, where) for cost, where in rows if cost < 0.9 * total]
+    return [(cost / count, re.sub(r" \[.*\]$", "", where)) for cost, where in rows[:how_many]]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--h2", action="store_true", help="h2c instead of HTTP/1.1")
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--top", type=int, default=15, help="functions listed per contender")
+    parser.add_argument("--also", action="append", default=[], metavar="NAME=BINARY",
+                        help="another build of 17-complete, run with the same config")
+    args = parser.parse_args()
+    for tool in ("valgrind", "callgrind_control", "callgrind_annotate", "nginx", "h2load"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found (apt: valgrind nginx nghttp2-client)")
+    target = os.path.join(ROOT, "target", "production")
+    floor = os.path.join(target, "examples", "hyper-floor")
+    contenders = [("hyper-floor", floor, False), ("17-complete", os.path.join(target, "17-complete"), True)]
+    contenders += [(name, binary, True) for name, _, binary in (a.partition("=") for a in args.also)]
+    for _, binary, _ in contenders:
+        if not os.path.exists(binary):
+            sys.exit(f"{binary} not built (cargo build --profile production "
+                     "--bin 17-complete --example hyper-floor)")
+
+    scratch = tempfile.mkdtemp(prefix="rp-instructions-")
+    # nginx's file in a folder of its own: step 17 watches its config's
+    # folder, and would see nginx open the file for every request.
+    os.makedirs(os.path.join(scratch, "www"))
+    with open(os.path.join(scratch, "www", "small"), "w") as file:
+        file.write("hello")
+    origin_port = free_port()
+    with open(os.path.join(scratch, "nginx.conf"), "w") as file:
+        file.write(NGINX.format(dir=scratch, port=origin_port))
+    origin = subprocess.Popen(["nginx", "-p", scratch, "-c", os.path.join(scratch, "nginx.conf")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = []
+    try:
+        until_accepts(origin_port)
+        upstream = f"http://127.0.0.1:{origin_port}"
+        for name, binary, configured in contenders:
+            port = free_port()
+            listen = f"127.0.0.1:{port}"
+            if configured:
+                config = os.path.join(scratch, f"{name}.toml")
+                with open(config, "w") as file:
+                    text = CONFIG.format(log=os.path.join(scratch, f"{name}.log"))
+                    file.write(text.replace("{listen}", listen).replace("{upstream}", upstream))
+                command = [binary, "--config", config]
+            else:
+                command = [binary, "--listen", listen, "--upstream", upstream]
+            per_request, dump = measure(name, command, port, args.requests, args.h2, scratch)
+            results.append((name, per_request, dump))
+            print(f"{name}: {per_request:,.0f} instructions a request", flush=True)
+    finally:
+        stop(origin)
+
+    floor_cost = results[0][1]
+    protocol = "h2c" if args.h2 else "HTTP/1.1"
+    print(f"\n{protocol}, {args.requests:,} GET /small, instructions a request (callgrind)\n")
+    print("| contender | instructions | ÷ floor |\n|---|---:|---:|")
+    for name, per_request, _ in results:
+        print(f"| {name} | {per_request:,.0f} | {per_request / floor_cost:.2f} |")
+    for name, _, dump in results:
+        print(f"\n{name}: its own instructions a request, most first\n")
+        for cost, where in top(dump, args.requests, args.top):
+            print(f"  {cost:7,.0f}  {where[:150]}")
+    print(f"\ncallgrind files (callgrind_annotate FILE): {scratch}")
+
+
+if __name__ == "__main__":
+    main()
