@@ -19,10 +19,10 @@ use complete::setup::{self, Flags, exit_with};
 use complete::sleep::{Sleeping, spawn_sleepers};
 use complete::wake::OnDemand;
 use kit::apps::Apps;
+use kit::config;
 use kit::flags::{Hardening, Logs};
 use kit::routes_file::Source;
 use kit::shared_state::SharedApps;
-use kit::{answer::OnHeap, config};
 use workshop::cli;
 
 #[derive(Parser)]
@@ -125,17 +125,17 @@ async fn run(args: Args) {
         forward,
         admin_token: admin_token.clone(),
     };
-    // Each layer on the heap (kit::answer::OnHeap says why).
+    // Each layer's future holds the next's; the server boxes the whole, once.
     let isolated = Isolated {
-        inner: OnHeap(Sleeping { on_demand }),
+        inner: Sleeping { on_demand },
         apps: apps.clone(),
     };
     let hardened = Hardened {
-        inner: OnHeap(isolated),
+        inner: isolated,
         max_request_body: config.limits.max_request_body,
     };
     let server = Server::new(config.timeouts, config.limits, config.shutdown_grace);
-    let observed = setup::observed(OnHeap(hardened), log, admin_token, &apps, &server);
+    let observed = setup::observed(hardened, log, admin_token, &apps, &server);
     // ANCHOR_END: request_path
     let demo = args.config.is_none() && flags.demo();
     if let Some(first) = listeners.first() {

@@ -8,7 +8,7 @@
 //! | [`patterns`] | path, host and media-type patterns; a request's host | 11 |
 //! | [`watch`] | a reload on a file's change or `SIGHUP`; the shutdown signal | 11 |
 //! | [`flags`] | the flags of steps 11 to 16 (files, limits, log); the open-files limit | 11 |
-//! | [`answer`] | the request path as a value ([`answer::Answer`]); each layer on the heap ([`answer::OnHeap`], step 17) | 12 |
+//! | [`answer`] | the request path as a value ([`answer::Answer`]), boxed once for the server ([`answer::handler`]) | 12 |
 //! | [`apps`] | the apps: state, activity, registry, host → app, stops, `Coordinator` | 12 |
 //! | [`apps_file`] | the apps file and a discovery command's list | 12 |
 //! | [`children`] | launching an app (a child or commands) until it answers | 12 |
