@@ -41,6 +41,18 @@ async fn two_instances(ctx: &Ctx, flags: &[&str], apps: &str) -> Result<Instance
     let sharing = Sharing::new(ctx, flags, apps)?;
     let a = sharing.instance(ctx).await?;
     let b = sharing.instance(ctx).await?;
+    // Each proxy follows the others' news through a subscription it makes
+    // once started: what was published before is not its to hear (it
+    // adopts such an app at its next request for it). These checks start
+    // from two proxies that hear each other.
+    within(10, "both proxies to subscribe to the news", async {
+        // Bounded by `within`: a look every 20 ms.
+        while sharing.subscribers()? < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    })
+    .await?;
     Ok(Instances {
         redis: sharing.redis,
         a,
