@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 
-from loopback import free_port, rss_kib, until_accepts
+from loopback import free_port, rss_kib, stop, until_accepts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,15 +44,6 @@ def start(proxy, origin_port, extra_config=""):
     until_accepts(port)
     return process, port
 
-
-def stop(process):
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def slowloris(proxy, origin_port):

@@ -25,13 +25,12 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 
 from compare import CONFIG
-from loopback import free_port, until_accepts
+from loopback import free_port, stop, until_accepts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARM_UP = 2000
@@ -56,17 +55,6 @@ http {{
   }}
 }}
 """
-
-
-def stop(process):
-    """Ends a process we started: SIGTERM, then SIGKILL after 30 s."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def h2load(port, count, h2):

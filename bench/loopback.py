@@ -1,6 +1,9 @@
 """What the bench scripts share: free loopback ports, waiting for one to
-accept, a process's resident memory. Standard library only."""
+accept, a process's resident memory, ending a process they started.
+Standard library only."""
+import signal
 import socket
+import subprocess
 import time
 
 
@@ -30,3 +33,15 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def stop(process, timeout=40):
+    """Ends a process we started: SIGTERM, then SIGKILL if it is still
+    there after `timeout` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
