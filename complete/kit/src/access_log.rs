@@ -214,19 +214,19 @@ impl AccessLog {
                 }
                 line.push_str("ms");
             }
-            LogFormat::Json => line.push_str(
-                &serde_json::json!({
-                "time": humantime::format_rfc3339_millis(arrival.at).to_string(),
-                "client": arrival.client.map_or("-".to_string(), |addr| addr.ip().to_string()),
-                "method": arrival.method.as_str(),
-                "host": arrival.host,
-                "target": arrival.target,
-                "status": status.as_u16(),
-                "bytes": bytes,
-                "ms": took.as_secs_f64() * 1000.0,
-                })
-                .to_string(),
-            ),
+            LogFormat::Json => {
+                let fields = serde_json::json!({
+                    "time": humantime::format_rfc3339_millis(arrival.at).to_string(),
+                    "client": arrival.client.map_or("-".to_string(), |addr| addr.ip().to_string()),
+                    "method": arrival.method.as_str(),
+                    "host": arrival.host,
+                    "target": arrival.target,
+                    "status": status.as_u16(),
+                    "bytes": bytes,
+                    "ms": took.as_secs_f64() * 1000.0,
+                });
+                line.push_str(&fields.to_string());
+            }
         }
     }
 
