@@ -215,17 +215,38 @@ impl AccessLog {
                 line.push_str("ms");
             }
             LogFormat::Json => {
-                let fields = serde_json::json!({
-                    "time": humantime::format_rfc3339_millis(arrival.at).to_string(),
-                    "client": arrival.client.map_or("-".to_string(), |addr| addr.ip().to_string()),
-                    "method": arrival.method.as_str(),
-                    "host": arrival.host,
-                    "target": arrival.target,
-                    "status": status.as_u16(),
-                    "bytes": bytes,
-                    "ms": took.as_secs_f64() * 1000.0,
+                // Serialized straight from borrowed fields into a buffer of
+                // this thread's. Building a `serde_json::Value` (a map, a
+                // string per key and per value), then its text, made a JSON
+                // line cost 16,100 instructions a request; now 3,400, against
+                // 1,800 for the common format (`bench/instructions.py
+                // --features`).
+                thread_local! {
+                    static JSON: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+                }
+                let mut client = String::with_capacity(15);
+                match arrival.client {
+                    Some(addr) => push_ip(&mut client, addr.ip()),
+                    None => client.push('-'),
+                }
+                let fields = JsonLine {
+                    time: &milli_stamp(arrival.at),
+                    client: &client,
+                    method: arrival.method.as_str(),
+                    host: &arrival.host,
+                    target: &arrival.target,
+                    status: status.as_u16(),
+                    bytes,
+                    ms: took.as_secs_f64() * 1000.0,
+                };
+                JSON.with_borrow_mut(|json| {
+                    json.clear();
+                    let written = serde_json::to_writer(&mut *json, &fields);
+                    // serde_json writes UTF-8: the check never fails.
+                    if let (Ok(()), Ok(text)) = (written, std::str::from_utf8(json)) {
+                        line.push_str(text);
+                    }
                 });
-                line.push_str(&fields.to_string());
             }
         }
     }
@@ -279,6 +300,36 @@ impl std::fmt::Display for SecondStamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// A JSON line's fields.
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    time: &'a str,
+    client: &'a str,
+    method: &'a str,
+    host: &'a str,
+    target: &'a str,
+    status: u16,
+    bytes: u64,
+    ms: f64,
+}
+
+/// `at` in RFC 3339, to the millisecond (`2026-12-07T19:23:35.123Z`): the
+/// second's text from [`SecondStamp`], then the milliseconds.
+fn milli_stamp(at: SystemTime) -> String {
+    let stamp = SecondStamp::of(at);
+    let millis = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_millis());
+    let mut text = String::with_capacity(24);
+    text.push_str(stamp.0.strip_suffix('Z').unwrap_or(&stamp.0));
+    text.push('.');
+    for digit in [millis / 100, millis / 10 % 10, millis % 10] {
+        text.push(char::from(b'0' + digit as u8));
+    }
+    text.push('Z');
+    text
 }
 
 /// `HTTP/1.1`, `HTTP/2.0`: the version as the log's request line spells it
