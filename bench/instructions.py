@@ -9,6 +9,7 @@ noise as timings do.
     python3 bench/instructions.py                 # HTTP/1.1
     python3 bench/instructions.py --h2            # h2c, 8 streams a connection
     python3 bench/instructions.py --also before=/tmp/17-complete-before
+    python3 bench/instructions.py --features      # what each feature adds
 
 Each contender runs under valgrind's callgrind, on one core when there are
 two (so step 17 takes tokio's current-thread scheduler, as in the bench), in
@@ -17,6 +18,12 @@ up; callgrind's counters are zeroed; then `--requests` (8 connections) are
 counted, every thread of the proxy included. It prints instructions a
 request and, for each contender, the functions that spend the most (their
 own instructions, not their callees'; inlined code counts as its caller's).
+
+`--features` runs step 17 alone, under one config per feature: a bare
+config (one rule, no log), then the same with one feature added, and says
+what each adds to a request. What cannot be turned off (metrics, the
+deadlines) is given as the instructions of the functions that do it,
+callees included. proxy.example.toml's comments quote these figures.
 
 Needs valgrind, nginx and h2load (apt: valgrind nginx nghttp2-client).
 Loopback only; every wait is bounded; it ends what it started, by PID.
@@ -55,6 +62,96 @@ http {{
   }}
 }}
 """
+
+
+# --features: a bare config, and what each variant adds to it.
+BARE = """\
+listen = ["{listen}"]
+
+[log]
+access = "off"
+
+{more}
+[[rules]]
+path = "/*rest"
+forward = "{upstream}"
+"""
+
+FEATURES = [
+    ("bare: one rule, no log", ""),
+    ("access log, common format, to a file", '[log]\naccess = "{log}"\nformat = "common"\n'),
+    ("access log, json format, to a file", '[log]\naccess = "{log}"\nformat = "json"\n'),
+    ("a rule before it that chooses by Accept",
+     '[accept]\njson = ["application/json"]\n\n'
+     '[[rules]]\npath = "/api/*rest"\naccept = ["json"]\nforward = "{upstream}/api"\n'),
+    ("max_request_body", "[limits]\nmax_request_body = 10485760\n"),
+    ("an app on demand (the request is for another host)",
+     '[on_demand]\ndomain = "localhost"\n\n'
+     '[[apps]]\nname = "hello"\ncommand = ["python3", "-m", "http.server", "{port}"]\n'),
+]
+
+# Always on: the functions that do it, callees included.
+ALWAYS = [
+    ("metrics: counting the response", ["kit::metrics::Metrics::count"]),
+    ("response_head: the upstream's deadline", ["tokio::time::timeout::poll_delay"]),
+    ("keep_alive: hyper's deadline for each head (a timer made, polled, dropped)", [
+        "<hyper_util::rt::tokio::TokioTimer as hyper::rt::timer::Timer>::sleep_until",
+        "<hyper_util::rt::tokio::TokioSleep as core::future::future::Future>::poll",
+        "core::ptr::drop_in_place<hyper_util::rt::tokio::TokioSleep>",
+    ]),
+]
+
+
+def feature_config(extra, listen, upstream, log):
+    """BARE with `extra`; a `[log]` in `extra` replaces BARE's."""
+    text = BARE
+    if extra.startswith("[log]"):
+        text = text.replace('[log]\naccess = "off"\n\n', "")
+    text = text.replace("{more}", extra)
+    return text.replace("{listen}", listen).replace("{upstream}", upstream).replace("{log}", log)
+
+
+def inclusive(dump, count, functions):
+    """Instructions a request of `functions`, callees included; None if
+    one is missing (inlined)."""
+    text = subprocess.run(
+        ["callgrind_annotate", "--inclusive=yes", "--threshold=100", dump],
+        capture_output=True, text=True, timeout=300,
+    ).stdout
+    costs = {}
+    for line in text.splitlines():
+        found = re.match(r"\s*([\d,]+) \([^)]*\)\s+\S*?:(.*?) \[", line)
+        if found and found.group(2) in functions:
+            costs[found.group(2)] = int(found.group(1).replace(",", "")) / count
+    return sum(costs.values()) if len(costs) == len(functions) else None
+
+
+def features(binary, upstream, args, scratch):
+    """`--features`: step 17 under each of FEATURES' configs."""
+    results = []
+    for index, (name, extra) in enumerate(FEATURES):
+        port = free_port()
+        config = os.path.join(scratch, f"feature-{index}.toml")
+        with open(config, "w") as file:
+            file.write(feature_config(extra, f"127.0.0.1:{port}", upstream,
+                                      os.path.join(scratch, f"feature-{index}.log")))
+        per_request, dump = measure(f"feature-{index}", [binary, "--config", config],
+                                    port, args.requests, args.h2, scratch)
+        results.append((name, per_request, dump))
+        print(f"{name}: {per_request:,.0f} instructions a request", flush=True)
+    bare = results[0][1]
+    protocol = "h2c" if args.h2 else "HTTP/1.1"
+    print(f"\n{protocol}, {args.requests:,} GET /small, step 17, instructions a request "
+          "(callgrind)\n")
+    print("| config | instructions | added |\n|---|---:|---:|")
+    for name, per_request, _ in results:
+        added = "" if per_request == bare else f"{per_request - bare:+,.0f}"
+        print(f"| {name} | {per_request:,.0f} | {added} |")
+    print("\nAlways on (in the bare config; the function, callees included):\n")
+    for name, functions in ALWAYS:
+        cost = inclusive(results[0][2], args.requests, functions)
+        shown = "not found (inlined?)" if cost is None else f"{cost:,.0f}"
+        print(f"  {shown:>7}  {name}")
 
 
 def h2load(port, count, h2):
@@ -119,6 +216,8 @@ def main():
     parser.add_argument("--top", type=int, default=15, help="functions listed per contender")
     parser.add_argument("--also", action="append", default=[], metavar="NAME=BINARY",
                         help="another build of 17-complete, run with the same config")
+    parser.add_argument("--features", action="store_true",
+                        help="step 17 alone, under a config per feature: what each adds")
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate", "nginx", "h2load"):
         if not shutil.which(tool):
@@ -147,6 +246,10 @@ def main():
     try:
         until_accepts(origin_port)
         upstream = f"http://127.0.0.1:{origin_port}"
+        if args.features:
+            features(contenders[1][1], upstream, args, scratch)
+            print(f"\ncallgrind files (callgrind_annotate FILE): {scratch}")
+            return
         for name, binary, configured in contenders:
             port = free_port()
             listen = f"127.0.0.1:{port}"
