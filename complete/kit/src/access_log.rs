@@ -370,3 +370,22 @@ fn quoted(text: &str) -> std::borrow::Cow<'_, str> {
     }
     std::borrow::Cow::Owned(quoted)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn milli_stamp_is_rfc3339_to_the_millisecond() {
+        for (seconds, millis) in [
+            (1_765_135_415, 123),
+            (1_765_135_415, 7),
+            (0, 0),
+            (86_399, 999),
+        ] {
+            let at = SystemTime::UNIX_EPOCH + Duration::new(seconds, millis * 1_000_000 + 456);
+            let expected = humantime::format_rfc3339_millis(at).to_string();
+            assert_eq!(milli_stamp(at), expected);
+        }
+    }
+}
