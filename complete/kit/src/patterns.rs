@@ -171,7 +171,8 @@ pub fn without_dot_segments(path: &str) -> std::borrow::Cow<'_, str> {
             && segment.to_ascii_lowercase().replace("%2e", ".").eq("..")
     };
     // Most paths have no dot at all, escaped or not: one look at each byte
-    // for `.` or `%` (three `contains` cost 380 instructions a request).
+    // for `.` or `%` (the three `contains` it replaced, for `.`, `%2e` and
+    // `%2E`, cost some 400 instructions a request).
     if !path.bytes().any(|byte| byte == b'.' || byte == b'%') {
         return std::borrow::Cow::Borrowed(path);
     }
