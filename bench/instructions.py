@@ -64,28 +64,33 @@ http {{
 """
 
 
-# --features: a bare config, and what each variant adds to it.
+# --features: a bare config, and what each variant adds to it. Every
+# request asks for HTML (`Accept: text/html`, as a browser's page does), so
+# that a rule by `Accept` is tried and not chosen.
 BARE = """\
 listen = ["{listen}"]
 
 [log]
-access = "off"
+{log}
 
 {more}
 [[rules]]
 path = "/*rest"
 forward = "{upstream}"
 """
+NO_LOG = 'access = "off"'
+ACCEPT = "accept: text/html"
 
+# (name, its [log], what comes before the bare config's rule)
 FEATURES = [
-    ("bare: one rule, no log", ""),
-    ("access log, common format, to a file", '[log]\naccess = "{log}"\nformat = "common"\n'),
-    ("access log, json format, to a file", '[log]\naccess = "{log}"\nformat = "json"\n'),
-    ("a rule before it that chooses by Accept",
+    ("bare: one rule, no log", NO_LOG, ""),
+    ("access log, common format, to a file", 'access = "{file}"\nformat = "common"', ""),
+    ("access log, JSON, to a file", 'access = "{file}"\nformat = "json"', ""),
+    ("a rule by Accept tried first (JSON; the request asks for HTML)", NO_LOG,
      '[accept]\njson = ["application/json"]\n\n'
-     '[[rules]]\npath = "/api/*rest"\naccept = ["json"]\nforward = "{upstream}/api"\n'),
-    ("max_request_body", "[limits]\nmax_request_body = 10485760\n"),
-    ("an app on demand (the request is for another host)",
+     '[[rules]]\npath = "/*rest"\naccept = ["json"]\nforward = "{upstream}"\n'),
+    ("max_request_body", NO_LOG, "[limits]\nmax_request_body = 10485760\n"),
+    ("an app on demand (the request is for another host)", NO_LOG,
      '[on_demand]\ndomain = "localhost"\n\n'
      '[[apps]]\nname = "hello"\ncommand = ["python3", "-m", "http.server", "{port}"]\n'),
 ]
@@ -93,8 +98,9 @@ FEATURES = [
 # Always on: the functions that do it, callees included.
 ALWAYS = [
     ("metrics: counting the response", ["kit::metrics::Metrics::count"]),
-    ("response_head: the upstream's deadline", ["tokio::time::timeout::poll_delay"]),
-    ("keep_alive: hyper's deadline for each head (a timer made, polled, dropped)", [
+    ("response_head: the upstream's deadline, polled (its removal from tokio's timer "
+     "wheel is not counted)", ["tokio::time::timeout::poll_delay"]),
+    ("keep_alive: hyper's deadline for each HTTP/1.1 head (a timer made, polled, dropped)", [
         "<hyper_util::rt::tokio::TokioTimer as hyper::rt::timer::Timer>::sleep_until",
         "<hyper_util::rt::tokio::TokioSleep as core::future::future::Future>::poll",
         "core::ptr::drop_in_place<hyper_util::rt::tokio::TokioSleep>",
@@ -102,13 +108,10 @@ ALWAYS = [
 ]
 
 
-def feature_config(extra, listen, upstream, log):
-    """BARE with `extra`; a `[log]` in `extra` replaces BARE's."""
-    text = BARE
-    if extra.startswith("[log]"):
-        text = text.replace('[log]\naccess = "off"\n\n', "")
-    text = text.replace("{more}", extra)
-    return text.replace("{listen}", listen).replace("{upstream}", upstream).replace("{log}", log)
+def feature_config(log, more, listen, upstream, file):
+    """BARE with its `[log]` table's lines and what comes before its rule."""
+    text = BARE.replace("{log}", log).replace("{more}", more)
+    return text.replace("{listen}", listen).replace("{upstream}", upstream).replace("{file}", file)
 
 
 def inclusive(dump, count, functions):
@@ -122,41 +125,49 @@ def inclusive(dump, count, functions):
     for line in text.splitlines():
         found = re.match(r"\s*([\d,]+) \([^)]*\)\s+\S*?:(.*?) \[", line)
         if found and found.group(2) in functions:
-            costs[found.group(2)] = int(found.group(1).replace(",", "")) / count
+            cost = int(found.group(1).replace(",", "")) / count
+            costs[found.group(2)] = costs.get(found.group(2), 0) + cost
     return sum(costs.values()) if len(costs) == len(functions) else None
 
 
 def features(binary, upstream, args, scratch):
     """`--features`: step 17 under each of FEATURES' configs."""
     results = []
-    for index, (name, extra) in enumerate(FEATURES):
+    # Logs in a folder of their own: step 17 watches its config's folder.
+    logs = os.path.join(scratch, "logs")
+    os.makedirs(logs)
+    for index, (name, log, more) in enumerate(FEATURES):
         port = free_port()
         config = os.path.join(scratch, f"feature-{index}.toml")
         with open(config, "w") as file:
-            file.write(feature_config(extra, f"127.0.0.1:{port}", upstream,
-                                      os.path.join(scratch, f"feature-{index}.log")))
+            file.write(feature_config(log, more, f"127.0.0.1:{port}", upstream,
+                                      os.path.join(logs, f"feature-{index}.log")))
         per_request, dump = measure(f"feature-{index}", [binary, "--config", config],
-                                    port, args.requests, args.h2, scratch)
+                                    port, args.requests, args.h2, scratch, [ACCEPT])
         results.append((name, per_request, dump))
         print(f"{name}: {per_request:,.0f} instructions a request", flush=True)
     bare = results[0][1]
     protocol = "h2c" if args.h2 else "HTTP/1.1"
-    print(f"\n{protocol}, {args.requests:,} GET /small, step 17, instructions a request "
-          "(callgrind)\n")
+    print(f"\n{protocol}, {args.requests:,} GET /small ({ACCEPT}), step 17, "
+          "instructions a request (callgrind)\n")
     print("| config | instructions | added |\n|---|---:|---:|")
-    for name, per_request, _ in results:
-        added = "" if per_request == bare else f"{per_request - bare:+,.0f}"
+    for index, (name, per_request, _) in enumerate(results):
+        added = f"{per_request - bare:+,.0f}" if index else ""
         print(f"| {name} | {per_request:,.0f} | {added} |")
     print("\nAlways on (in the bare config; the function, callees included):\n")
     for name, functions in ALWAYS:
         cost = inclusive(results[0][2], args.requests, functions)
-        shown = "not found (inlined?)" if cost is None else f"{cost:,.0f}"
+        shown = "?" if cost is None else f"{cost:,.0f}"
         print(f"  {shown:>7}  {name}")
+        if cost is None:
+            print("           (a function not found: inlined, or renamed)")
 
 
-def h2load(port, count, h2):
+def h2load(port, count, h2, headers=()):
     """`count` GETs of /small; fails loudly unless every one succeeded."""
     argv = ["h2load", "-n", str(count), "-c", "8"]
+    for header in headers:
+        argv += ["-H", header]
     argv += ["-m", "8"] if h2 else ["--h1"]
     argv.append(f"http://127.0.0.1:{port}/small")
     if shutil.which("taskset") and os.cpu_count() >= 2:
@@ -166,7 +177,7 @@ def h2load(port, count, h2):
         sys.exit(f"h2load: not every request succeeded:\n{out[-800:]}")
 
 
-def measure(name, command, port, count, h2, scratch):
+def measure(name, command, port, count, h2, scratch, headers=()):
     """Runs `command` under callgrind; returns (instructions a request,
     the callgrind file of the counted requests)."""
     out = os.path.join(scratch, f"{name}.callgrind")
@@ -176,11 +187,11 @@ def measure(name, command, port, count, h2, scratch):
     log = open(os.path.join(scratch, f"{name}.valgrind.txt"), "w")
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
     try:
-        until_accepts(port, timeout=120)
-        h2load(port, WARM_UP, h2)
+        until_accepts(port, timeout=120, process=process)
+        h2load(port, WARM_UP, h2, headers)
         subprocess.run(["callgrind_control", "-z", str(process.pid)], check=True,
                        capture_output=True, timeout=60)
-        h2load(port, count, h2)
+        h2load(port, count, h2, headers)
         subprocess.run(["callgrind_control", "-d", str(process.pid)], check=True,
                        capture_output=True, timeout=120)
     finally:
@@ -226,6 +237,8 @@ def main():
     floor = os.path.join(target, "examples", "hyper-floor")
     contenders = [("hyper-floor", floor, False), ("17-complete", os.path.join(target, "17-complete"), True)]
     contenders += [(name, binary, True) for name, _, binary in (a.partition("=") for a in args.also)]
+    if args.features:
+        contenders = contenders[1:2]  # step 17 alone (--also does not count)
     for _, binary, _ in contenders:
         if not os.path.exists(binary):
             sys.exit(f"{binary} not built (cargo build --profile production "
@@ -247,7 +260,7 @@ def main():
         until_accepts(origin_port)
         upstream = f"http://127.0.0.1:{origin_port}"
         if args.features:
-            features(contenders[1][1], upstream, args, scratch)
+            features(contenders[0][1], upstream, args, scratch)
             print(f"\ncallgrind files (callgrind_annotate FILE): {scratch}")
             return
         for name, binary, configured in contenders:

@@ -14,10 +14,14 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def until_accepts(port, timeout=10.0):
-    """Waits (at most `timeout`) until something accepts on `port`."""
+def until_accepts(port, timeout=10.0, process=None):
+    """Waits (at most `timeout`) until something accepts on `port`; stops
+    waiting if `process`, the one that should, has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise SystemExit(f"{process.args[0]} exited ({process.returncode}) "
+                             f"before accepting on port {port}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
