@@ -45,7 +45,7 @@ use workshop::x_forwarded::{self, add_forwarded_headers, join_paths, merge_queri
 use workshop::x_forwarded::{join_upstream_path, use_upstream_host};
 
 use kit::patterns::without_dot_segments;
-use kit::patterns::{AcceptGroup, Captures, accept_groups, host_of, normalize_host};
+use kit::patterns::{AcceptGroup, Captures, host_of, normalize_host};
 use kit::routes_file::{Action, Layer, Routes, Rule};
 
 const X_REWRITE_URL: HeaderName = HeaderName::from_static("x-rewrite-url");
@@ -170,13 +170,8 @@ pub fn find_rule<'r, 'a, B>(
     routes: &'r Routes,
     request: &'a Request<B>,
 ) -> Option<Matched<'r, 'a>> {
-    let accepted = request
-        .headers()
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|value| value.to_str().ok());
-    let groups = accept_groups(accepted);
     let asked = Asked::from(request);
+    let groups = routes.accept_groups(asked.path, request.headers());
     // EXERCISE: the rule mu-dispatcher would choose for this request, and what it captured; None if no rule matches. Trap: file order first lets a rule for a type the client likes less win
     // ANCHOR: order
     for layer in [Layer::Main, Layer::Fallback] {

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use workshop::hop_by_hop::HOP_BY_HOP;
 
-use crate::patterns::{Captures, HostPattern, MediaRange, PathPattern};
+use crate::patterns::{AcceptGroup, Captures, HostPattern, MediaRange, PathPattern, accept_groups};
 use crate::upstream_groups::{Group, Groups};
 
 /// The rules of one routes file, in file order.
@@ -44,12 +44,24 @@ pub struct Routes {
     /// need trying. The other paths try `any_first`. (A B-tree: a few
     /// string comparisons cost less than hashing the segment, 1,100
     /// instructions a request with a `HashMap`.)
-    by_first: BTreeMap<String, Vec<usize>>,
-    any_first: Vec<usize>,
+    by_first: BTreeMap<String, Candidates>,
+    any_first: Candidates,
+}
+
+/// The rules that may match a path, and whether one of them chooses by
+/// `Accept` (so that `Accept` is parsed only then).
+#[derive(Debug, Default)]
+struct Candidates {
+    rules: Vec<usize>,
+    by_accept: bool,
 }
 
 impl Routes {
     pub fn new(rules: Vec<Rule>, source: String) -> Routes {
+        let candidates = |indices: Vec<usize>| Candidates {
+            by_accept: indices.iter().any(|&i| rules[i].accept.is_some()),
+            rules: indices,
+        };
         let any_first: Vec<usize> = (0..rules.len())
             .filter(|&i| rules[i].path.first_literal().is_none())
             .collect();
@@ -59,10 +71,15 @@ impl Routes {
                 by_first.entry(first.to_string()).or_default().push(i);
             }
         }
-        for indices in by_first.values_mut() {
-            indices.extend(&any_first);
-            indices.sort_unstable();
-        }
+        let by_first = by_first
+            .into_iter()
+            .map(|(first, mut indices)| {
+                indices.extend(&any_first);
+                indices.sort_unstable();
+                (first, candidates(indices))
+            })
+            .collect();
+        let any_first = candidates(any_first);
         Routes {
             rules,
             source,
@@ -75,22 +92,36 @@ impl Routes {
     /// answer to that path depends on the request's `Accept` (whichever
     /// rule wins, or none), and caches must be told (`Vary: Accept`).
     pub fn depends_on_accept(&self, path: &str) -> bool {
-        [Layer::Main, Layer::Fallback]
-            .into_iter()
-            .flat_map(|layer| self.candidates(layer, path))
-            .any(|rule| rule.accept.is_some())
+        self.for_path(path).by_accept
+    }
+
+    /// The request's `Accept` (`headers`) as [`accept_groups`], best first,
+    /// parsed only if a rule that may match `path` chooses by it: without
+    /// one, every group finds the rule the first finds, and a browser's
+    /// `Accept` takes thousands of instructions to parse (no `Accept` is one
+    /// group, `*/*`).
+    pub fn accept_groups(&self, path: &str, headers: &HeaderMap) -> Vec<AcceptGroup> {
+        if !self.depends_on_accept(path) {
+            return accept_groups(std::iter::empty());
+        }
+        let accepted = headers.get_all(http::header::ACCEPT).iter();
+        accept_groups(accepted.filter_map(|value| value.to_str().ok()))
     }
 
     /// The rules of `layer` that may match `path`, in file order: the
     /// others cannot (their first segment is another word).
     pub fn candidates<'r>(&'r self, layer: Layer, path: &str) -> impl Iterator<Item = &'r Rule> {
-        let first = path.trim_start_matches('/');
-        let first = &first[..first.find('/').unwrap_or(first.len())];
-        let indices = self.by_first.get(first).unwrap_or(&self.any_first);
-        indices
+        self.for_path(path)
+            .rules
             .iter()
             .map(|&i| &self.rules[i])
             .filter(move |rule| rule.layer == layer)
+    }
+
+    fn for_path(&self, path: &str) -> &Candidates {
+        let first = path.trim_start_matches('/');
+        let first = &first[..first.find('/').unwrap_or(first.len())];
+        self.by_first.get(first).unwrap_or(&self.any_first)
     }
 }
 
