@@ -80,19 +80,25 @@ forward = "{upstream}"
 """
 NO_LOG = 'access = "off"'
 ACCEPT = "accept: text/html"
+# Chrome's, for a page.
+BROWSER = ("accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,"
+           "image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7")
+BY_ACCEPT = ('[accept]\njson = ["application/json"]\n\n'
+             '[[rules]]\npath = "/*rest"\naccept = ["json"]\nforward = "{upstream}"\n')
 
-# (name, its [log], what comes before the bare config's rule)
+# (name, its [log], what comes before the bare config's rule, the request's
+# Accept if not ACCEPT)
 FEATURES = [
-    ("bare: one rule, no log", NO_LOG, ""),
-    ("access log, common format, to a file", 'access = "{file}"\nformat = "common"', ""),
-    ("access log, JSON, to a file", 'access = "{file}"\nformat = "json"', ""),
-    ("a rule by Accept tried first (JSON; the request asks for HTML)", NO_LOG,
-     '[accept]\njson = ["application/json"]\n\n'
-     '[[rules]]\npath = "/*rest"\naccept = ["json"]\nforward = "{upstream}"\n'),
-    ("max_request_body", NO_LOG, "[limits]\nmax_request_body = 10485760\n"),
+    ("bare: one rule, no log", NO_LOG, "", None),
+    ("access log, common format, to a file", 'access = "{file}"\nformat = "common"', "", None),
+    ("access log, JSON, to a file", 'access = "{file}"\nformat = "json"', "", None),
+    ("a rule by Accept tried first (JSON; the request asks for HTML)", NO_LOG, BY_ACCEPT, None),
+    ("the same, the request with Chrome's Accept for a page", NO_LOG, BY_ACCEPT, BROWSER),
+    ("max_request_body", NO_LOG, "[limits]\nmax_request_body = 10485760\n", None),
     ("an app on demand (the request is for another host)", NO_LOG,
      '[on_demand]\ndomain = "localhost"\n\n'
-     '[[apps]]\nname = "hello"\ncommand = ["python3", "-m", "http.server", "{port}"]\n'),
+     '[[apps]]\nname = "hello"\ncommand = ["python3", "-m", "http.server", "{port}"]\n',
+     None),
 ]
 
 # Always on: the functions that do it, callees included.
@@ -136,14 +142,14 @@ def features(binary, upstream, args, scratch):
     # Logs in a folder of their own: step 17 watches its config's folder.
     logs = os.path.join(scratch, "logs")
     os.makedirs(logs)
-    for index, (name, log, more) in enumerate(FEATURES):
+    for index, (name, log, more, accept) in enumerate(FEATURES):
         port = free_port()
         config = os.path.join(scratch, f"feature-{index}.toml")
         with open(config, "w") as file:
             file.write(feature_config(log, more, f"127.0.0.1:{port}", upstream,
                                       os.path.join(logs, f"feature-{index}.log")))
         per_request, dump = measure(f"feature-{index}", [binary, "--config", config],
-                                    port, args.requests, args.h2, scratch, [ACCEPT])
+                                    port, args.requests, args.h2, scratch, [accept or ACCEPT])
         results.append((name, per_request, dump))
         print(f"{name}: {per_request:,.0f} instructions a request", flush=True)
     bare = results[0][1]
