@@ -29,8 +29,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
+use futures_util::future::Either;
 use futures_util::future::{BoxFuture, Shared};
+use futures_util::{FutureExt, TryFutureExt};
 use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
@@ -87,8 +88,11 @@ impl UpstreamClient {
 
 impl HttpClient for UpstreamClient {
     fn request(&self, request: Request<Body>) -> ResponseFuture {
-        let upstreams = self.upstreams.clone();
-        Box::pin(async move { Ok(Upstreams::send(&upstreams, request).await?) })
+        // `send`'s own future, boxed as it is: an `async` block around it
+        // would hold the request once more, and make the box too big for
+        // the allocator's fast path (glibc's, up to 1,032 bytes).
+        let sent = Upstreams::send(self.upstreams.clone(), request);
+        Box::pin(sent.map_err(BoxError::from))
     }
 }
 
@@ -118,13 +122,16 @@ impl Sender {
         }
     }
 
-    async fn try_send(
+    /// hyper's own future, not an `async fn` around it: that would hold
+    /// the request twice (its argument, and hyper's future), and make each
+    /// request's boxed future too big for the allocator's fast path.
+    fn try_send(
         &mut self,
         request: Request<Body>,
-    ) -> Result<Response<Incoming>, TrySendError<Request<Body>>> {
+    ) -> impl Future<Output = Result<Response<Incoming>, TrySendError<Request<Body>>>> + use<> {
         match self {
-            Sender::Http1(sender) => sender.try_send_request(request).await,
-            Sender::Http2(sender) => sender.try_send_request(request).await,
+            Sender::Http1(sender) => Either::Left(sender.try_send_request(request)),
+            Sender::Http2(sender) => Either::Right(sender.try_send_request(request)),
         }
     }
 
@@ -229,7 +236,7 @@ struct Upstreams {
 impl Upstreams {
     /// Sends `request`, whose URI is the upstream's address and the path.
     async fn send(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         mut request: Request<Body>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let (Some(scheme), Some(authority)) = (request.uri().scheme(), request.uri().authority())
