@@ -75,7 +75,8 @@ impl Upstream {
 // ANCHOR: upstream_uri
 /// The URI to send upstream: the upstream's scheme and authority, the
 /// request's path and query. (Step 06 also joins the upstream's own path.)
-pub fn upstream_uri(upstream: &Uri, request: &Uri) -> Uri {
+/// The request's URI is taken, not borrowed: its path moves, uncopied.
+pub fn upstream_uri(upstream: &Uri, request: Uri) -> Uri {
     // TODO: the URI to send: the upstream's scheme and authority, the request's path and query (`/` if it has none). Trap: keeping the path but losing the query: `/echo?x=1` must arrive as `/echo?x=1`
     todo!(
         "the URI to send: the upstream's scheme and authority, the request's path and query (`/` if it has none). Trap: keeping the path but losing the query: `/echo?x=1` must arrive as `/echo?x=1`"

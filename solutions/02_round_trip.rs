@@ -68,15 +68,16 @@ impl Upstream {
 // ANCHOR: upstream_uri
 /// The URI to send upstream: the upstream's scheme and authority, the
 /// request's path and query. (Step 06 also joins the upstream's own path.)
-pub fn upstream_uri(upstream: &Uri, request: &Uri) -> Uri {
+/// The request's URI is taken, not borrowed: its path moves, uncopied.
+pub fn upstream_uri(upstream: &Uri, request: Uri) -> Uri {
     // EXERCISE: the URI to send: the upstream's scheme and authority, the request's path and query (`/` if it has none). Trap: keeping the path but losing the query: `/echo?x=1` must arrive as `/echo?x=1`
     let mut parts = Parts::default();
     parts.scheme = upstream.scheme().cloned();
     parts.authority = upstream.authority().cloned();
     parts.path_and_query = Some(
         request
-            .path_and_query()
-            .cloned()
+            .into_parts()
+            .path_and_query
             .unwrap_or_else(|| PathAndQuery::from_static("/")),
     );
     Uri::from_parts(parts).unwrap_or_else(|_| upstream.clone())
@@ -120,7 +121,7 @@ pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Resp
             );
         }
     };
-    parts.uri = upstream_uri(&upstream.uri, &parts.uri);
+    parts.uri = upstream_uri(&upstream.uri, parts.uri);
     let request = Request::from_parts(parts, full(body));
     // ANCHOR_END: forward
 

@@ -18,7 +18,7 @@ use crate::round_trip::{Upstream, bad_gateway, upstream_uri};
 /// Sends `request` upstream; both bodies stream, frame by frame.
 pub async fn round_trip(upstream: &Upstream, request: Request<Incoming>) -> Response<Body> {
     let (mut parts, body) = request.into_parts();
-    parts.uri = upstream_uri(&upstream.uri, &parts.uri);
+    parts.uri = upstream_uri(&upstream.uri, parts.uri);
     // EXERCISE: send the request upstream and answer with the upstream's status and body, each body passed on frame by frame as it arrives (a 502 if the upstream fails). Trap: reading a body whole before passing it on, as step 02 did: memory grows with the body and the first bytes come last
     // ANCHOR: stream
     // No `collect()`: the incoming body *is* the outgoing body.

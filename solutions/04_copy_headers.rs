@@ -56,7 +56,7 @@ where
 {
     // EXERCISE: the upstream gets the client's method, every header line as it came (a name sent twice arrives twice, in order), the path under the upstream's address and the body as a stream, but nothing of the client's connection: its version becomes the default (the upstream connection has its own), its extensions stay here. Trap: the client's version kept: an HTTP/2 client's request then asks the upstream connection for HTTP/2, and step 09's clients get 502s (step 04's checks cannot see it: their clients speak HTTP/1.1)
     let (mut parts, body) = request.into_parts();
-    parts.uri = upstream_uri(upstream, &parts.uri);
+    parts.uri = upstream_uri(upstream, parts.uri);
     // The upstream connection speaks its own version (step 09 chooses it),
     // and what the server noted (`ClientAddr`) stays on our side.
     parts.version = Version::default();
