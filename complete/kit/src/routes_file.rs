@@ -29,7 +29,9 @@ use serde::Deserialize;
 use toml::Spanned;
 use workshop::hop_by_hop::HOP_BY_HOP;
 
-use crate::patterns::{AcceptGroup, Captures, HostPattern, MediaRange, PathPattern, accept_groups};
+use crate::patterns::{
+    AcceptGroups, Captures, HostPattern, MediaRange, PathPattern, accept_groups,
+};
 use crate::upstream_groups::{Group, Groups};
 
 /// The rules of one routes file, in file order.
@@ -100,7 +102,7 @@ impl Routes {
     /// one, every group finds the rule the first finds, and a browser's
     /// `Accept` takes thousands of instructions to parse (no `Accept` is one
     /// group, `*/*`).
-    pub fn accept_groups(&self, path: &str, headers: &HeaderMap) -> Vec<AcceptGroup> {
+    pub fn accept_groups(&self, path: &str, headers: &HeaderMap) -> AcceptGroups {
         if !self.depends_on_accept(path) {
             return accept_groups(std::iter::empty());
         }
