@@ -52,8 +52,8 @@ impl<S: Answer<Incoming>> Answer<Incoming> for Observed<S> {
         let arrival = Arrival::from(&request);
         // The proxy's own endpoints: no access line, no count.
         if let Some(token) = self.admin_token.as_deref()
-            && arrival.target.starts_with("/_proxy/")
-            && self.apps.find(Some(&arrival.host)).is_none()
+            && arrival.target().starts_with("/_proxy/")
+            && self.apps.find(Some(arrival.host())).is_none()
         {
             if request.uri().path() == "/_proxy/metrics" {
                 let open = self.open_connections.now();
@@ -84,7 +84,7 @@ impl<S: Answer<Incoming>> Answer<Incoming> for Observed<S> {
             self.metrics.upstream_error(status);
         }
         // ANCHOR_END: answerer
-        let response = say_enough(response, &arrival.method, &arrival.target).await;
+        let response = say_enough(response, &arrival.method, arrival.target()).await;
         match (&self.log, pending.answered()) {
             (Some(log), Some(arrival)) => Observed::<S>::when_sent(log, arrival, response),
             _ => response,

@@ -10,12 +10,12 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{Request, StatusCode};
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderValue, Request, StatusCode, header};
 use workshop::ip_text::push_ip;
 use workshop::listen_and_serve::ClientAddr;
 
 use crate::config::{AccessLog as LogTo, LogFormat, LogSettings};
-use crate::patterns::host_of;
 
 /// Where access log lines go: a thread writes them, so that a slow disk
 /// never holds a response.
@@ -61,9 +61,32 @@ pub struct Arrival {
     pub at: SystemTime,
     pub client: Option<SocketAddr>,
     pub method: http::Method,
-    pub host: String,
-    pub target: String,
+    host: Kept,
+    target: Kept,
     pub version: http::Version,
+}
+
+/// A piece of the request, kept without copying it: a header value and a
+/// URI's parts are slices of the bytes hyper read, and a clone of one
+/// shares them (where a `String` for the host and one for the target cost
+/// two allocations a request).
+enum Kept {
+    Header(HeaderValue),
+    Authority(Authority),
+    Target(PathAndQuery),
+    Text(&'static str),
+}
+
+impl Kept {
+    fn as_str(&self) -> &str {
+        match self {
+            // Checked when kept: `Text("-")` otherwise.
+            Kept::Header(value) => value.to_str().unwrap_or("-"),
+            Kept::Authority(authority) => authority.as_str(),
+            Kept::Target(target) => target.as_str(),
+            Kept::Text(text) => text,
+        }
+    }
 }
 
 impl Arrival {
@@ -74,27 +97,45 @@ impl Arrival {
             at: SystemTime::now(),
             client: None,
             method: http::Method::GET,
-            host: String::new(),
-            target: String::new(),
+            host: Kept::Text(""),
+            target: Kept::Text(""),
             version: http::Version::HTTP_11,
         }
+    }
+
+    /// The host it asked for (`Host`, else the URI's authority), as sent;
+    /// `-` if none.
+    pub fn host(&self) -> &str {
+        self.host.as_str()
+    }
+
+    /// Its target, path and query, as sent.
+    pub fn target(&self) -> &str {
+        self.target.as_str()
     }
 }
 
 impl<B> From<&Request<B>> for Arrival {
     fn from(request: &Request<B>) -> Arrival {
-        let host = host_of(request).unwrap_or("-");
+        // What [`crate::patterns::host_of`] reads, kept.
+        let host = match (
+            request.headers().get(header::HOST),
+            request.uri().authority(),
+        ) {
+            (Some(host), _) if host.to_str().is_ok() => Kept::Header(host.clone()),
+            (None, Some(authority)) => Kept::Authority(authority.clone()),
+            _ => Kept::Text("-"),
+        };
         Arrival {
             started: Instant::now(),
             at: SystemTime::now(),
             client: request.extensions().get::<ClientAddr>().map(|addr| addr.0),
             method: request.method().clone(),
-            host: host.to_string(),
-            target: request
-                .uri()
-                .path_and_query()
-                .map_or("/", |target| target.as_str())
-                .to_owned(),
+            host,
+            target: match request.uri().path_and_query() {
+                Some(target) => Kept::Target(target.clone()),
+                None => Kept::Text("/"),
+            },
             version: request.version(),
         }
     }
@@ -195,7 +236,7 @@ impl AccessLog {
                     "] \"",
                     arrival.method.as_str(),
                     " ",
-                    &quoted(&arrival.target),
+                    &quoted(arrival.target()),
                     " ",
                     version_name(arrival.version),
                     "\" ",
@@ -203,7 +244,7 @@ impl AccessLog {
                     " ",
                     bytes_text.format(bytes),
                     " \"",
-                    &quoted(&arrival.host),
+                    &quoted(arrival.host()),
                     "\" ",
                     ms_text.format(micros / 1000),
                 ] {
@@ -236,8 +277,8 @@ impl AccessLog {
                     time: &milli_stamp(arrival.at),
                     client: &client,
                     method: arrival.method.as_str(),
-                    host: &arrival.host,
-                    target: &arrival.target,
+                    host: arrival.host(),
+                    target: arrival.target(),
                     status: status.as_u16(),
                     bytes,
                     ms: took.as_secs_f64() * 1000.0,
