@@ -122,7 +122,10 @@ impl Routes {
 
     fn for_path(&self, path: &str) -> &Candidates {
         let first = path.trim_start_matches('/');
-        let first = &first[..first.find('/').unwrap_or(first.len())];
+        // Byte by byte: `find('/')` sets up a searcher, which costs more
+        // than the search on a first segment (three lookups a request).
+        let end = first.bytes().position(|b| b == b'/');
+        let first = &first[..end.unwrap_or(first.len())];
         self.by_first.get(first).unwrap_or(&self.any_first)
     }
 }
