@@ -137,8 +137,9 @@ impl Server {
         let graceful = GracefulShutdown::new();
         let (stop, mut stopped) = watch::channel(false);
         let protocol = Arc::new(Protocol {
-            builder: builder(self.timeouts.keep_alive),
+            builder: builder(),
             header_read: self.timeouts.header_read,
+            keep_alive: self.timeouts.keep_alive,
         });
         // One loop for every listener: a permit, then whichever accepts
         // first (a loop per listener would hold a permit each while it
@@ -202,17 +203,12 @@ async fn accept_any(listeners: &[Bound]) -> (TcpStream, SocketAddr, Option<TlsAc
 }
 
 // ANCHOR: builder
-/// Step 09's builder (HTTP/1.1 and HTTP/2, request heads bounded), with
-/// hyper's head deadline. hyper starts it when it starts waiting for a
-/// head, idle time included: so it is the keep-alive deadline, and each
-/// head's own (from its first byte) is the kit's HeadClock.
-/// (hyper's deadline needs a timer: without one, it is silently off.)
-pub fn builder(keep_alive: Duration) -> auto::Builder<TokioExecutor> {
+/// Step 09's builder (HTTP/1.1 and HTTP/2, request heads bounded), without
+/// hyper's head deadline: hyper starts it when it starts waiting for a
+/// head, idle time included. The kit's HeadClock keeps both deadlines.
+pub fn builder() -> auto::Builder<TokioExecutor> {
     let mut builder = workshop::http2::builder();
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(keep_alive);
+    builder.http1().header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -221,11 +217,12 @@ pub fn builder(keep_alive: Duration) -> auto::Builder<TokioExecutor> {
 }
 // ANCHOR_END: builder
 
-/// How connections speak: step 09's builder with its deadlines, and the
-/// time a head has, from its first byte.
+/// How connections speak: step 09's builder, the time a head has from its
+/// first byte, and an idle connection between requests.
 struct Protocol {
     builder: auto::Builder<TokioExecutor>,
     header_read: Duration,
+    keep_alive: Duration,
 }
 
 /// One connection, and what serving it needs.
@@ -262,8 +259,9 @@ impl Connection {
         } = self;
         let asked = Arc::new(AtomicBool::new(false));
         let asked_here = asked.clone();
-        // Each HTTP/1.1 head, timed from its first byte.
-        let clock = HeadClock::new(protocol.header_read);
+        // Each HTTP/1.1 head, timed from its first byte; the wait for the
+        // next one, from the end of the last response.
+        let clock = HeadClock::new(protocol.header_read, protocol.keep_alive);
         let io = clock.clocked(io);
         let service = service_fn(move |mut request: Request<Incoming>| {
             asked_here.store(true, Ordering::Relaxed);
