@@ -305,11 +305,11 @@ impl Connection {
             .serve_connection_with_upgrades(TokioIo::new(io), service)
             .into_owned();
         // ANCHOR: no_request
-        // hyper's head deadline starts once hyper-util has told HTTP/1.1
-        // from HTTP/2, which waits for bytes; HTTP/2 has none at all. So: no
-        // first request within header_read, and the connection is closed,
-        // whatever it sent. Once one came, the timer is no longer polled:
-        // the select runs at every wake (240 instructions a request).
+        // HeadClock starts a head at its first byte: a connection silent
+        // from the start would only meet keep_alive. So: no first request
+        // within header_read, and the connection is closed, whatever it
+        // sent. Once one came, the timer is no longer polled: the select
+        // runs at every wake (240 instructions a request).
         let mut deadline = std::pin::pin!(tokio::time::sleep(protocol.header_read));
         let no_request = std::future::poll_fn(|cx| match asked.load(Ordering::Relaxed) {
             true => std::task::Poll::Pending,
