@@ -298,8 +298,8 @@ impl Connection {
         // HeadClock starts a head at its first byte: a connection silent
         // from the start would only meet keep_alive. So: no first request
         // within header_read, and the connection is closed, whatever it
-        // sent. Once one came, the timer is no longer polled: the select
-        // runs at every wake (240 instructions a request).
+        // sent. Once one came, the timer is no longer polled: polling it at
+        // every wake of the select cost 240 instructions a request.
         let mut deadline = std::pin::pin!(tokio::time::sleep(protocol.header_read));
         let no_request = std::future::poll_fn(|cx| match asked.load(Ordering::Relaxed) {
             true => std::task::Poll::Pending,

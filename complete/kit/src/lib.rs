@@ -14,7 +14,7 @@
 //! | [`children`] | launching an app (a child or commands) until it answers | 12 |
 //! | [`apps_api`] | the token-guarded status API, `/_proxy/apps` | 12 |
 //! | [`demo`] | the demo apps (the demo origin as children) | 12 |
-//! | [`head_clock`] | a deadline for each HTTP/1.1 request head, from its first byte | 14 |
+//! | [`head_clock`] | a deadline for each HTTP/1.1 request head, from its first byte, and for the wait between requests | 14 |
 //! | [`access_log`] | the access log's lines and the thread that writes them | 15 |
 //! | [`metrics`] | `/_proxy/metrics`, in Prometheus' text format | 15 |
 //! | [`shared_state`] | apps' state in Redis: a lock (lease), states, pub/sub | 16 |
