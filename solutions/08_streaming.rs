@@ -72,7 +72,8 @@ pub fn streaming_upstream(uri: Uri) -> Upstream {
 /// Wraps the request body so that `sent` fires once it has all gone
 /// upstream: that is when the upstream's time to answer starts. A request
 /// without a body has nothing to send: its time starts at once (connecting
-/// to the upstream included, which step 17 bounds on its own, and sooner).
+/// to the upstream included, which step 17 bounds on its own: sooner, by
+/// default).
 pub fn notice_when_sent<B: hyper::body::Body>(
     request: Request<B>,
 ) -> (Request<WhenSent<B>>, oneshot::Receiver<()>) {
