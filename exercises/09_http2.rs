@@ -90,7 +90,7 @@ impl Options {
 pub struct Scheme(pub &'static str);
 
 /// The largest request head (or HTTP/2 header list) a client may send.
-const MAX_REQUEST_HEAD: usize = 64 * 1024;
+pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
 // ANCHOR: tls
 /// The TLS side of `--tls`: our certificate, and ALPN offering `h2` first.

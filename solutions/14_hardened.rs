@@ -29,14 +29,14 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use http::{Request, Response, StatusCode, header};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use kit::answer::{Answer, Handler};
 use kit::config::{Limits, Timeouts};
-use kit::head_clock::HeadClock;
+use kit::{head_clock::HeadClock, head_size::READ_BUFFER, head_size::refuse_big_head};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -99,12 +99,10 @@ pub struct Server {
 impl Server {
     pub fn new(timeouts: Timeouts, limits: Limits, grace: Duration) -> Server {
         let max = limits.max_connections;
-        let permits = Arc::new(Semaphore::new(max));
-        let count = Arc::default();
         let open = OpenConnections {
-            permits,
+            permits: Arc::new(Semaphore::new(max)),
             max,
-            count,
+            count: Arc::default(),
         };
         Server {
             timeouts,
@@ -213,12 +211,13 @@ async fn accept_any(listeners: &[Bound]) -> (TcpStream, SocketAddr, Option<TlsAc
 }
 
 // ANCHOR: builder
-/// Step 09's builder (HTTP/1.1 and HTTP/2, request heads bounded), without
-/// hyper's head deadline: hyper starts it when it starts waiting for a
-/// head, idle time included. The kit's HeadClock keeps both deadlines.
+/// Step 09's builder without hyper's head deadline (it counts idle time:
+/// the kit's HeadClock keeps both), and with hyper's own read buffer (step
+/// 09's 64 KiB bounded heads, and every upload's reads: see `Hardened`).
 pub fn builder() -> auto::Builder<TokioExecutor> {
     let mut builder = workshop::http2::builder();
     builder.http1().header_read_timeout(None);
+    builder.http1().max_buf_size(READ_BUFFER);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -340,11 +339,12 @@ pub struct Hardened<S> {
 // ANCHOR: limit_then_answer
 impl<S: Answer<LimitedBody<Incoming>>> Answer<Incoming> for Hardened<S> {
     async fn answer(&self, request: Request<Incoming>) -> Response<Body> {
+        // Not hyper's to refuse any more (see `builder`).
+        if let Some(too_big) = refuse_big_head(&request) {
+            return too_big;
+        }
         let limit = self.max_request_body.unwrap_or(u64::MAX);
-        let announced = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
+        let announced = request.body().size_hint().exact(); // its Content-Length
         if announced.is_some_and(|length| length > limit) {
             return refused(BodyFault::OverLimit, limit);
         }

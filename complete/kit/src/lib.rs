@@ -15,6 +15,7 @@
 //! | [`apps_api`] | the token-guarded status API, `/_proxy/apps` | 12 |
 //! | [`demo`] | the demo apps (the demo origin as children) | 12 |
 //! | [`head_clock`] | a deadline for each HTTP/1.1 request head, from its first byte, and for the wait between requests | 14 |
+//! | [`head_size`] | step 09's bound on a request head, without bounding what hyper reads at once | 14 |
 //! | [`access_log`] | the access log's lines and the thread that writes them | 15 |
 //! | [`metrics`] | `/_proxy/metrics`, in Prometheus' text format | 15 |
 //! | [`shared_state`] | apps' state in Redis: a lock (lease), states, pub/sub | 16 |
@@ -42,6 +43,7 @@ pub mod cookies;
 pub mod demo;
 pub mod flags;
 pub mod head_clock;
+pub mod head_size;
 pub mod metrics;
 pub mod patterns;
 pub mod routes_file;

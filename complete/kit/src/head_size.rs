@@ -1,0 +1,46 @@
+//! Step 09's bound on a request head, kept without hyper's read buffer.
+//! hyper-util's `auto` has no HTTP/1.1 head limit of its own, so step 09
+//! bounds a head by the buffer hyper reads it into (64 KiB). But that
+//! buffer holds bodies too: with it, an upload was read 64 KiB at a time,
+//! and step 17 spent 58,000 instructions a MiB passing it on; with hyper's
+//! own buffer, 19,600 (callgrind, three uploads of 64 MiB; hyper's floor:
+//! 14,000), and 360 ms of CPU a GiB instead of 640 in `bench/compare.py`'s
+//! upload. So from step 14 on, hyper's buffer is back (about 400 KiB:
+//! heads over it are hyper's `431`), and [`refuse_big_head`] answers the
+//! heads between the two.
+
+use http::{Request, Response, StatusCode, Version};
+use workshop::body::{Body, text};
+use workshop::http2::MAX_REQUEST_HEAD;
+
+/// What hyper reads a connection into, at most: its default (8 KiB and
+/// 100 times 4 KiB, a header line each), which its `max_buf_size` does not
+/// name.
+pub const READ_BUFFER: usize = 8 * 1024 + 100 * 4 * 1024;
+
+/// `431` for an HTTP/1.1 request whose head was over step 09's bound,
+/// about as it was on the wire: its target and header lines. (An HTTP/2
+/// header list is bounded by h2 before it is decoded.)
+pub fn refuse_big_head<B>(request: &Request<B>) -> Option<Response<Body>> {
+    if request.version() >= Version::HTTP_2 {
+        return None;
+    }
+    let uri = request.uri();
+    let target = uri
+        .path_and_query()
+        .map_or(1, |target| target.as_str().len())
+        + uri
+            .authority()
+            .map_or(0, |authority| authority.as_str().len());
+    let lines: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    (target + lines > MAX_REQUEST_HEAD).then(|| {
+        text(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "431 Request Header Fields Too Large",
+        )
+    })
+}
