@@ -56,10 +56,12 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// connection's read buffer while an answer fills it, up to 400 KiB by
 /// default, and an idle connection in the pool keeps what it grew to: after
 /// `bench/compare.py`'s 1 MiB answers (8 connections), step 17 stayed at
-/// 13.3 MiB resident with hyper's default, 11.6 MiB with this; its 1 MiB
-/// throughput did not move (635 and 628 ms of CPU a GiB, one run of each).
-/// At 64 KiB the 1 MiB answers cost 10% more CPU. It bounds an upstream's
-/// response head too: a bigger one is a 502 (nginx's bound: 4 or 8 KiB).
+/// 13.3 MiB resident with hyper's default, 11.6 MiB with this (12.8 with
+/// 256 KiB). The price: passing on a MiB of an answer takes 38,000
+/// instructions instead of 14,000 (callgrind, three 64 MiB answers), about
+/// 1% of the CPU a MiB costs (the kernel's copies are the rest: 635 and 628
+/// ms of CPU a GiB in one run of each; at 64 KiB, 10% more). It bounds an
+/// upstream's response head too: a bigger one is a 502 (nginx: 4 or 8 KiB).
 const MAX_READ_BUFFER: usize = 128 * 1024;
 
 /// Tries for one request: reused connections found closed, then a new one.
