@@ -3,9 +3,10 @@
 //! bounds a head by the buffer hyper reads it into (64 KiB). But that
 //! buffer holds bodies too: with it, an upload was read 64 KiB at a time,
 //! and step 17 spent 58,000 instructions a MiB passing it on; with hyper's
-//! own buffer, 19,600 (callgrind, three uploads of 64 MiB; hyper's floor:
-//! 14,000), and 360 ms of CPU a GiB instead of 640 in `bench/compare.py`'s
-//! upload. So from step 14 on, hyper's buffer is back (about 400 KiB:
+//! own buffer, 16,700 (callgrind, three uploads of 64 MiB; hyper's floor:
+//! 14,000). In one run of `bench/compare.py`, step 17's 256 MiB upload
+//! took 480 ms of CPU a GiB and 0.29 s, step 10's (64 KiB reads) 680 ms
+//! and 0.38 s. So from step 14 on, hyper's buffer is back (about 400 KiB:
 //! heads over it are hyper's `431`), and [`refuse_big_head`] answers the
 //! heads between the two.
 
