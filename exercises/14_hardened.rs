@@ -10,7 +10,7 @@
 //!   `--header-read-timeout` from its first byte (a slowloris client, one
 //!   byte at a time, is cut off: the kit's `head_clock`), an idle
 //!   keep-alive connection `--keep-alive`, and a connection that asks
-//!   nothing at all is closed;
+//!   nothing at all is closed; a head over 64 KiB is a `431`;
 //! - a graceful shutdown (the `drain` of [`Server::serve_until_shutdown`]):
 //!   on SIGTERM, stop accepting, let what is in flight finish (hyper-util's
 //!   graceful shutdown: idle HTTP/1.1 connections closed, HTTP/2 clients
@@ -202,8 +202,9 @@ async fn accept_any(listeners: &[Bound]) -> (TcpStream, SocketAddr, Option<TlsAc
 
 // ANCHOR: builder
 /// Step 09's builder without hyper's head deadline (it counts idle time:
-/// the kit's HeadClock keeps both), and with hyper's own read buffer (step
-/// 09's 64 KiB bounded heads, and every upload's reads: see `Hardened`).
+/// the kit's HeadClock keeps both), and with hyper's default read buffer
+/// again: step 09's 64 KiB bounded heads but also cut every upload into
+/// 64 KiB reads; `speak` refuses heads over 64 KiB.
 pub fn builder() -> auto::Builder<TokioExecutor> {
     let mut builder = workshop::http2::builder();
     builder.http1().header_read_timeout(None);
@@ -262,6 +263,11 @@ impl Connection {
         // next one, from the end of the last response.
         let clock = HeadClock::new(protocol.header_read, protocol.keep_alive);
         let io = clock.clocked(io);
+        // A head over 64 KiB: 431 (hyper's buffer stops only those over ~400 KiB).
+        let answer = move |request: Request<Incoming>| match refuse_big_head(&request) {
+            None => answer(request),
+            Some(too_big) => Box::pin(std::future::ready(too_big)),
+        };
         let service = service_fn(move |mut request: Request<Incoming>| {
             asked_here.store(true, Ordering::Relaxed);
             request.extensions_mut().insert(ClientAddr(peer));
@@ -329,12 +335,8 @@ pub struct Hardened<S> {
 // ANCHOR: limit_then_answer
 impl<S: Answer<LimitedBody<Incoming>>> Answer<Incoming> for Hardened<S> {
     async fn answer(&self, request: Request<Incoming>) -> Response<Body> {
-        // Not hyper's to refuse any more (see `builder`).
-        if let Some(too_big) = refuse_big_head(&request) {
-            return too_big;
-        }
         let limit = self.max_request_body.unwrap_or(u64::MAX);
-        let announced = request.body().size_hint().exact(); // its Content-Length
+        let announced = request.body().size_hint().exact(); // hyper's Content-Length
         if announced.is_some_and(|length| length > limit) {
             return refused(BodyFault::OverLimit, limit);
         }

@@ -12,7 +12,7 @@
 //! | 11 | [`routing`] | `routes_file`, `patterns`, `watch` |
 //! | 12 | [`wake`] | `apps`, `apps_file`, `children`, `apps_api`, `answer`, `demo` |
 //! | 13 | [`sleep`] | `apps`, `apps_file` (discovery), `children` (`run_shell`) |
-//! | 14 | [`hardened`] | `head_clock`, `answer`, `config` (timeouts, limits), `flags` |
+//! | 14 | [`hardened`] | `head_clock`, `head_size`, `answer`, `config` (timeouts, limits), `flags` |
 //! | 15 | [`observed`] | `access_log`, `metrics` |
 //! | 16 | [`instances`] | `shared_state` (Redis), `apps` (`Coordinator`) |
 //! | 17 | [`complete_proxy`] | `config`, `certificates`, `connector`, `upstream_groups`, `upstream_client`, `cookies` |

@@ -1,7 +1,8 @@
 //! Step 09's bound on a request head, kept without hyper's read buffer.
-//! hyper-util's `auto` has no HTTP/1.1 head limit of its own, so step 09
-//! bounds a head by the buffer hyper reads it into (64 KiB). But that
-//! buffer holds bodies too: with it, an upload was read 64 KiB at a time,
+//! hyper-util's `auto` has no exact HTTP/1.1 head limit, so step 09 bounds
+//! a head twice: by the buffer hyper reads it into (64 KiB), and by
+//! `head_len` in its service. Step 14 serves with a service of its own,
+//! and gives up the first bound, because that buffer holds bodies too: with it, an upload was read 64 KiB at a time,
 //! and step 17 spent 58,000 instructions a MiB passing it on; with hyper's
 //! own buffer, 16,700 (callgrind, three uploads of 64 MiB; hyper's floor:
 //! 14,000). In one run of `bench/compare.py`, step 17's 256 MiB upload
@@ -14,9 +15,9 @@ use http::{Request, Response, StatusCode, Version};
 use workshop::body::{Body, text};
 use workshop::http2::MAX_REQUEST_HEAD;
 
-/// What hyper reads a connection into, at most: its default (8 KiB and
-/// 100 times 4 KiB, a header line each), which its `max_buf_size` does not
-/// name.
+/// What hyper reads a connection into, at most: its default, about 400
+/// KiB (hyper's private `DEFAULT_MAX_BUFFER_SIZE`, `8192 + 4096 * 100`),
+/// which `max_buf_size` cannot ask for by name.
 pub const READ_BUFFER: usize = 8 * 1024 + 100 * 4 * 1024;
 
 /// `431` for an HTTP/1.1 request whose head was over step 09's bound,

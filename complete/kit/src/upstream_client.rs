@@ -59,9 +59,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// 13.3 MiB resident with hyper's default, 11.6 MiB with this (12.8 with
 /// 256 KiB). The price: passing on a MiB of an answer takes 38,000
 /// instructions instead of 14,000 (callgrind, three 64 MiB answers), about
-/// 1% of the CPU a MiB costs (the kernel's copies are the rest: 635 and 628
-/// ms of CPU a GiB in one run of each; at 64 KiB, 10% more). It bounds an
-/// upstream's response head too: a bigger one is a 502 (nginx: 4 or 8 KiB).
+/// 1% of the CPU a MiB costs (the kernel's copies are the rest: 635 ms of
+/// CPU a GiB with hyper's default, 628 with this, one run of each; at 64
+/// KiB, 10% more). It bounds an upstream's response head too: a bigger one
+/// is a 502 (nginx: 4 or 8 KiB).
 const MAX_READ_BUFFER: usize = 128 * 1024;
 
 /// Tries for one request: reused connections found closed, then a new one.
