@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 
-from compare import CONFIG
+from instructions import contender_command, under_callgrind
 from loopback import free_port, stop, until_accepts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,12 +50,7 @@ def summary(dump):
 def measure(name, command, port, mib, body, scratch):
     """Runs `command` under callgrind; returns instructions a MiB of an
     answer, and of an upload."""
-    out = os.path.join(scratch, f"{name}.callgrind")
-    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + command
-    if shutil.which("taskset") and os.cpu_count() >= 2:
-        argv = ["taskset", "-c", "1"] + argv
-    log = open(os.path.join(scratch, f"{name}.valgrind.txt"), "w")
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
+    process, out, log = under_callgrind(name, command, scratch)
     url = f"http://127.0.0.1:{port}"
     exchanges = [
         ("answer", lambda: curl(f"{url}/big?mb={mib}")),
@@ -114,14 +109,7 @@ def main():
         for name, binary, configured in contenders:
             port = free_port()
             listen = f"127.0.0.1:{port}"
-            if configured:
-                config = os.path.join(scratch, f"{name}.toml")
-                with open(config, "w") as file:
-                    text = CONFIG.format(log=os.path.join(scratch, f"{name}.log"))
-                    file.write(text.replace("{listen}", listen).replace("{upstream}", upstream))
-                command = [binary, "--config", config]
-            else:
-                command = [binary, "--listen", listen, "--upstream", upstream]
+            command = contender_command(name, binary, configured, listen, upstream, scratch)
             counted = measure(name, command, port, args.mib, body, scratch)
             results.append((name, counted))
             print(f"{name}: {counted['answer']:,.0f} and {counted['upload']:,.0f}", flush=True)

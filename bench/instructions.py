@@ -182,15 +182,34 @@ def h2load(port, count, h2, headers=()):
         sys.exit(f"h2load: not every request succeeded:\n{out[-800:]}")
 
 
-def measure(name, command, port, count, h2, scratch, headers=()):
-    """Runs `command` under callgrind; returns (instructions a request,
-    the callgrind file of the counted requests)."""
+def contender_command(name, binary, configured, listen, upstream, scratch):
+    """How a contender runs: step 17 (and `--also` builds) with
+    compare.py's config written to `scratch`, the floor with flags."""
+    if not configured:
+        return [binary, "--listen", listen, "--upstream", upstream]
+    config = os.path.join(scratch, f"{name}.toml")
+    with open(config, "w") as file:
+        text = CONFIG.format(log=os.path.join(scratch, f"{name}.log"))
+        file.write(text.replace("{listen}", listen).replace("{upstream}", upstream))
+    return [binary, "--config", config]
+
+
+def under_callgrind(name, command, scratch):
+    """Starts `command` under callgrind, on core 1 when there are two;
+    returns the process, its callgrind file (a dump is that file `.1`,
+    `.2`…) and its open log."""
     out = os.path.join(scratch, f"{name}.callgrind")
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + command
     if shutil.which("taskset") and os.cpu_count() >= 2:
         argv = ["taskset", "-c", "1"] + argv
     log = open(os.path.join(scratch, f"{name}.valgrind.txt"), "w")
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log), out, log
+
+
+def measure(name, command, port, count, h2, scratch, headers=()):
+    """Runs `command` under callgrind; returns (instructions a request,
+    the callgrind file of the counted requests)."""
+    process, out, log = under_callgrind(name, command, scratch)
     try:
         until_accepts(port, timeout=120, process=process)
         h2load(port, WARM_UP, h2, headers)
@@ -271,14 +290,7 @@ def main():
         for name, binary, configured in contenders:
             port = free_port()
             listen = f"127.0.0.1:{port}"
-            if configured:
-                config = os.path.join(scratch, f"{name}.toml")
-                with open(config, "w") as file:
-                    text = CONFIG.format(log=os.path.join(scratch, f"{name}.log"))
-                    file.write(text.replace("{listen}", listen).replace("{upstream}", upstream))
-                command = [binary, "--config", config]
-            else:
-                command = [binary, "--listen", listen, "--upstream", upstream]
+            command = contender_command(name, binary, configured, listen, upstream, scratch)
             per_request, dump = measure(name, command, port, args.requests, args.h2, scratch)
             results.append((name, per_request, dump))
             print(f"{name}: {per_request:,.0f} instructions a request", flush=True)

@@ -14,33 +14,21 @@
 
 use http::{Request, Response, StatusCode, Version};
 use workshop::body::{Body, text};
-use workshop::http2::MAX_REQUEST_HEAD;
+use workshop::http2::{MAX_REQUEST_HEAD, head_len};
 
 /// What hyper reads a connection into, at most: its default, about 400
 /// KiB (hyper's private `DEFAULT_MAX_BUFFER_SIZE`, `8192 + 4096 * 100`),
 /// which `max_buf_size` cannot ask for by name.
 pub const READ_BUFFER: usize = 8 * 1024 + 100 * 4 * 1024;
 
-/// `431` for an HTTP/1.1 request whose head was over step 09's bound,
-/// about as it was on the wire: its target and header lines. (An HTTP/2
-/// header list is bounded by h2 before it is decoded.)
+/// `431` for an HTTP/1.1 request whose head (step 09's `head_len`) was
+/// over step 09's bound. (An HTTP/2 header list is bounded by h2 before it
+/// is decoded.)
 pub fn refuse_big_head<B>(request: &Request<B>) -> Option<Response<Body>> {
     if request.version() >= Version::HTTP_2 {
         return None;
     }
-    let uri = request.uri();
-    let target = uri
-        .path_and_query()
-        .map_or(1, |target| target.as_str().len())
-        + uri
-            .authority()
-            .map_or(0, |authority| authority.as_str().len());
-    let lines: usize = request
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    (target + lines > MAX_REQUEST_HEAD).then(|| {
+    (head_len(request) > MAX_REQUEST_HEAD).then(|| {
         text(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "431 Request Header Fields Too Large",
