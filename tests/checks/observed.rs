@@ -41,7 +41,7 @@ async fn with_dead_route(
 /// the upstream in the body: a choice for a workshop, not for production.)
 pub async fn errors_say_enough(ctx: Ctx) -> Outcome {
     let dead = dead_address().await?;
-    let (proxy, _routes) = with_dead_route(&ctx, dead, &["--upstream-timeout", "1"]).await?;
+    let (proxy, _routes) = with_dead_route(&ctx, dead.addr(), &["--upstream-timeout", "1"]).await?;
     let reply = get(proxy.addr, "/dead/x").await?;
     let body = reply.text();
     ensure!(
@@ -155,7 +155,7 @@ pub async fn metrics_need_token(ctx: Ctx) -> Outcome {
         "--log-format",
         "json",
     ];
-    let (proxy, _routes) = with_dead_route(&ctx, dead, &flags).await?;
+    let (proxy, _routes) = with_dead_route(&ctx, dead.addr(), &flags).await?;
     let ok = get(proxy.addr, "/echo").await?;
     let down = get(proxy.addr, "/dead/x").await?;
     ensure!(

@@ -507,10 +507,41 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
-/// An address nothing listens on: bound, noted, closed.
-pub async fn dead_address() -> Result<SocketAddr, Failure> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
+/// An address nothing listens on, kept so while the value lives: a socket
+/// bound there that never listens, so a connection is refused at once. (A
+/// listener bound, noted and closed freed its port, and a demo origin that
+/// another check started on port 0 once took it: a 502 check got a 404.)
+pub struct DeadAddress {
+    addr: SocketAddr,
+    _held: tokio::net::TcpSocket,
+}
+
+impl DeadAddress {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+impl std::fmt::Display for DeadAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr.fmt(f)
+    }
+}
+
+/// See [`DeadAddress`]. No `SO_REUSEADDR` on the socket: no other socket
+/// can bind its port while it is held.
+pub async fn dead_address() -> Result<DeadAddress, Failure> {
+    let socket = tokio::net::TcpSocket::new_v4().or_fail("a socket")?;
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .or_fail("binding")?;
-    listener.local_addr().or_fail("local address")
+    let addr = socket.local_addr().or_fail("local address")?;
+    Ok(DeadAddress {
+        addr,
+        _held: socket,
+    })
 }
